@@ -1,0 +1,255 @@
+//! One HTTP endpoint (the source or the destination): URL, credentials, extra headers, TLS.
+//! Credentials come from files and are marked sensitive, so they never reach logs or errors;
+//! a URL's `user:password@` part is moved into a basic-auth header and removed from the URL.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+
+use crate::error::{Error, Result};
+
+#[derive(Debug, Clone, Default)]
+pub struct EndpointConfig {
+    /// `--source` or `--dest`, for messages.
+    pub role: &'static str,
+    pub url: String,
+    pub basic_user: Option<String>,
+    pub basic_password_file: Option<PathBuf>,
+    pub bearer_token_file: Option<PathBuf>,
+    /// `NAME=VALUE`, e.g. `X-Scope-OrgID=tenant`.
+    pub headers: Vec<String>,
+    pub ca_file: Option<PathBuf>,
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+    pub insecure_skip_verify: bool,
+    pub connect_timeout: Duration,
+    /// For the source: the longest silence inside a streamed answer. For the destination: the
+    /// whole request.
+    pub timeout: Duration,
+}
+
+/// A ready client and the URL it talks to, with credentials removed from the URL.
+#[derive(Clone)]
+pub struct Endpoint {
+    pub url: reqwest::Url,
+    pub client: reqwest::Client,
+}
+
+impl Endpoint {
+    /// The URL as it may be shown to a person.
+    pub fn display_url(&self) -> String {
+        self.url.to_string()
+    }
+}
+
+pub fn parse_url(role: &'static str, input: &str) -> Result<reqwest::Url> {
+    let url = reqwest::Url::parse(input.trim()).map_err(|e| {
+        Error::invalid(
+            role,
+            redact_url(input),
+            format!("{e}; expected a URL such as http://prometheus:9090/api/v1/read"),
+        )
+    })?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        return Err(Error::invalid(
+            role,
+            redact_url(input),
+            "expected an http:// or https:// URL with a host",
+        ));
+    }
+    Ok(url)
+}
+
+/// Removes `user:password@` from a URL-ish string so it can appear in an error.
+pub fn redact_url(input: &str) -> String {
+    match (input.find("://"), input.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            format!("{}://***@{}", &input[..scheme_end], &input[at + 1..])
+        }
+        _ => input.to_string(),
+    }
+}
+
+impl EndpointConfig {
+    pub fn build(&self) -> Result<Endpoint> {
+        let mut url = parse_url(self.role, &self.url)?;
+        let mut headers = HeaderMap::new();
+        let mut basic = self.basic_user.clone().map(|user| {
+            (
+                user,
+                self.basic_password_file
+                    .as_deref()
+                    .map(|p| read_secret("basic auth password file", p))
+                    .transpose(),
+            )
+        });
+        if !url.username().is_empty() {
+            let user = percent_decode(url.username());
+            let password = url.password().map(percent_decode);
+            basic = Some((user, Ok(password)));
+            // Cannot fail for http(s) URLs, which parse_url guarantees.
+            let _ = url.set_username("");
+            let _ = url.set_password(None);
+        }
+        if let Some((user, password)) = basic {
+            let password = password?;
+            let token = BASE64.encode(format!("{user}:{}", password.unwrap_or_default()));
+            headers.insert(
+                reqwest::header::AUTHORIZATION,
+                sensitive(&format!("Basic {token}"), self.role)?,
+            );
+        }
+        if let Some(path) = &self.bearer_token_file {
+            if headers.contains_key(reqwest::header::AUTHORIZATION) {
+                return Err(Error::invalid(
+                    self.role,
+                    url.as_str(),
+                    "give basic auth or a bearer token, not both",
+                ));
+            }
+            let token = read_secret("bearer token file", path)?;
+            headers.insert(
+                reqwest::header::AUTHORIZATION,
+                sensitive(&format!("Bearer {token}"), self.role)?,
+            );
+        }
+        for header in &self.headers {
+            let (name, value) = header.split_once('=').ok_or_else(|| {
+                Error::invalid(
+                    "header",
+                    header,
+                    "expected NAME=VALUE, e.g. X-Scope-OrgID=tenant",
+                )
+            })?;
+            let name = HeaderName::from_bytes(name.trim().as_bytes())
+                .map_err(|e| Error::invalid("header name", name, e.to_string()))?;
+            // Extra headers may carry API keys: treat every value as a secret.
+            headers.insert(name, sensitive(value.trim(), self.role)?);
+        }
+
+        let mut builder = reqwest::Client::builder()
+            .default_headers(headers)
+            .user_agent(concat!("promimport/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(self.connect_timeout)
+            .read_timeout(self.timeout);
+        if let Some(path) = &self.ca_file {
+            let pem = read_file("CA file", path)?;
+            let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
+                Error::invalid("CA file", path.display().to_string(), e.to_string())
+            })?;
+            builder = builder.tls_certs_merge(certs);
+        }
+        match (&self.cert_file, &self.key_file) {
+            (Some(cert), Some(key)) => {
+                let mut pem = read_file("client certificate", cert)?;
+                pem.extend_from_slice(b"\n");
+                pem.extend(read_file("client key", key)?);
+                let identity = reqwest::Identity::from_pem(&pem).map_err(|e| {
+                    Error::invalid(
+                        "client certificate",
+                        cert.display().to_string(),
+                        format!("{e}; expected PEM certificate and PEM private key"),
+                    )
+                })?;
+                builder = builder.identity(identity);
+            }
+            (None, None) => {}
+            _ => {
+                return Err(Error::invalid(
+                    self.role,
+                    url.as_str(),
+                    "a client certificate needs both the cert file and the key file",
+                ));
+            }
+        }
+        if self.insecure_skip_verify {
+            tracing::warn!(endpoint = %url, "TLS certificate verification is OFF for this endpoint; anyone on the path can read and change the data");
+            builder = builder.tls_danger_accept_invalid_certs(true);
+        }
+        let client = builder.build().map_err(|source| Error::HttpClient {
+            url: url.to_string(),
+            source: source.without_url(),
+        })?;
+        Ok(Endpoint { url, client })
+    }
+}
+
+fn sensitive(value: &str, role: &'static str) -> Result<HeaderValue> {
+    let mut value = HeaderValue::from_str(value).map_err(|_| {
+        Error::invalid(
+            role,
+            "(a header value, not shown)",
+            "contains characters not allowed in an HTTP header",
+        )
+    })?;
+    value.set_sensitive(true);
+    Ok(value)
+}
+
+fn read_file(what: &'static str, path: &Path) -> Result<Vec<u8>> {
+    std::fs::read(path).map_err(|source| Error::ReadFile {
+        what,
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// Reads a credential file; the trailing newline an editor or `kubectl create secret` leaves is
+/// not part of the secret.
+fn read_secret(what: &'static str, path: &Path) -> Result<String> {
+    let bytes = read_file(what, path)?;
+    let text = String::from_utf8(bytes)
+        .map_err(|_| Error::invalid(what, path.display().to_string(), "is not UTF-8 text"))?;
+    Ok(text.trim_end_matches(['\n', '\r']).to_string())
+}
+
+fn percent_decode(s: &str) -> String {
+    url::form_urlencoded::parse(format!("x={s}").as_bytes())
+        .next()
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bad_urls_are_named_without_their_password() {
+        for bad in ["not a url", "ftp://host/x", "http://user:hunter2@/x"] {
+            let err = parse_url("--source", bad).unwrap_err().to_string();
+            assert!(err.contains("--source"), "{err}");
+            assert!(!err.contains("hunter2"), "{err}");
+        }
+    }
+
+    #[test]
+    fn userinfo_moves_from_the_url_into_a_header() {
+        let config = EndpointConfig {
+            role: "--dest",
+            url: "http://alice:s%40cret@127.0.0.1:1/api/v1/write".into(),
+            ..Default::default()
+        };
+        let endpoint = config.build().unwrap();
+        assert_eq!(endpoint.display_url(), "http://127.0.0.1:1/api/v1/write");
+        assert_eq!(percent_decode("s%40cret"), "s@cret");
+    }
+
+    #[test]
+    fn a_missing_token_file_is_named() {
+        let config = EndpointConfig {
+            role: "--source",
+            url: "http://127.0.0.1:1/api/v1/read".into(),
+            bearer_token_file: Some("/nonexistent/token".into()),
+            ..Default::default()
+        };
+        let err = config.build().err().unwrap().to_string();
+        assert!(
+            err.contains("bearer token file /nonexistent/token"),
+            "{err}"
+        );
+    }
+}

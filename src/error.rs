@@ -1,0 +1,159 @@
+//! The crate's one error type. Every message names what failed, with which input, and what to do.
+
+use std::path::PathBuf;
+
+use crate::remote_read::frame::FrameError;
+use crate::remote_read::xor::ChunkError;
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A flag, environment variable or spec field has a value we cannot use.
+    #[error("invalid {what} {input:?}: {reason}")]
+    InvalidInput {
+        what: &'static str,
+        input: String,
+        reason: String,
+    },
+
+    #[error("cannot read {what} {}: {source}", path.display())]
+    ReadFile {
+        what: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    #[error("cannot set up the HTTP client for {url}: {source}")]
+    HttpClient {
+        url: String,
+        #[source]
+        source: reqwest::Error,
+    },
+
+    /// The source could not be reached or the connection broke; worth another try.
+    #[error("source {url} is unreachable: {source}; check the URL and that the server runs")]
+    SourceUnreachable {
+        url: String,
+        #[source]
+        source: reqwest::Error,
+    },
+
+    #[error("source {url} answered HTTP {status}: {body}")]
+    SourceStatus {
+        url: String,
+        status: u16,
+        body: String,
+    },
+
+    /// A 200 that is not a remote read answer: typically an auth proxy's login page.
+    #[error(
+        "source {url} answered {content_type:?} instead of a remote read response; \
+         it is not a Prometheus remote read endpoint (an authentication proxy or a UI page?): \
+         point --source at the server's /api/v1/read"
+    )]
+    SourceNotRemoteRead { url: String, content_type: String },
+
+    #[error("source {url} sent a corrupt remote read stream: {source}")]
+    SourceFrame {
+        url: String,
+        #[source]
+        source: FrameError,
+    },
+
+    #[error("source {url} sent a corrupt chunk for series {series}: {source}")]
+    SourceChunk {
+        url: String,
+        series: String,
+        #[source]
+        source: ChunkError,
+    },
+
+    #[error("source {url} sent a response that is not valid protobuf: {source}")]
+    SourceDecode {
+        url: String,
+        #[source]
+        source: prost::DecodeError,
+    },
+
+    #[error("source {url} exceeded a limit: {what}; {fix}")]
+    SourceLimit {
+        url: String,
+        what: String,
+        fix: &'static str,
+    },
+
+    #[error("destination {url} is unreachable after {attempts} attempts: {message}")]
+    DestinationUnreachable {
+        url: String,
+        attempts: usize,
+        message: String,
+    },
+
+    /// The destination refuses every request the same way (auth, wrong path, too large).
+    #[error("destination {url} answered HTTP {status}: {body}; {fix}")]
+    DestinationRefused {
+        url: String,
+        status: u16,
+        body: String,
+        fix: &'static str,
+    },
+
+    #[error("a series from the source has labels the destination cannot take: {0}")]
+    BadLabels(String),
+
+    /// A bug: a task panicked or vanished.
+    #[error("internal error: {0}; please report it")]
+    Internal(String),
+
+    #[error("ledger {}: {reason}", path.display())]
+    Ledger { path: PathBuf, reason: String },
+
+    #[error("ledger {}: {source}", path.display())]
+    LedgerIo {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl Error {
+    /// Whether running the same window again may succeed without anyone changing anything:
+    /// a broken connection or a stream cut short, as opposed to bad input or a refusal.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Error::SourceUnreachable { .. } | Error::DestinationUnreachable { .. } => true,
+            Error::SourceStatus { status, .. } => *status == 429 || *status >= 500,
+            // A frame cut short or failing its checksum is what a dropped connection looks like.
+            Error::SourceFrame { source, .. } => source.is_transient(),
+            _ => false,
+        }
+    }
+
+    /// Whether every window would fail the same way, so the import should stop: a wrong URL,
+    /// credentials, an answer that is not remote read.
+    pub fn stops_import(&self) -> bool {
+        match self {
+            Error::SourceStatus { status, .. } => (400..500).contains(status) && *status != 429,
+            Error::SourceNotRemoteRead { .. }
+            | Error::DestinationRefused { .. }
+            | Error::InvalidInput { .. }
+            | Error::ReadFile { .. }
+            | Error::HttpClient { .. } => true,
+            _ => false,
+        }
+    }
+
+    pub fn invalid(
+        what: &'static str,
+        input: impl Into<String>,
+        reason: impl Into<String>,
+    ) -> Self {
+        Error::InvalidInput {
+            what,
+            input: input.into(),
+            reason: reason.into(),
+        }
+    }
+}

@@ -1,0 +1,26 @@
+//! promimport moves Prometheus history into another store, exactly: it reads time windows
+//! through the remote read API and remote-writes them to any receiver, and accounts for every
+//! sample. See README.md for the shape of the whole.
+
+pub mod endpoint;
+pub mod error;
+pub mod ledger;
+pub mod local;
+pub mod logging;
+pub mod outcome;
+pub mod plan;
+pub mod progress;
+pub mod relabel;
+pub mod remote_read;
+pub mod remote_write;
+pub mod retry;
+pub mod selector;
+pub mod timespec;
+pub mod worker;
+
+/// Code generated from the vendored Prometheus protobuf definitions in `proto/`.
+pub mod proto {
+    include!(concat!(env!("OUT_DIR"), "/prometheus.rs"));
+}
+
+pub use error::{Error, Result};

@@ -1,0 +1,259 @@
+//! Local mode: the whole import in one process, windows run `parallel` at a time, progress in a
+//! state directory (`ledger/file.rs`) so Ctrl-C or a crash followed by the same command resumes.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::task::JoinSet;
+
+use crate::error::{Error, Result};
+use crate::ledger::file::{FileLedger, ImportIdentity};
+use crate::ledger::{LedgerEntry, WindowStatus, done_windows};
+use crate::outcome::WindowOutcome;
+use crate::plan::{Window, plan_windows};
+use crate::progress::{Progress, human};
+use crate::timespec::format_ms;
+use crate::worker::{LiveCounters, Worker, WorkerSettings};
+
+pub struct LocalRun {
+    pub range: Window,
+    pub window_ms: i64,
+    pub parallel: usize,
+    /// Tries per window when it fails for a transient reason (a stream cut, a source restart).
+    pub window_attempts: usize,
+    pub state_dir: PathBuf,
+}
+
+#[derive(Debug, Default)]
+pub struct RunSummary {
+    pub range: Option<Window>,
+    pub windows_done_before: u64,
+    pub windows_done: u64,
+    pub windows_rejected: u64,
+    pub windows_failed: u64,
+    pub windows_not_attempted: u64,
+    pub totals: WindowOutcome,
+    pub seconds: f64,
+    /// Why the import stopped before its last window.
+    pub stopped_early: Option<String>,
+    pub interrupted: bool,
+    /// The first few failed windows and why.
+    pub failures: Vec<(Window, String)>,
+}
+
+/// Exit codes, documented in the README.
+pub const EXIT_FAILED: i32 = 1;
+pub const EXIT_REJECTED: i32 = 3;
+pub const EXIT_INTERRUPTED: i32 = 130;
+
+impl RunSummary {
+    pub fn is_complete(&self) -> bool {
+        self.windows_rejected == 0
+            && self.windows_failed == 0
+            && self.windows_not_attempted == 0
+            && !self.interrupted
+            && self.totals.is_complete()
+    }
+
+    pub fn exit_code(&self) -> i32 {
+        if self.interrupted {
+            EXIT_INTERRUPTED
+        } else if self.windows_failed > 0 {
+            EXIT_FAILED
+        } else if !self.is_complete() {
+            EXIT_REJECTED
+        } else {
+            0
+        }
+    }
+}
+
+impl std::fmt::Display for RunSummary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let t = &self.totals;
+        let verdict = if self.is_complete() {
+            "complete: every sample read was accepted"
+        } else if self.interrupted {
+            "interrupted: run the same command again to resume"
+        } else {
+            "INCOMPLETE"
+        };
+        if let Some(range) = self.range {
+            writeln!(f, "import {range}: {verdict}")?;
+        }
+        writeln!(
+            f,
+            "  windows  {} done now, {} done before, {} rejected, {} failed, {} not attempted",
+            self.windows_done,
+            self.windows_done_before,
+            self.windows_rejected,
+            self.windows_failed,
+            self.windows_not_attempted
+        )?;
+        writeln!(f, "  series   {}", t.series)?;
+        writeln!(
+            f,
+            "  samples  read {}, written {}, rejected {}, skipped {}",
+            t.samples_read,
+            t.samples_written,
+            t.samples_rejected(),
+            t.samples_skipped()
+        )?;
+        writeln!(
+            f,
+            "  bytes    read {}B, written {}B in {} requests ({} retries)",
+            human(t.bytes_read as f64),
+            human(t.bytes_written as f64),
+            t.requests,
+            t.retries
+        )?;
+        let rate = t.samples_written as f64 / self.seconds.max(0.001);
+        write!(
+            f,
+            "  time     {:.1}s, {} samples/s written",
+            self.seconds,
+            human(rate)
+        )?;
+        for r in &t.rejected {
+            write!(
+                f,
+                "\n  REJECTED {} samples in {} requests as {}: destination said {:?}\n           fix: {}",
+                r.samples,
+                r.requests,
+                r.reason,
+                r.message,
+                r.reason.fix()
+            )?;
+        }
+        for (reason, n) in &t.skipped {
+            write!(f, "\n  SKIPPED  {n} {reason}")?;
+        }
+        for (window, message) in &self.failures {
+            write!(f, "\n  FAILED   {window}: {message}")?;
+        }
+        if let Some(reason) = &self.stopped_early {
+            write!(f, "\n  STOPPED  early: {reason}")?;
+        }
+        Ok(())
+    }
+}
+
+const MAX_FAILURES_SHOWN: usize = 5;
+
+pub async fn run_local(
+    settings: &WorkerSettings,
+    run: &LocalRun,
+    identity: &ImportIdentity,
+) -> Result<RunSummary> {
+    let started = Instant::now();
+    let worker = Worker::new(settings)?;
+    let (mut ledger, entries) = FileLedger::open(&run.state_dir, identity)?;
+    let all = plan_windows(run.range, run.window_ms, &[]);
+    let todo = plan_windows(run.range, run.window_ms, &done_windows(&entries));
+    let mut summary = RunSummary {
+        range: Some(run.range),
+        windows_done_before: all.len().saturating_sub(todo.len()) as u64,
+        ..Default::default()
+    };
+    tracing::info!(
+        source = %worker.source_url(),
+        dest = %worker.dest_url(),
+        range = %run.range,
+        windows = todo.len(),
+        done_before = summary.windows_done_before,
+        state = %run.state_dir.display(),
+        "import starting"
+    );
+
+    let live = Arc::new(LiveCounters::default());
+    let progress = Progress::new(todo.len() as u64, summary.windows_done_before, live.clone());
+    let mut pending = todo.into_iter();
+    let mut running: JoinSet<(Window, WindowOutcome)> = JoinSet::new();
+    let mut ticker = tokio::time::interval(Duration::from_millis(500));
+    let interrupt = tokio::signal::ctrl_c();
+    tokio::pin!(interrupt);
+
+    loop {
+        while summary.stopped_early.is_none()
+            && !summary.interrupted
+            && running.len() < run.parallel
+        {
+            let Some(window) = pending.next() else { break };
+            running.spawn(import_with_attempts(
+                worker.clone(),
+                window,
+                run.window_attempts,
+                live.clone(),
+            ));
+        }
+        if running.is_empty() {
+            break;
+        }
+        tokio::select! {
+            joined = running.join_next() => {
+                let Some(joined) = joined else { continue };
+                let (window, outcome) = joined.map_err(|e| Error::Internal(format!("a window task ended: {e}")))?;
+                let status = WindowStatus::of(&outcome);
+                ledger.record(&LedgerEntry { window, status, finished_at: format_ms(now_ms()), outcome: outcome.clone() })?;
+                progress.window_finished(window, &outcome);
+                match status {
+                    WindowStatus::Done => summary.windows_done += 1,
+                    WindowStatus::Rejected => summary.windows_rejected += 1,
+                    WindowStatus::Failed => summary.windows_failed += 1,
+                }
+                if let Some(error) = &outcome.error {
+                    if summary.failures.len() < MAX_FAILURES_SHOWN {
+                        summary.failures.push((window, error.message.clone()));
+                    }
+                    if error.stops_import && summary.stopped_early.is_none() {
+                        summary.stopped_early = Some(format!("window {window} failed in a way every window would: {}", error.message));
+                    }
+                }
+                if outcome.rejects_all_history() && summary.stopped_early.is_none() {
+                    let reasons: Vec<String> = outcome.rejected.iter().map(|r| r.reason.to_string()).collect();
+                    summary.stopped_early = Some(format!(
+                        "the destination refused all of window {window} ({}); the other windows would meet the same refusal. {}",
+                        reasons.join(", "),
+                        outcome.rejected[0].reason.fix()
+                    ));
+                }
+                summary.totals.absorb(&outcome);
+            }
+            _ = ticker.tick() => progress.tick(),
+            _ = &mut interrupt, if !summary.interrupted => {
+                tracing::warn!("interrupted: stopping; windows in flight will be imported again on resume");
+                summary.interrupted = true;
+                running.abort_all();
+            }
+        }
+    }
+    progress.finish();
+    summary.windows_not_attempted = pending.count() as u64;
+    summary.seconds = started.elapsed().as_secs_f64();
+    Ok(summary)
+}
+
+async fn import_with_attempts(
+    worker: Worker,
+    window: Window,
+    attempts: usize,
+    live: Arc<LiveCounters>,
+) -> (Window, WindowOutcome) {
+    let mut attempt = 1;
+    loop {
+        let outcome = worker.import_window(window, live.clone()).await;
+        match &outcome.error {
+            Some(error) if error.transient && attempt < attempts => {
+                tracing::warn!(window = %window, attempt, error = %error.message, "window failed; importing it again");
+                tokio::time::sleep(Duration::from_secs(attempt as u64)).await;
+                attempt += 1;
+            }
+            _ => return (window, outcome),
+        }
+    }
+}
+
+pub fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}

@@ -1,0 +1,156 @@
+//! What happened to a window: the numbers a worker reports, the ledger records and the summary
+//! adds up. "Nothing silently dropped" means every sample read ends up in exactly one of
+//! written, rejected or skipped.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::retry::RejectReason;
+
+/// Samples the destination refused for one reason, with the receiver's words.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Rejection {
+    pub reason: RejectReason,
+    pub samples: u64,
+    pub requests: u64,
+    /// The first line of the destination's answer to the first such request.
+    pub message: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WindowError {
+    pub message: String,
+    /// Running the window again may succeed as it is.
+    pub transient: bool,
+    /// Every other window would fail the same way (credentials, URL, a receiver's refusal).
+    pub stops_import: bool,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct WindowOutcome {
+    pub series: u64,
+    pub samples_read: u64,
+    pub samples_written: u64,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rejected: Vec<Rejection>,
+    /// Samples read but not sent, by reason (native histograms, disorder inside the source).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub skipped: BTreeMap<String, u64>,
+    /// Remote read answer bytes as received.
+    pub bytes_read: u64,
+    /// Remote write request bytes as sent (snappy-compressed).
+    pub bytes_written: u64,
+    pub requests: u64,
+    pub retries: u64,
+    /// Whether the source streamed chunks (false: it answered SAMPLES).
+    pub streamed: bool,
+    pub seconds: f64,
+    /// Where the time went: decoding what was read, encoding requests, waiting for the
+    /// destination. Reading overlaps with writing, so these do not add up to `seconds`.
+    pub decode_seconds: f64,
+    pub encode_seconds: f64,
+    pub write_seconds: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<WindowError>,
+}
+
+impl WindowOutcome {
+    pub fn samples_rejected(&self) -> u64 {
+        self.rejected.iter().map(|r| r.samples).sum()
+    }
+
+    pub fn samples_skipped(&self) -> u64 {
+        self.skipped.values().sum()
+    }
+
+    /// Every sample read was accepted and nothing went wrong.
+    pub fn is_complete(&self) -> bool {
+        self.error.is_none() && self.rejected.is_empty() && self.skipped.is_empty()
+    }
+
+    /// The destination refused this whole window for a reason that applies to all older data
+    /// too, so importing further windows is pointless until the receiver is changed.
+    pub fn rejects_all_history(&self) -> bool {
+        self.samples_written == 0
+            && !self.rejected.is_empty()
+            && self.rejected.iter().all(|r| r.reason.rejects_all_history())
+    }
+
+    pub fn add_rejection(&mut self, reason: RejectReason, samples: u64, message: &str) {
+        match self.rejected.iter_mut().find(|r| r.reason == reason) {
+            Some(r) => {
+                r.samples += samples;
+                r.requests += 1;
+            }
+            None => self.rejected.push(Rejection {
+                reason,
+                samples,
+                requests: 1,
+                message: message.to_string(),
+            }),
+        }
+    }
+
+    /// Adds another window's numbers into a running total.
+    pub fn absorb(&mut self, other: &WindowOutcome) {
+        self.series += other.series;
+        self.samples_read += other.samples_read;
+        self.samples_written += other.samples_written;
+        for r in &other.rejected {
+            match self
+                .rejected
+                .iter_mut()
+                .find(|mine| mine.reason == r.reason)
+            {
+                Some(mine) => {
+                    mine.samples += r.samples;
+                    mine.requests += r.requests;
+                }
+                None => self.rejected.push(r.clone()),
+            }
+        }
+        for (reason, n) in &other.skipped {
+            *self.skipped.entry(reason.clone()).or_default() += n;
+        }
+        self.bytes_read += other.bytes_read;
+        self.bytes_written += other.bytes_written;
+        self.requests += other.requests;
+        self.retries += other.retries;
+        self.decode_seconds += other.decode_seconds;
+        self.encode_seconds += other.encode_seconds;
+        self.write_seconds += other.write_seconds;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_window_is_complete_only_when_every_sample_was_accepted() {
+        let mut o = WindowOutcome {
+            samples_read: 10,
+            samples_written: 10,
+            ..Default::default()
+        };
+        assert!(o.is_complete());
+        o.skipped.insert("native histogram".into(), 1);
+        assert!(!o.is_complete());
+    }
+
+    #[test]
+    fn only_a_fully_rejected_window_with_a_history_wide_reason_stops_the_import() {
+        let mut o = WindowOutcome::default();
+        o.add_rejection(RejectReason::OutOfBounds, 5, "out of bounds");
+        o.add_rejection(RejectReason::OutOfBounds, 7, "out of bounds");
+        assert_eq!(o.samples_rejected(), 12);
+        assert_eq!(o.rejected[0].requests, 2);
+        assert!(o.rejects_all_history());
+        o.samples_written = 1;
+        assert!(!o.rejects_all_history());
+        let mut dup = WindowOutcome::default();
+        dup.add_rejection(RejectReason::DuplicateSample, 5, "duplicate sample");
+        assert!(!dup.rejects_all_history());
+    }
+}

@@ -1,0 +1,133 @@
+//! What happens to a series' labels between source and destination. Prometheus adds its external
+//! labels (the operator's `prometheus`, `prometheus_replica`) to remote read answers, so imported
+//! series differ from live ones unless the user drops or rewrites them.
+
+use crate::error::{Error, Result};
+use crate::proto::Label;
+
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct LabelRules {
+    /// Label names removed from every series.
+    pub drop: Vec<String>,
+    /// Labels set on every series, replacing a value the source had.
+    pub set: Vec<(String, String)>,
+}
+
+impl LabelRules {
+    /// Parses `--set-label NAME=VALUE` arguments.
+    pub fn parse_set(args: &[String]) -> Result<Vec<(String, String)>> {
+        args.iter()
+            .map(|arg| match arg.split_once('=') {
+                Some((name, value)) if !name.trim().is_empty() => {
+                    Ok((name.trim().to_string(), value.to_string()))
+                }
+                _ => Err(Error::invalid(
+                    "--set-label",
+                    arg,
+                    "expected NAME=VALUE, e.g. cluster=old",
+                )),
+            })
+            .collect()
+    }
+
+    /// The labels the destination receives: rules applied, empty values removed (remote write
+    /// 1.0 forbids them; they mean "no label" in Prometheus), sorted by name.
+    pub fn apply(&self, mut labels: Vec<Label>) -> Result<Vec<Label>> {
+        if !self.drop.is_empty() {
+            labels.retain(|l| !self.drop.contains(&l.name));
+        }
+        for (name, value) in &self.set {
+            match labels.iter_mut().find(|l| &l.name == name) {
+                Some(label) => label.value.clone_from(value),
+                None => labels.push(Label {
+                    name: name.clone(),
+                    value: value.clone(),
+                }),
+            }
+        }
+        labels.retain(|l| !l.value.is_empty());
+        labels.sort_unstable_by(|a, b| a.name.cmp(&b.name));
+        if let Some(pair) = labels.windows(2).find(|w| w[0].name == w[1].name) {
+            return Err(Error::BadLabels(format!(
+                "label {:?} appears twice",
+                pair[0].name
+            )));
+        }
+        if labels.iter().any(|l| l.name.is_empty()) {
+            return Err(Error::BadLabels(format!(
+                "a label has an empty name in {}",
+                render(&labels)
+            )));
+        }
+        Ok(labels)
+    }
+}
+
+/// `{a="1", b="2"}` for messages.
+pub fn render(labels: &[Label]) -> String {
+    let inner: Vec<String> = labels
+        .iter()
+        .map(|l| format!("{}={:?}", l.name, l.value))
+        .collect();
+    format!("{{{}}}", inner.join(", "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn labels(pairs: &[(&str, &str)]) -> Vec<Label> {
+        pairs
+            .iter()
+            .map(|(n, v)| Label {
+                name: n.to_string(),
+                value: v.to_string(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn drops_sets_removes_empty_and_sorts() {
+        let rules = LabelRules {
+            drop: vec!["prometheus_replica".into()],
+            set: vec![
+                ("cluster".into(), "old".into()),
+                ("job".into(), "node".into()),
+            ],
+        };
+        let got = rules
+            .apply(labels(&[
+                ("__name__", "up"),
+                ("prometheus_replica", "prometheus-0"),
+                ("job", "x"),
+                ("empty", ""),
+            ]))
+            .unwrap();
+        assert_eq!(
+            got,
+            labels(&[("__name__", "up"), ("cluster", "old"), ("job", "node")])
+        );
+    }
+
+    #[test]
+    fn duplicate_and_empty_names_are_errors() {
+        let rules = LabelRules::default();
+        assert!(rules.apply(labels(&[("a", "1"), ("a", "2")])).is_err());
+        assert!(rules.apply(labels(&[("", "1")])).is_err());
+    }
+
+    #[test]
+    fn set_label_arguments_need_a_name_and_an_equals_sign() {
+        let ok = LabelRules::parse_set(&["cluster=a=b".into()]).unwrap();
+        assert_eq!(ok, vec![("cluster".to_string(), "a=b".to_string())]);
+        for bad in ["cluster", "=x"] {
+            let err = LabelRules::parse_set(&[bad.into()])
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains("--set-label") && err.contains("NAME=VALUE"),
+                "{err}"
+            );
+        }
+    }
+}

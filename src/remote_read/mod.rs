@@ -1,0 +1,302 @@
+//! The remote read client: asks for streamed XOR chunks, accepts SAMPLES from servers that only
+//! speak that, and hands out the answer piece by piece.
+//!
+//! Request path: `ReadRequest` (one query) → protobuf → snappy block → POST. Answer: either a
+//! stream of CRC-checked frames (`frame.rs`), each a `ChunkedReadResponse` whose chunks
+//! `xor.rs` decodes, or one snappy `ReadResponse` with raw samples.
+
+pub mod frame;
+pub mod xor;
+
+use std::time::Duration;
+
+use backon::Retryable;
+use prost::Message;
+
+use crate::endpoint::Endpoint;
+use crate::error::{Error, Result};
+use crate::proto::{
+    ChunkedReadResponse, LabelMatcher, Query, QueryResult, ReadRequest, ReadResponse,
+    read_request::ResponseType,
+};
+use crate::retry::RetryPolicy;
+use frame::FrameReader;
+
+const STREAMED_CONTENT_TYPE: &str = "application/x-streamed-protobuf";
+const SAMPLES_CONTENT_TYPE: &str = "application/x-protobuf";
+
+/// What a source may send before we call it hostile or misconfigured.
+#[derive(Debug, Clone, Copy)]
+pub struct ReadLimits {
+    /// One streamed frame (Prometheus cuts at 1 MiB by default).
+    pub max_frame_bytes: usize,
+    /// A whole SAMPLES answer, decompressed; it is held in memory at once.
+    pub max_samples_response_bytes: usize,
+}
+
+#[derive(Clone)]
+pub struct SourceReader {
+    endpoint: Endpoint,
+    limits: ReadLimits,
+    retry: RetryPolicy,
+}
+
+/// One piece of an answer, in the order the source sent it.
+pub enum ReadPart {
+    Chunked(ChunkedReadResponse),
+    Samples(QueryResult),
+}
+
+/// An answer being read.
+pub struct ReadStream {
+    url: String,
+    body: Body,
+    bytes_read: u64,
+}
+
+enum Body {
+    Streamed {
+        response: reqwest::Response,
+        frames: FrameReader,
+    },
+    Samples(std::vec::IntoIter<QueryResult>),
+}
+
+impl SourceReader {
+    pub fn new(endpoint: Endpoint, limits: ReadLimits, retry: RetryPolicy) -> Self {
+        SourceReader {
+            endpoint,
+            limits,
+            retry,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        self.endpoint.display_url()
+    }
+
+    /// Starts reading `[start_ms, end_ms)`. Connection failures, 429 and 5xx are retried
+    /// until the body starts; a stream that breaks later fails the window, which is then
+    /// read again from the start (re-sent samples are accepted as identical).
+    pub async fn open(
+        &self,
+        start_ms: i64,
+        end_ms: i64,
+        matchers: &[LabelMatcher],
+    ) -> Result<ReadStream> {
+        let request = ReadRequest {
+            queries: vec![Query {
+                start_timestamp_ms: start_ms,
+                // Remote read ranges are inclusive at both ends; ours exclude the end.
+                end_timestamp_ms: end_ms - 1,
+                matchers: matchers.to_vec(),
+                hints: None,
+            }],
+            accepted_response_types: vec![
+                ResponseType::StreamedXorChunks as i32,
+                ResponseType::Samples as i32,
+            ],
+        };
+        let body = bytes::Bytes::from(
+            snap::raw::Encoder::new()
+                .compress_vec(&request.encode_to_vec())
+                .map_err(|e| Error::SourceLimit {
+                    url: self.url(),
+                    what: format!("the query could not be compressed: {e}"),
+                    fix: "use fewer or shorter --match selectors",
+                })?,
+        );
+        let send = || async {
+            let response = self
+                .endpoint
+                .client
+                .post(self.endpoint.url.clone())
+                .header(reqwest::header::CONTENT_TYPE, SAMPLES_CONTENT_TYPE)
+                .header(reqwest::header::CONTENT_ENCODING, "snappy")
+                .header("X-Prometheus-Remote-Read-Version", "0.1.0")
+                .body(body.clone())
+                .send()
+                .await
+                .map_err(|source| Error::SourceUnreachable {
+                    url: self.url(),
+                    source: source.without_url(),
+                })?;
+            let status = response.status();
+            if status.is_success() {
+                return Ok(response);
+            }
+            let text = read_bounded(response, 4096).await.unwrap_or_default();
+            Err(Error::SourceStatus {
+                url: self.url(),
+                status: status.as_u16(),
+                body: source_hint(status.as_u16(), &crate::retry::first_line(&text)),
+            })
+        };
+        let response = send
+            .retry(self.retry.backoff())
+            .when(Error::is_transient)
+            .notify(|err, wait: Duration| tracing::warn!(error = %err, retry_in = ?wait, "remote read failed; retrying"))
+            .await?;
+
+        let content_type = response
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string();
+        if content_type.starts_with(STREAMED_CONTENT_TYPE) {
+            return Ok(ReadStream {
+                url: self.url(),
+                body: Body::Streamed {
+                    response,
+                    frames: FrameReader::new(self.limits.max_frame_bytes),
+                },
+                bytes_read: 0,
+            });
+        }
+        if content_type.starts_with(SAMPLES_CONTENT_TYPE) {
+            let (results, bytes_read) = self.read_samples(response).await?;
+            return Ok(ReadStream {
+                url: self.url(),
+                body: Body::Samples(results.into_iter()),
+                bytes_read,
+            });
+        }
+        Err(Error::SourceNotRemoteRead {
+            url: self.url(),
+            content_type,
+        })
+    }
+
+    /// A SAMPLES answer is one message: read it whole, within the limit.
+    async fn read_samples(
+        &self,
+        mut response: reqwest::Response,
+    ) -> Result<(Vec<QueryResult>, u64)> {
+        let limit = self.limits.max_samples_response_bytes;
+        let too_large = |what: String| Error::SourceLimit {
+            url: self.url(),
+            what,
+            fix: "the source answered with SAMPLES, which holds a whole window in memory: \
+                  use a smaller --window, or raise --max-samples-response-bytes",
+        };
+        let mut compressed = Vec::new();
+        while let Some(piece) =
+            response
+                .chunk()
+                .await
+                .map_err(|source| Error::SourceUnreachable {
+                    url: self.url(),
+                    source: source.without_url(),
+                })?
+        {
+            compressed.extend_from_slice(&piece);
+            if compressed.len() > limit {
+                return Err(too_large(format!("SAMPLES answer over {limit} bytes")));
+            }
+        }
+        let decompressed_len =
+            snap::raw::decompress_len(&compressed).map_err(|e| Error::SourceLimit {
+                url: self.url(),
+                what: format!("SAMPLES answer is not valid snappy: {e}"),
+                fix: "check that --source is a Prometheus remote read endpoint",
+            })?;
+        if decompressed_len > limit {
+            return Err(too_large(format!(
+                "SAMPLES answer decompresses to {decompressed_len} bytes, over {limit}"
+            )));
+        }
+        let raw = snap::raw::Decoder::new()
+            .decompress_vec(&compressed)
+            .map_err(|e| Error::SourceLimit {
+                url: self.url(),
+                what: format!("SAMPLES answer is not valid snappy: {e}"),
+                fix: "check that --source is a Prometheus remote read endpoint",
+            })?;
+        let answer =
+            ReadResponse::decode(raw.as_slice()).map_err(|source| Error::SourceDecode {
+                url: self.url(),
+                source,
+            })?;
+        let results = answer.results.into_iter().collect();
+        Ok((results, compressed.len() as u64))
+    }
+}
+
+impl ReadStream {
+    /// Whether the source streams chunks (`true`) or sent SAMPLES.
+    pub fn is_streamed(&self) -> bool {
+        matches!(self.body, Body::Streamed { .. })
+    }
+
+    pub fn bytes_read(&self) -> u64 {
+        self.bytes_read
+    }
+
+    pub async fn next(&mut self) -> Result<Option<ReadPart>> {
+        match &mut self.body {
+            Body::Samples(results) => Ok(results.next().map(ReadPart::Samples)),
+            Body::Streamed { response, frames } => loop {
+                let frame = frames.next_frame().map_err(|source| Error::SourceFrame {
+                    url: self.url.clone(),
+                    source,
+                })?;
+                if let Some(frame) = frame {
+                    let message = ChunkedReadResponse::decode(frame).map_err(|source| {
+                        Error::SourceDecode {
+                            url: self.url.clone(),
+                            source,
+                        }
+                    })?;
+                    return Ok(Some(ReadPart::Chunked(message)));
+                }
+                let piece = response
+                    .chunk()
+                    .await
+                    .map_err(|source| Error::SourceUnreachable {
+                        url: self.url.clone(),
+                        source: source.without_url(),
+                    })?;
+                match piece {
+                    Some(piece) => {
+                        self.bytes_read += piece.len() as u64;
+                        frames.push(&piece);
+                    }
+                    None => {
+                        frames.finish().map_err(|source| Error::SourceFrame {
+                            url: self.url.clone(),
+                            source,
+                        })?;
+                        return Ok(None);
+                    }
+                }
+            },
+        }
+    }
+}
+
+/// Reads at most `limit` bytes of an error body: enough for a message, never a whole page.
+pub(crate) async fn read_bounded(mut response: reqwest::Response, limit: usize) -> Option<String> {
+    let mut bytes = Vec::new();
+    while bytes.len() < limit {
+        match response.chunk().await {
+            Ok(Some(piece)) => bytes.extend_from_slice(&piece),
+            _ => break,
+        }
+    }
+    bytes.truncate(limit);
+    Some(String::from_utf8_lossy(&bytes).into_owned())
+}
+
+fn source_hint(status: u16, message: &str) -> String {
+    let fix = match status {
+        401 | 403 => "check --source-bearer-token-file / --source-basic-user",
+        404 | 405 => {
+            "check the URL: Prometheus serves remote read at /api/v1/read, Cortex and Mimir at /prometheus/api/v1/read"
+        }
+        400 | 422 => "the source refused the query: check the --match selectors",
+        429 | 500..=599 => "the source is overloaded or failing; it was retried",
+        _ => "read the source's message",
+    };
+    format!("{message}; {fix}")
+}

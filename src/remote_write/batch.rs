@@ -1,0 +1,193 @@
+//! Cuts a stream of series and samples into remote write requests bounded by sample count and
+//! encoded size, so no request comes near receivers' limits (32 MiB decoded for Prometheus and
+//! VictoriaMetrics) and memory is bounded by the batch, not the window.
+
+use std::collections::VecDeque;
+
+use prost::Message;
+
+use crate::proto::{Label, Sample, TimeSeries, WriteRequest};
+
+#[derive(Debug, Clone, Copy)]
+pub struct BatchLimits {
+    pub max_samples: usize,
+    pub max_bytes: usize,
+}
+
+/// A request ready to send, with its sample count for accounting.
+#[derive(Debug)]
+pub struct Batch {
+    pub request: WriteRequest,
+    pub samples: usize,
+}
+
+pub struct Batcher {
+    limits: BatchLimits,
+    series: Vec<TimeSeries>,
+    samples: usize,
+    bytes: usize,
+    /// Labels of the series being fed, and its slot in `series` once it has a sample there.
+    open_labels: Vec<Label>,
+    open_slot: Option<usize>,
+    ready: VecDeque<Batch>,
+}
+
+impl Batcher {
+    pub fn new(limits: BatchLimits) -> Self {
+        Batcher {
+            limits,
+            series: Vec::new(),
+            samples: 0,
+            bytes: 0,
+            open_labels: Vec::new(),
+            open_slot: None,
+            ready: VecDeque::new(),
+        }
+    }
+
+    /// Starts a series; its samples must follow in timestamp order.
+    pub fn start_series(&mut self, labels: Vec<Label>) {
+        self.open_labels = labels;
+        self.open_slot = None;
+    }
+
+    pub fn push(&mut self, timestamp: i64, value: f64) {
+        let slot = match self.open_slot {
+            Some(slot) => slot,
+            None => {
+                self.bytes += self
+                    .open_labels
+                    .iter()
+                    .map(Message::encoded_len)
+                    .sum::<usize>()
+                    + 6;
+                self.series.push(TimeSeries {
+                    labels: self.open_labels.clone(),
+                    samples: Vec::new(),
+                    histograms: Vec::new(),
+                });
+                self.open_slot = Some(self.series.len() - 1);
+                self.series.len() - 1
+            }
+        };
+        self.series[slot].samples.push(Sample { value, timestamp });
+        self.samples += 1;
+        // tag + length + double + tag + varint timestamp
+        self.bytes += 2 + 9 + 1 + prost::encoding::encoded_len_varint(timestamp as u64);
+        if self.samples >= self.limits.max_samples || self.bytes >= self.limits.max_bytes {
+            self.flush();
+        }
+    }
+
+    /// Closes the current request, if it holds anything; the open series continues in the next.
+    pub fn flush(&mut self) {
+        if self.samples > 0 {
+            self.ready.push_back(Batch {
+                request: WriteRequest {
+                    timeseries: std::mem::take(&mut self.series),
+                },
+                samples: self.samples,
+            });
+        }
+        self.samples = 0;
+        self.bytes = 0;
+        self.open_slot = None;
+    }
+
+    pub fn take_ready(&mut self) -> Option<Batch> {
+        self.ready.pop_front()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn label(n: &str, v: &str) -> Label {
+        Label {
+            name: n.into(),
+            value: v.into(),
+        }
+    }
+
+    fn drain(b: &mut Batcher) -> Vec<Batch> {
+        std::iter::from_fn(|| b.take_ready()).collect()
+    }
+
+    #[test]
+    fn a_series_longer_than_a_batch_continues_in_the_next_with_its_labels() {
+        let mut b = Batcher::new(BatchLimits {
+            max_samples: 3,
+            max_bytes: 1 << 20,
+        });
+        b.start_series(vec![label("__name__", "a")]);
+        for t in 0..4 {
+            b.push(t, t as f64);
+        }
+        b.start_series(vec![label("__name__", "b")]);
+        b.push(10, 1.0);
+        b.flush();
+        let batches = drain(&mut b);
+        assert_eq!(
+            batches.iter().map(|b| b.samples).collect::<Vec<_>>(),
+            [3, 2]
+        );
+        let second = &batches[1].request.timeseries;
+        assert_eq!(second.len(), 2);
+        assert_eq!(second[0].labels, vec![label("__name__", "a")]);
+        assert_eq!(
+            second[0].samples,
+            vec![Sample {
+                value: 3.0,
+                timestamp: 3
+            }]
+        );
+        assert_eq!(second[1].labels, vec![label("__name__", "b")]);
+    }
+
+    #[test]
+    fn batches_stay_under_the_byte_limit_as_encoded() {
+        let limit = 4096;
+        let mut b = Batcher::new(BatchLimits {
+            max_samples: usize::MAX,
+            max_bytes: limit,
+        });
+        for s in 0..100 {
+            b.start_series(vec![
+                label("__name__", "m"),
+                label("instance", &format!("host-{s:04}")),
+            ]);
+            for t in 0..37 {
+                b.push(1_700_000_000_000 + t * 15_000, t as f64);
+            }
+        }
+        b.flush();
+        let batches = drain(&mut b);
+        assert!(batches.len() > 10);
+        let total: usize = batches.iter().map(|b| b.samples).sum();
+        assert_eq!(total, 3700);
+        for batch in &batches {
+            let encoded = batch.request.encoded_len();
+            // The limit is checked after a push, so a batch may pass it by one sample at most.
+            assert!(encoded <= limit + 32, "{encoded}");
+            let counted: usize = batch
+                .request
+                .timeseries
+                .iter()
+                .map(|s| s.samples.len())
+                .sum();
+            assert_eq!(counted, batch.samples);
+        }
+    }
+
+    #[test]
+    fn a_series_without_samples_is_not_sent_and_flush_of_nothing_is_nothing() {
+        let mut b = Batcher::new(BatchLimits {
+            max_samples: 10,
+            max_bytes: 1 << 20,
+        });
+        b.start_series(vec![label("__name__", "empty")]);
+        b.flush();
+        assert!(b.take_ready().is_none());
+    }
+}

@@ -1,0 +1,277 @@
+//! Turns the series a remote read answer carries into remote write batches: clips samples to the
+//! window (whole TSDB chunks overrun it, and without clipping neighbouring windows would write
+//! the same samples twice), merges a series that the source split across frames, relabels, and
+//! counts every sample as sent or skipped.
+
+use std::collections::BTreeMap;
+
+use crate::error::{Error, Result};
+use crate::plan::Window;
+use crate::proto::{Chunk, Label, chunk::Encoding};
+use crate::relabel::{LabelRules, render};
+use crate::remote_read::xor::{self, ChunkError, RawSamples};
+use crate::remote_write::batch::{Batch, BatchLimits, Batcher};
+
+pub const SKIP_HISTOGRAM: &str = "native histogram samples (not imported yet)";
+pub const SKIP_UNORDERED: &str = "samples out of order inside the source's answer";
+pub const SKIP_CONFLICT: &str = "samples at a timestamp the source sent twice with another value";
+
+pub struct WindowAssembler<'a> {
+    window: Window,
+    rules: &'a LabelRules,
+    batcher: Batcher,
+    /// The current series as the source labelled it, to recognise its continuation.
+    raw_labels: Vec<Label>,
+    has_series: bool,
+    series_counted: bool,
+    last: Option<(i64, u64)>,
+    decoded: RawSamples,
+    pub series: u64,
+    pub samples: u64,
+    pub skipped: BTreeMap<String, u64>,
+}
+
+impl<'a> WindowAssembler<'a> {
+    pub fn new(window: Window, rules: &'a LabelRules, limits: BatchLimits) -> Self {
+        WindowAssembler {
+            window,
+            rules,
+            batcher: Batcher::new(limits),
+            raw_labels: Vec::new(),
+            has_series: false,
+            series_counted: false,
+            last: None,
+            decoded: Vec::new(),
+            series: 0,
+            samples: 0,
+            skipped: BTreeMap::new(),
+        }
+    }
+
+    /// Begins a series, or continues the current one when the source repeats its labels
+    /// (Prometheus splits a long series across frames, in order).
+    pub fn series(&mut self, raw_labels: Vec<Label>) -> Result<()> {
+        if self.has_series && raw_labels == self.raw_labels {
+            return Ok(());
+        }
+        let labels = self.rules.apply(raw_labels.clone())?;
+        self.batcher.start_series(labels);
+        self.raw_labels = raw_labels;
+        self.has_series = true;
+        self.series_counted = false;
+        self.last = None;
+        Ok(())
+    }
+
+    /// Feeds one chunk of the current series.
+    pub fn chunk(&mut self, chunk: &Chunk) -> std::result::Result<(), ChunkError> {
+        if chunk.max_time_ms < self.window.start_ms || chunk.min_time_ms >= self.window.end_ms {
+            return Ok(());
+        }
+        match Encoding::try_from(chunk.r#type) {
+            Ok(Encoding::Xor) => {
+                let mut decoded = std::mem::take(&mut self.decoded);
+                let result = xor::decode_xor(&chunk.data, &mut decoded);
+                if result.is_ok() {
+                    for &(t, bits) in &decoded {
+                        self.sample(t, bits);
+                    }
+                }
+                self.decoded = decoded;
+                result
+            }
+            // Histogram chunks share the XOR chunk's sample-count header; counting them keeps
+            // them visible in the summary instead of vanishing.
+            _ => {
+                let n = xor::declared_samples(&chunk.data)?;
+                self.skip(SKIP_HISTOGRAM, u64::from(n));
+                Ok(())
+            }
+        }
+    }
+
+    /// Feeds one sample of the current series; samples outside the window are not ours.
+    pub fn sample(&mut self, t: i64, bits: u64) {
+        if !self.window.contains(t) {
+            return;
+        }
+        if let Some((last_t, last_bits)) = self.last
+            && t <= last_t
+        {
+            // Overlapping chunks repeat samples; an identical repeat is the same sample.
+            if t < last_t {
+                self.skip(SKIP_UNORDERED, 1);
+            } else if bits != last_bits {
+                self.skip(SKIP_CONFLICT, 1);
+            }
+            return;
+        }
+        self.last = Some((t, bits));
+        if !self.series_counted {
+            self.series_counted = true;
+            self.series += 1;
+        }
+        self.samples += 1;
+        self.batcher.push(t, f64::from_bits(bits));
+    }
+
+    pub fn skip(&mut self, reason: &str, n: u64) {
+        if n > 0 {
+            *self.skipped.entry(reason.to_string()).or_default() += n;
+        }
+    }
+
+    pub fn take_ready(&mut self) -> Option<Batch> {
+        self.batcher.take_ready()
+    }
+
+    /// Closes the last batch; call `take_ready` after it.
+    pub fn finish(&mut self) {
+        self.batcher.flush();
+    }
+
+    pub fn series_name(&self) -> String {
+        render(&self.raw_labels)
+    }
+}
+
+/// A chunk error with the series it belongs to, for the message.
+pub fn chunk_error(url: String, assembler: &WindowAssembler, source: ChunkError) -> Error {
+    Error::SourceChunk {
+        url,
+        series: assembler.series_name(),
+        source,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn labels(v: &str) -> Vec<Label> {
+        vec![Label {
+            name: "__name__".into(),
+            value: v.into(),
+        }]
+    }
+
+    fn drain(a: &mut WindowAssembler) -> Vec<(String, i64, f64)> {
+        a.finish();
+        let mut out = Vec::new();
+        while let Some(batch) = a.take_ready() {
+            for s in batch.request.timeseries {
+                for x in s.samples {
+                    out.push((s.labels[0].value.clone(), x.timestamp, x.value));
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn clips_to_the_window_and_merges_a_series_split_across_frames() {
+        let rules = LabelRules::default();
+        let mut a = WindowAssembler::new(
+            Window {
+                start_ms: 10,
+                end_ms: 30,
+            },
+            &rules,
+            BatchLimits {
+                max_samples: 100,
+                max_bytes: 1 << 20,
+            },
+        );
+        a.series(labels("a")).unwrap();
+        for t in [0, 10, 20] {
+            a.sample(t, 1.0f64.to_bits());
+        }
+        a.series(labels("a")).unwrap(); // the next frame continues series a
+        for t in [20, 25, 30, 40] {
+            a.sample(t, 1.0f64.to_bits());
+        }
+        a.series(labels("b")).unwrap();
+        a.sample(29, 2.0f64.to_bits());
+        assert_eq!(a.series, 2);
+        assert_eq!(a.samples, 4);
+        assert!(a.skipped.is_empty());
+        assert_eq!(
+            drain(&mut a),
+            vec![
+                ("a".into(), 10, 1.0),
+                ("a".into(), 20, 1.0),
+                ("a".into(), 25, 1.0),
+                ("b".into(), 29, 2.0)
+            ]
+        );
+    }
+
+    #[test]
+    fn disorder_and_conflicts_in_the_source_are_counted_not_hidden() {
+        let rules = LabelRules::default();
+        let mut a = WindowAssembler::new(
+            Window {
+                start_ms: 0,
+                end_ms: 100,
+            },
+            &rules,
+            BatchLimits {
+                max_samples: 100,
+                max_bytes: 1 << 20,
+            },
+        );
+        a.series(labels("a")).unwrap();
+        a.sample(20, 1.0f64.to_bits());
+        a.sample(20, 1.0f64.to_bits());
+        a.sample(20, 2.0f64.to_bits());
+        a.sample(10, 1.0f64.to_bits());
+        assert_eq!(a.samples, 1);
+        assert_eq!(a.skipped[SKIP_CONFLICT], 1);
+        assert_eq!(a.skipped[SKIP_UNORDERED], 1);
+    }
+
+    #[test]
+    fn a_series_with_no_sample_in_the_window_is_not_counted() {
+        let rules = LabelRules::default();
+        let mut a = WindowAssembler::new(
+            Window {
+                start_ms: 0,
+                end_ms: 10,
+            },
+            &rules,
+            BatchLimits {
+                max_samples: 100,
+                max_bytes: 1 << 20,
+            },
+        );
+        a.series(labels("a")).unwrap();
+        a.sample(50, 0);
+        assert_eq!(a.series, 0);
+        assert!(drain(&mut a).is_empty());
+    }
+
+    #[test]
+    fn histogram_chunks_are_counted_as_skipped() {
+        let rules = LabelRules::default();
+        let mut a = WindowAssembler::new(
+            Window {
+                start_ms: 0,
+                end_ms: 10,
+            },
+            &rules,
+            BatchLimits {
+                max_samples: 100,
+                max_bytes: 1 << 20,
+            },
+        );
+        a.series(labels("h")).unwrap();
+        let chunk = Chunk {
+            min_time_ms: 0,
+            max_time_ms: 5,
+            r#type: Encoding::Histogram as i32,
+            data: vec![0, 7, 1, 2].into(),
+        };
+        a.chunk(&chunk).unwrap();
+        assert_eq!(a.skipped[SKIP_HISTOGRAM], 7);
+    }
+}

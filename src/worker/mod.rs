@@ -1,0 +1,215 @@
+//! The stateless worker: imports one window from the source into the destination and reports
+//! what happened. Reading and decoding run in one task and encoding and sending in another,
+//! joined by a channel of two batches, so memory is bounded by the batch size, not the window.
+
+pub mod assembler;
+pub mod options;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc;
+
+use crate::endpoint::EndpointConfig;
+use crate::error::{Error, Result};
+use crate::outcome::{WindowError, WindowOutcome};
+use crate::plan::Window;
+use crate::relabel::LabelRules;
+use crate::remote_read::{ReadLimits, ReadPart, SourceReader};
+use crate::remote_write::batch::{Batch, BatchLimits};
+use crate::remote_write::{DestinationWriter, SendCosts, Verdict};
+use crate::retry::RetryPolicy;
+use crate::selector::Selector;
+use assembler::{WindowAssembler, chunk_error};
+
+/// Everything that decides how a window is imported; the same for every window of an import.
+#[derive(Debug, Clone)]
+pub struct WorkerSettings {
+    pub source: EndpointConfig,
+    pub dest: EndpointConfig,
+    pub selectors: Vec<Selector>,
+    pub labels: LabelRules,
+    pub batch: BatchLimits,
+    pub read_limits: ReadLimits,
+    pub retry: RetryPolicy,
+}
+
+/// Live counters a progress display reads while windows run.
+#[derive(Debug, Default)]
+pub struct LiveCounters {
+    pub samples_read: AtomicU64,
+    pub samples_written: AtomicU64,
+}
+
+#[derive(Clone)]
+pub struct Worker {
+    reader: SourceReader,
+    writer: DestinationWriter,
+    selectors: Arc<Vec<Selector>>,
+    labels: Arc<LabelRules>,
+    batch: BatchLimits,
+}
+
+impl Worker {
+    pub fn new(settings: &WorkerSettings) -> Result<Self> {
+        let source = settings.source.build()?;
+        let dest = settings.dest.build()?;
+        Ok(Worker {
+            reader: SourceReader::new(source, settings.read_limits, settings.retry),
+            writer: DestinationWriter::new(dest, settings.retry, settings.dest.timeout),
+            selectors: Arc::new(settings.selectors.clone()),
+            labels: Arc::new(settings.labels.clone()),
+            batch: settings.batch,
+        })
+    }
+
+    pub fn source_url(&self) -> String {
+        self.reader.url()
+    }
+
+    pub fn dest_url(&self) -> String {
+        self.writer.url()
+    }
+
+    /// Imports one window. Always returns an outcome: an error is recorded in it, along with
+    /// whatever was written before the error.
+    pub async fn import_window(&self, window: Window, live: Arc<LiveCounters>) -> WindowOutcome {
+        let started = Instant::now();
+        let (tx, rx) = mpsc::channel::<Batch>(2);
+        let writer = tokio::spawn(send_batches(self.writer.clone(), rx, live.clone()));
+        let mut outcome = WindowOutcome::default();
+        let read_result = self.read_window(window, tx, &live, &mut outcome).await;
+        let (sent, write_result) = match writer.await {
+            Ok(done) => done,
+            Err(join) => (
+                WindowOutcome::default(),
+                Err(Error::Internal(format!("the sender task ended: {join}"))),
+            ),
+        };
+        outcome.samples_written = sent.samples_written;
+        outcome.rejected = sent.rejected;
+        outcome.bytes_written = sent.bytes_written;
+        outcome.requests = sent.requests;
+        outcome.retries = sent.retries;
+        outcome.encode_seconds = sent.encode_seconds;
+        outcome.write_seconds = sent.write_seconds;
+        // The sender's error explains a reader stopped by a closed channel, so it comes first.
+        if let Err(e) = write_result.and(read_result) {
+            outcome.error = Some(WindowError {
+                transient: e.is_transient(),
+                stops_import: e.stops_import(),
+                message: e.to_string(),
+            });
+        }
+        outcome.seconds = started.elapsed().as_secs_f64();
+        outcome
+    }
+
+    async fn read_window(
+        &self,
+        window: Window,
+        tx: mpsc::Sender<Batch>,
+        live: &LiveCounters,
+        outcome: &mut WindowOutcome,
+    ) -> Result<()> {
+        let mut assembler = WindowAssembler::new(window, &self.labels, self.batch);
+        let mut decode = Duration::ZERO;
+        let result = async {
+            for selector in self.selectors.iter() {
+                let mut stream = self
+                    .reader
+                    .open(window.start_ms, window.end_ms, &selector.matchers)
+                    .await?;
+                outcome.streamed = stream.is_streamed();
+                while let Some(part) = stream.next().await? {
+                    let started = Instant::now();
+                    let before = assembler.samples;
+                    match part {
+                        ReadPart::Chunked(response) => {
+                            for series in response.chunked_series {
+                                assembler.series(series.labels)?;
+                                for chunk in &series.chunks {
+                                    assembler.chunk(chunk).map_err(|e| {
+                                        chunk_error(self.reader.url(), &assembler, e)
+                                    })?;
+                                }
+                            }
+                        }
+                        ReadPart::Samples(result) => {
+                            for series in result.timeseries {
+                                assembler.series(series.labels)?;
+                                for sample in &series.samples {
+                                    assembler.sample(sample.timestamp, sample.value.to_bits());
+                                }
+                                let histograms = series
+                                    .histograms
+                                    .iter()
+                                    .filter(|h| window.contains(h.timestamp))
+                                    .count();
+                                assembler.skip(assembler::SKIP_HISTOGRAM, histograms as u64);
+                            }
+                        }
+                    }
+                    decode += started.elapsed();
+                    live.samples_read
+                        .fetch_add(assembler.samples - before, Ordering::Relaxed);
+                    while let Some(batch) = assembler.take_ready() {
+                        if tx.send(batch).await.is_err() {
+                            // The sender stopped on an error of its own, which it reports.
+                            return Ok(());
+                        }
+                    }
+                }
+                outcome.bytes_read += stream.bytes_read();
+            }
+            assembler.finish();
+            while let Some(batch) = assembler.take_ready() {
+                if tx.send(batch).await.is_err() {
+                    return Ok(());
+                }
+            }
+            Ok(())
+        }
+        .await;
+        outcome.series = assembler.series;
+        outcome.samples_read = assembler.samples + assembler.skipped.values().sum::<u64>();
+        outcome.skipped = std::mem::take(&mut assembler.skipped);
+        outcome.decode_seconds = decode.as_secs_f64();
+        result
+    }
+}
+
+/// The sending half: one request in flight per window keeps each series' samples in order at
+/// the receiver, which a receiver without an out-of-order window requires.
+async fn send_batches(
+    writer: DestinationWriter,
+    mut rx: mpsc::Receiver<Batch>,
+    live: Arc<LiveCounters>,
+) -> (WindowOutcome, Result<()>) {
+    let mut sent = WindowOutcome::default();
+    let mut costs = SendCosts::default();
+    let mut result = Ok(());
+    while let Some(batch) = rx.recv().await {
+        match writer.send(&batch, &mut costs).await {
+            Ok(Verdict::Accepted) => {
+                sent.samples_written += batch.samples as u64;
+                live.samples_written
+                    .fetch_add(batch.samples as u64, Ordering::Relaxed);
+            }
+            Ok(Verdict::Rejected { reason, message }) => {
+                sent.add_rejection(reason, batch.samples as u64, &message)
+            }
+            Err(e) => {
+                result = Err(e);
+                break;
+            }
+        }
+        sent.requests += 1;
+    }
+    sent.bytes_written = costs.bytes;
+    sent.retries = costs.retries;
+    sent.encode_seconds = costs.encode.as_secs_f64();
+    sent.write_seconds = costs.write.as_secs_f64();
+    (sent, result)
+}

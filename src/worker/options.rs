@@ -1,0 +1,268 @@
+//! The worker's options, one struct read two ways: from flags (`promimport run`) and from
+//! `PROMIMPORT_*` environment variables (`promimport worker`, what a Kubernetes Job runs).
+//! In the environment, list values (`PROMIMPORT_MATCH`, `..._HEADER`, `..._LABEL`) hold one
+//! item per line, because selectors contain commas.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer};
+
+use crate::endpoint::EndpointConfig;
+use crate::error::{Error, Result};
+use crate::relabel::LabelRules;
+use crate::remote_read::ReadLimits;
+use crate::remote_write::batch::BatchLimits;
+use crate::retry::RetryPolicy;
+use crate::selector::{ALL_SERIES, parse_selector};
+use crate::timespec::parse_duration;
+
+use super::WorkerSettings;
+
+#[derive(Debug, Clone, clap::Args, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkerOptions {
+    /// Remote read URL of the source, e.g. http://prometheus:9090/api/v1/read
+    #[arg(long, value_name = "URL")]
+    pub source: String,
+
+    /// Remote write URL of the destination, e.g. http://cortex/api/v1/push
+    #[arg(long, value_name = "URL")]
+    pub dest: String,
+
+    /// Series selector to import; repeatable [default: every series]
+    #[arg(long = "match", value_name = "SELECTOR")]
+    #[serde(rename = "match", default, deserialize_with = "lines")]
+    pub selectors: Vec<String>,
+
+    /// Label to remove from every series, e.g. prometheus_replica; repeatable
+    #[arg(long, value_name = "NAME")]
+    #[serde(default, deserialize_with = "lines")]
+    pub drop_label: Vec<String>,
+
+    /// Label to set on every series; repeatable
+    #[arg(long, value_name = "NAME=VALUE")]
+    #[serde(default, deserialize_with = "lines")]
+    pub set_label: Vec<String>,
+
+    /// Extra header for the source; repeatable
+    #[arg(long, value_name = "NAME=VALUE")]
+    #[serde(default, deserialize_with = "lines")]
+    pub source_header: Vec<String>,
+
+    /// Extra header for the destination, e.g. X-Scope-OrgID=tenant for Cortex; repeatable
+    #[arg(long, value_name = "NAME=VALUE")]
+    #[serde(default, deserialize_with = "lines")]
+    pub dest_header: Vec<String>,
+
+    /// File holding the source's bearer token
+    #[arg(long, value_name = "FILE")]
+    pub source_bearer_token_file: Option<PathBuf>,
+    /// Basic auth user for the source
+    #[arg(long, value_name = "USER")]
+    pub source_basic_user: Option<String>,
+    /// File holding the source's basic auth password
+    #[arg(long, value_name = "FILE")]
+    pub source_basic_password_file: Option<PathBuf>,
+    /// CA bundle (PEM) to verify the source's certificate
+    #[arg(long, value_name = "FILE")]
+    pub source_ca_file: Option<PathBuf>,
+    /// Client certificate (PEM) for the source
+    #[arg(long, value_name = "FILE")]
+    pub source_cert_file: Option<PathBuf>,
+    /// Client key (PEM) for the source
+    #[arg(long, value_name = "FILE")]
+    pub source_key_file: Option<PathBuf>,
+    /// Do not verify the source's TLS certificate (unsafe)
+    #[arg(long)]
+    #[serde(default)]
+    pub source_insecure_skip_verify: bool,
+
+    /// File holding the destination's bearer token
+    #[arg(long, value_name = "FILE")]
+    pub dest_bearer_token_file: Option<PathBuf>,
+    /// Basic auth user for the destination
+    #[arg(long, value_name = "USER")]
+    pub dest_basic_user: Option<String>,
+    /// File holding the destination's basic auth password
+    #[arg(long, value_name = "FILE")]
+    pub dest_basic_password_file: Option<PathBuf>,
+    /// CA bundle (PEM) to verify the destination's certificate
+    #[arg(long, value_name = "FILE")]
+    pub dest_ca_file: Option<PathBuf>,
+    /// Client certificate (PEM) for the destination
+    #[arg(long, value_name = "FILE")]
+    pub dest_cert_file: Option<PathBuf>,
+    /// Client key (PEM) for the destination
+    #[arg(long, value_name = "FILE")]
+    pub dest_key_file: Option<PathBuf>,
+    /// Do not verify the destination's TLS certificate (unsafe)
+    #[arg(long)]
+    #[serde(default)]
+    pub dest_insecure_skip_verify: bool,
+
+    /// Longest silence while reading the source's answer (rancher-monitoring's proxy allows 180s)
+    #[arg(long, value_name = "DURATION", default_value = "3m")]
+    #[serde(default = "default_source_timeout")]
+    pub source_timeout: String,
+
+    /// Longest time for one remote write request
+    #[arg(long, value_name = "DURATION", default_value = "1m")]
+    #[serde(default = "default_dest_timeout")]
+    pub dest_timeout: String,
+
+    /// Most samples in one remote write request
+    #[arg(long, value_name = "N", default_value_t = default_batch_samples())]
+    #[serde(default = "default_batch_samples")]
+    pub batch_samples: usize,
+
+    /// Most bytes (uncompressed protobuf) in one remote write request
+    #[arg(long, value_name = "BYTES", default_value_t = default_batch_bytes())]
+    #[serde(default = "default_batch_bytes")]
+    pub batch_bytes: usize,
+
+    /// Largest streamed remote read frame accepted from the source
+    #[arg(long, value_name = "BYTES", default_value_t = default_max_frame_bytes())]
+    #[serde(default = "default_max_frame_bytes")]
+    pub max_frame_bytes: usize,
+
+    /// Largest SAMPLES answer accepted (held in memory whole)
+    #[arg(long, value_name = "BYTES", default_value_t = default_max_samples_response_bytes())]
+    #[serde(default = "default_max_samples_response_bytes")]
+    pub max_samples_response_bytes: usize,
+
+    /// Retries per request on network errors, 429 and 5xx (capped exponential backoff)
+    #[arg(long, value_name = "N", default_value_t = default_retries())]
+    #[serde(default = "default_retries")]
+    pub retries: usize,
+
+    /// `promimport worker` only (PROMIMPORT_WINDOW_START): the start of its one window.
+    #[arg(skip)]
+    #[serde(default)]
+    pub window_start: Option<String>,
+
+    /// `promimport worker` only (PROMIMPORT_WINDOW_END): the end of its one window, excluded.
+    #[arg(skip)]
+    #[serde(default)]
+    pub window_end: Option<String>,
+}
+
+fn default_source_timeout() -> String {
+    "3m".into()
+}
+fn default_dest_timeout() -> String {
+    "1m".into()
+}
+/// 10k samples is ~150 KiB compressed: large enough to amortise a request, far below the 32 MiB
+/// that Prometheus and VictoriaMetrics accept.
+fn default_batch_samples() -> usize {
+    10_000
+}
+fn default_batch_bytes() -> usize {
+    8 << 20
+}
+/// Prometheus cuts frames at 1 MiB by default; 16 MiB leaves room for a tuned source.
+fn default_max_frame_bytes() -> usize {
+    16 << 20
+}
+fn default_max_samples_response_bytes() -> usize {
+    512 << 20
+}
+fn default_retries() -> usize {
+    RetryPolicy::default().retries
+}
+
+fn lines<'de, D: Deserializer<'de>>(deserializer: D) -> std::result::Result<Vec<String>, D::Error> {
+    let text = String::deserialize(deserializer)?;
+    Ok(text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(String::from)
+        .collect())
+}
+
+impl WorkerOptions {
+    /// Reads `PROMIMPORT_*` environment variables.
+    pub fn from_env() -> Result<Self> {
+        envy::prefixed("PROMIMPORT_")
+            .from_env::<WorkerOptions>()
+            .map_err(|e| {
+                Error::invalid(
+                    "environment",
+                    "PROMIMPORT_*",
+                    format!("{e}; see `promimport worker --help`"),
+                )
+            })
+    }
+
+    /// Checks every value and turns the options into settings; every error names its input.
+    pub fn settings(&self) -> Result<WorkerSettings> {
+        let selectors = if self.selectors.is_empty() {
+            vec![parse_selector(ALL_SERIES)?]
+        } else {
+            self.selectors
+                .iter()
+                .map(|s| parse_selector(s))
+                .collect::<Result<_>>()?
+        };
+        if self.batch_samples == 0 {
+            return Err(Error::invalid("--batch-samples", "0", "must be at least 1"));
+        }
+        if self.batch_bytes < 1024 {
+            return Err(Error::invalid(
+                "--batch-bytes",
+                self.batch_bytes.to_string(),
+                "must be at least 1024",
+            ));
+        }
+        let connect_timeout = Duration::from_secs(10);
+        Ok(WorkerSettings {
+            source: EndpointConfig {
+                role: "--source",
+                url: self.source.clone(),
+                basic_user: self.source_basic_user.clone(),
+                basic_password_file: self.source_basic_password_file.clone(),
+                bearer_token_file: self.source_bearer_token_file.clone(),
+                headers: self.source_header.clone(),
+                ca_file: self.source_ca_file.clone(),
+                cert_file: self.source_cert_file.clone(),
+                key_file: self.source_key_file.clone(),
+                insecure_skip_verify: self.source_insecure_skip_verify,
+                connect_timeout,
+                timeout: parse_duration("--source-timeout", &self.source_timeout)?,
+            },
+            dest: EndpointConfig {
+                role: "--dest",
+                url: self.dest.clone(),
+                basic_user: self.dest_basic_user.clone(),
+                basic_password_file: self.dest_basic_password_file.clone(),
+                bearer_token_file: self.dest_bearer_token_file.clone(),
+                headers: self.dest_header.clone(),
+                ca_file: self.dest_ca_file.clone(),
+                cert_file: self.dest_cert_file.clone(),
+                key_file: self.dest_key_file.clone(),
+                insecure_skip_verify: self.dest_insecure_skip_verify,
+                connect_timeout,
+                timeout: parse_duration("--dest-timeout", &self.dest_timeout)?,
+            },
+            selectors,
+            labels: LabelRules {
+                drop: self.drop_label.clone(),
+                set: LabelRules::parse_set(&self.set_label)?,
+            },
+            batch: BatchLimits {
+                max_samples: self.batch_samples,
+                max_bytes: self.batch_bytes,
+            },
+            read_limits: ReadLimits {
+                max_frame_bytes: self.max_frame_bytes,
+                max_samples_response_bytes: self.max_samples_response_bytes,
+            },
+            retry: RetryPolicy {
+                retries: self.retries,
+                ..RetryPolicy::default()
+            },
+        })
+    }
+}
