@@ -27,7 +27,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Import a time range from a remote read source into a remote write destination, here.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Import one window configured by PROMIMPORT_* environment variables (what a Job runs);
     /// prints one JSON line.
     Worker,
@@ -84,7 +84,7 @@ fn main() -> ExitCode {
 
 async fn dispatch(command: Command) -> anyhow::Result<i32> {
     match command {
-        Command::Run(args) => run(args).await,
+        Command::Run(args) => run(*args).await,
         Command::Worker => worker().await,
     }
 }

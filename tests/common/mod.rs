@@ -1,0 +1,365 @@
+//! Real servers for the end-to-end tests: Prometheus 2.42 and VictoriaMetrics 1.79 from Debian,
+//! started on free loopback ports in temporary directories and killed when dropped; history made
+//! with promtool; and an independent reader that fetches raw samples back (remote read in
+//! SAMPLES mode, decoded here with prost alone, not with promimport's streamed decoder).
+#![allow(dead_code)] // each test binary uses a different part of this module
+
+use std::collections::BTreeMap;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use promimport::proto::{
+    Label, LabelMatcher, Query, ReadRequest, ReadResponse, Sample, TimeSeries, WriteRequest,
+    label_matcher, read_request,
+};
+use prost::Message;
+
+/// Series key (sorted `name="value"` pairs) to (timestamp, value bits).
+pub type Data = BTreeMap<String, Vec<(i64, u64)>>;
+
+pub const STALE_NAN: u64 = 0x7ff0_0000_0000_0002;
+/// 2026-11-01T00:00:00Z
+pub const BASE_MS: i64 = 1_793_491_200_000;
+pub const HOUR_MS: i64 = 3_600_000;
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "promimport-test-{name}-{}-{}",
+        std::process::id(),
+        free_port()
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// A server process that is killed when the test ends, however it ends.
+pub struct Server {
+    pub child: Child,
+    pub port: u16,
+    pub dir: PathBuf,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Server {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+}
+
+pub struct PrometheusOptions<'a> {
+    /// Accept remote write (to be a sink, or to seed stale markers into a source).
+    pub receiver: bool,
+    pub out_of_order_window: Option<&'a str>,
+    pub max_bytes_in_frame: Option<usize>,
+    /// An OpenMetrics file turned into blocks with promtool before start.
+    pub history: Option<&'a Path>,
+}
+
+pub fn start_prometheus(name: &str, options: PrometheusOptions) -> Server {
+    let dir = temp_dir(name);
+    let data = dir.join("data");
+    if let Some(history) = options.history {
+        let out = Command::new("promtool")
+            .args(["tsdb", "create-blocks-from", "openmetrics"])
+            .arg(history)
+            .arg(&data)
+            .output()
+            .expect("promtool runs (Debian package prometheus; scripts/test installs it)");
+        assert!(
+            out.status.success(),
+            "promtool: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let config = dir.join("prometheus.yml");
+    let body = match options.out_of_order_window {
+        Some(window) => format!("storage:\n  tsdb:\n    out_of_order_time_window: {window}\n"),
+        None => String::new(),
+    };
+    std::fs::write(&config, body).unwrap();
+    let port = free_port();
+    let mut command = Command::new("prometheus");
+    command
+        .arg(format!("--config.file={}", config.display()))
+        .arg(format!("--storage.tsdb.path={}", data.display()))
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .arg("--storage.tsdb.retention.time=3650d")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(dir.join("prometheus.log")).unwrap());
+    if options.receiver {
+        command.arg("--web.enable-remote-write-receiver");
+    }
+    if let Some(bytes) = options.max_bytes_in_frame {
+        command.arg(format!("--storage.remote.read-max-bytes-in-frame={bytes}"));
+    }
+    let child = command
+        .spawn()
+        .expect("prometheus runs (Debian package prometheus; scripts/test installs it)");
+    let server = Server { child, port, dir };
+    wait_ready(&server, "/-/ready");
+    server
+}
+
+pub fn start_victoria_metrics(name: &str, retention: &str) -> Server {
+    let dir = temp_dir(name);
+    let port = free_port();
+    let child = Command::new("victoria-metrics")
+        .arg(format!("-storageDataPath={}", dir.join("data").display()))
+        .arg(format!("-httpListenAddr=127.0.0.1:{port}"))
+        .arg(format!("-retentionPeriod={retention}"))
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(dir.join("vm.log")).unwrap())
+        .spawn()
+        .expect(
+            "victoria-metrics runs (Debian package victoria-metrics; scripts/test installs it)",
+        );
+    let server = Server { child, port, dir };
+    wait_ready(&server, "/health");
+    server
+}
+
+fn wait_ready(server: &Server, path: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let client = reqwest::blocking::Client::new();
+    while Instant::now() < deadline {
+        if let Ok(response) = client.get(server.url(path)).send()
+            && response.status().is_success()
+        {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!(
+        "server in {} did not become ready within 30s",
+        server.dir.display()
+    );
+}
+
+/// The test history: counters, gauges (with negative, tiny, huge and NaN values), series that
+/// start and stop mid-range, at 15 s and 30 s intervals, over [BASE, BASE + hours).
+pub fn write_history(path: &Path, hours: i64) {
+    let mut out = String::new();
+    let end_s = hours * 3600;
+    out.push_str("# HELP test_requests_total Requests.\n# TYPE test_requests_total counter\n");
+    for instance in 0..8 {
+        for code in ["200", "500"] {
+            let mut value = 0.0;
+            for t in (0..end_s).step_by(15) {
+                value += (t % 7 + instance) as f64 * if code == "200" { 1.0 } else { 0.01 };
+                out.push_str(&format!(
+                    "test_requests_total{{instance=\"host-{instance}:9100\",code=\"{code}\",job=\"node\"}} {value} {}\n",
+                    BASE_MS / 1000 + t
+                ));
+            }
+        }
+    }
+    out.push_str("# HELP test_temperature Gauge.\n# TYPE test_temperature gauge\n");
+    for sensor in 0..6 {
+        // Sensor k exists only for part of the range: it starts and stops mid-range.
+        let (from, to) = (sensor * end_s / 12, end_s - sensor * end_s / 16);
+        for t in (from..to).step_by(30) {
+            let value = match (t / 30) % 9 {
+                0 => "NaN".to_string(),
+                1 => "-0.000001".to_string(),
+                2 => "1.7e308".to_string(),
+                _ => format!("{}", ((t as f64) / 97.0).sin() * 40.0 + sensor as f64),
+            };
+            out.push_str(&format!(
+                "test_temperature{{sensor=\"s{sensor}\",job=\"env\"}} {value} {}\n",
+                BASE_MS / 1000 + t
+            ));
+        }
+    }
+    out.push_str("# EOF\n");
+    std::fs::write(path, out).unwrap();
+}
+
+/// Writes samples with remote write, as a live Prometheus would; used to put stale markers into
+/// a source (promtool's OpenMetrics input cannot express them) and live data into a sink.
+pub fn remote_write(url: &str, series: &[(&[(&str, &str)], Vec<(i64, f64)>)]) {
+    let request = WriteRequest {
+        timeseries: series
+            .iter()
+            .map(|(labels, samples)| TimeSeries {
+                labels: labels
+                    .iter()
+                    .map(|(n, v)| Label {
+                        name: n.to_string(),
+                        value: v.to_string(),
+                    })
+                    .collect(),
+                samples: samples
+                    .iter()
+                    .map(|&(timestamp, value)| Sample { value, timestamp })
+                    .collect(),
+                histograms: Vec::new(),
+            })
+            .collect(),
+    };
+    let body = snap::raw::Encoder::new()
+        .compress_vec(&request.encode_to_vec())
+        .unwrap();
+    let response = reqwest::blocking::Client::new()
+        .post(url)
+        .header("Content-Encoding", "snappy")
+        .header("Content-Type", "application/x-protobuf")
+        .header("X-Prometheus-Remote-Write-Version", "0.1.0")
+        .body(body)
+        .send()
+        .unwrap();
+    assert!(
+        response.status().is_success(),
+        "seeding {url}: {} {}",
+        response.status(),
+        response.text().unwrap_or_default()
+    );
+}
+
+/// A series that goes stale twice: Prometheus writes this bit pattern when a target vanishes.
+pub fn seed_stale_series(source: &Server) {
+    let samples: Vec<(i64, f64)> = (0..200)
+        .map(|i| {
+            let t = BASE_MS + 2 * HOUR_MS + i * 60_000;
+            let v = if i % 50 == 49 {
+                f64::from_bits(STALE_NAN)
+            } else {
+                i as f64
+            };
+            (t, v)
+        })
+        .collect();
+    remote_write(
+        &source.url("/api/v1/write"),
+        &[(&[("__name__", "test_flapping"), ("job", "flappy")], samples)],
+    );
+}
+
+/// Every raw sample a Prometheus holds in [start, end), read with remote read in SAMPLES mode.
+pub fn read_samples(server: &Server, start_ms: i64, end_ms: i64) -> Data {
+    let request = ReadRequest {
+        queries: vec![Query {
+            start_timestamp_ms: start_ms,
+            end_timestamp_ms: end_ms - 1,
+            matchers: vec![LabelMatcher {
+                r#type: label_matcher::Type::Re as i32,
+                name: "__name__".into(),
+                value: ".+".into(),
+            }],
+            hints: None,
+        }],
+        accepted_response_types: vec![read_request::ResponseType::Samples as i32],
+    };
+    let body = snap::raw::Encoder::new()
+        .compress_vec(&request.encode_to_vec())
+        .unwrap();
+    let response = reqwest::blocking::Client::new()
+        .post(server.url("/api/v1/read"))
+        .header("Content-Encoding", "snappy")
+        .header("Content-Type", "application/x-protobuf")
+        .header("X-Prometheus-Remote-Read-Version", "0.1.0")
+        .body(body)
+        .send()
+        .unwrap();
+    assert!(
+        response.status().is_success(),
+        "read back: {}",
+        response.status()
+    );
+    let bytes = snap::raw::Decoder::new()
+        .decompress_vec(&response.bytes().unwrap())
+        .unwrap();
+    let answer = ReadResponse::decode(bytes.as_slice()).unwrap();
+    let mut data = Data::new();
+    for series in answer.results.into_iter().flat_map(|r| r.timeseries) {
+        let samples: Vec<(i64, u64)> = series
+            .samples
+            .iter()
+            .filter(|s| start_ms <= s.timestamp && s.timestamp < end_ms)
+            .map(|s| (s.timestamp, s.value.to_bits()))
+            .collect();
+        if !samples.is_empty() {
+            data.insert(series_key(&series.labels), samples);
+        }
+    }
+    data
+}
+
+pub fn series_key(labels: &[Label]) -> String {
+    let mut pairs: Vec<String> = labels
+        .iter()
+        .map(|l| format!("{}={:?}", l.name, l.value))
+        .collect();
+    pairs.sort();
+    pairs.join(",")
+}
+
+/// Asserts two data sets are equal series by series, sample by sample, bit by bit, with a
+/// message that names the first difference instead of dumping both.
+pub fn assert_same_data(expected: &Data, actual: &Data) {
+    for (key, samples) in expected {
+        let Some(got) = actual.get(key) else {
+            panic!(
+                "series {key} is missing ({} samples expected)",
+                samples.len()
+            );
+        };
+        if got != samples {
+            let first = samples
+                .iter()
+                .zip(got.iter())
+                .position(|(a, b)| a != b)
+                .unwrap_or(samples.len().min(got.len()));
+            panic!(
+                "series {key}: {} samples expected, {} found; first difference at index {first}: expected {:?}, found {:?}",
+                samples.len(),
+                got.len(),
+                samples.get(first),
+                got.get(first)
+            );
+        }
+    }
+    for key in actual.keys() {
+        assert!(expected.contains_key(key), "unexpected series {key}");
+    }
+}
+
+pub fn total_samples(data: &Data) -> usize {
+    data.values().map(Vec::len).sum()
+}
+
+pub fn promimport(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_promimport"))
+        .args(args)
+        .env("RUST_LOG", "info")
+        .output()
+        .unwrap()
+}
+
+pub fn text(output: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+pub fn rfc3339(ms: i64) -> String {
+    promimport::timespec::format_ms(ms)
+}

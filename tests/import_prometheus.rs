@@ -1,0 +1,255 @@
+//! End to end against real Prometheus servers: a source with history made by promtool (and
+//! stale markers written like a live Prometheus would), a sink, and promimport between them.
+
+mod common;
+
+use common::*;
+
+struct Setup {
+    source: Server,
+    history_hours: i64,
+}
+
+/// A source whose frames are cut at 256 bytes, so every series of a 2h window (four chunks of
+/// 120 samples) is split across frames.
+fn source(name: &str) -> Setup {
+    let dir = temp_dir(&format!("{name}-history"));
+    let history = dir.join("history.om");
+    let history_hours = 12;
+    write_history(&history, history_hours);
+    let source = start_prometheus(
+        name,
+        PrometheusOptions {
+            receiver: true,
+            out_of_order_window: Some("3650d"),
+            max_bytes_in_frame: Some(256),
+            history: Some(&history),
+        },
+    );
+    seed_stale_series(&source);
+    Setup {
+        source,
+        history_hours,
+    }
+}
+
+fn ooo_sink(name: &str) -> Server {
+    start_prometheus(
+        name,
+        PrometheusOptions {
+            receiver: true,
+            out_of_order_window: Some("3650d"),
+            max_bytes_in_frame: None,
+            history: None,
+        },
+    )
+}
+
+#[test]
+fn an_import_lands_every_sample_once_and_nothing_outside_the_range() {
+    let setup = source("exact-src");
+    let sink = ooo_sink("exact-sink");
+    // Start and end fall inside TSDB chunks and mid-window, so clipping is exercised.
+    let (start, end) = (
+        BASE_MS + HOUR_MS + 7_500,
+        BASE_MS + (setup.history_hours - 1) * HOUR_MS - 22_500,
+    );
+    let state = temp_dir("exact-state");
+    let out = promimport(&[
+        "run",
+        "--source",
+        &setup.source.url("/api/v1/read"),
+        "--dest",
+        &sink.url("/api/v1/write"),
+        "--start",
+        &rfc3339(start),
+        "--end",
+        &rfc3339(end),
+        "--window",
+        "2h",
+        "--parallel",
+        "3",
+        "--batch-samples",
+        "1000",
+        "--state",
+        state.to_str().unwrap(),
+    ]);
+    let log = text(&out);
+    assert!(out.status.success(), "{log}");
+
+    let expected = read_samples(&setup.source, start, end);
+    let landed = read_samples(&sink, start - 24 * HOUR_MS, end + 24 * HOUR_MS);
+    assert!(
+        expected.len() >= 20,
+        "the source holds the test history: {} series",
+        expected.len()
+    );
+    let stale = expected
+        .values()
+        .flatten()
+        .filter(|(_, bits)| *bits == STALE_NAN)
+        .count();
+    assert!(stale >= 3, "the source holds stale markers ({stale})");
+    // Equal over a far wider range than imported: nothing outside [start, end) was written.
+    assert_same_data(&expected, &landed);
+    let total = total_samples(&expected);
+    // A series split across frames is one series, and the summary counts it once per window.
+    let per_window: usize = (0..6)
+        .map(|w| {
+            let (from, to) = (
+                (start / (2 * HOUR_MS) + w) * 2 * HOUR_MS,
+                (start / (2 * HOUR_MS) + w + 1) * 2 * HOUR_MS,
+            );
+            read_samples(&setup.source, from.max(start), to.min(end)).len()
+        })
+        .sum();
+    assert!(
+        log.contains(&format!("series   {per_window}\n")),
+        "{per_window} series: {log}"
+    );
+    assert!(
+        log.contains(&format!(
+            "read {total}, written {total}, rejected 0, skipped 0"
+        )),
+        "{log}"
+    );
+    assert!(
+        log.contains("complete: every sample read was accepted"),
+        "{log}"
+    );
+}
+
+#[test]
+fn a_sink_without_an_out_of_order_window_rejects_history_and_the_import_stops_early() {
+    let setup = source("oob-src");
+    let sink = start_prometheus(
+        "oob-sink",
+        PrometheusOptions {
+            receiver: true,
+            out_of_order_window: None,
+            max_bytes_in_frame: None,
+            history: None,
+        },
+    );
+    // The sink already receives live data, as Opni's Cortex does when the migration starts.
+    let now = promimport::local::now_ms();
+    remote_write(
+        &sink.url("/api/v1/write"),
+        &[(
+            &[("__name__", "live_metric"), ("job", "live")],
+            vec![(now, 1.0)],
+        )],
+    );
+
+    let state = temp_dir("oob-state");
+    let out = promimport(&[
+        "run",
+        "--source",
+        &setup.source.url("/api/v1/read"),
+        "--dest",
+        &sink.url("/api/v1/write"),
+        "--start",
+        &rfc3339(BASE_MS),
+        "--end",
+        &rfc3339(BASE_MS + setup.history_hours * HOUR_MS),
+        "--window",
+        "1h",
+        "--parallel",
+        "1",
+        "--state",
+        state.to_str().unwrap(),
+    ]);
+    let log = text(&out);
+    assert_eq!(out.status.code(), Some(3), "{log}");
+    assert!(log.contains("REJECTED"), "{log}");
+    assert!(log.contains("out of bounds"), "{log}");
+    assert!(
+        log.contains("out_of_order_time_window"),
+        "the fix is named: {log}"
+    );
+    assert!(log.contains("STOPPED  early"), "{log}");
+    // One window was tried, the other eleven were not sent to the same fate.
+    assert!(
+        log.contains("0 done now, 0 done before, 1 rejected, 0 failed, 11 not attempted"),
+        "{log}"
+    );
+    assert!(
+        read_samples(&sink, BASE_MS, BASE_MS + setup.history_hours * HOUR_MS).is_empty(),
+        "no history landed"
+    );
+}
+
+#[test]
+fn a_run_killed_mid_way_resumes_with_exact_data_and_no_window_done_twice() {
+    let setup = source("resume-src");
+    let sink = ooo_sink("resume-sink");
+    let (start, end) = (BASE_MS, BASE_MS + setup.history_hours * HOUR_MS);
+    let state = temp_dir("resume-state");
+    let args = [
+        "run",
+        "--source",
+        &setup.source.url("/api/v1/read"),
+        "--dest",
+        &sink.url("/api/v1/write"),
+        "--start",
+        &rfc3339(start),
+        "--end",
+        &rfc3339(end),
+        "--window",
+        "10m",
+        "--parallel",
+        "1",
+        "--batch-samples",
+        "100",
+        "--state",
+        state.to_str().unwrap(),
+    ];
+    let ledger = state.join("ledger.jsonl");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_promimport"))
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // SIGKILL once a few windows are recorded: mid-import, mid-window.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while std::fs::read_to_string(&ledger)
+        .map(|l| l.lines().count())
+        .unwrap_or(0)
+        < 5
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the first run recorded no windows"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let done_before = std::fs::read_to_string(&ledger).unwrap().lines().count();
+    assert!(
+        done_before < 72,
+        "the run was killed before it finished ({done_before} windows)"
+    );
+
+    let out = promimport(&args);
+    let log = text(&out);
+    assert!(out.status.success(), "{log}");
+    assert!(log.contains(&format!("done before")), "{log}");
+
+    let lines = std::fs::read_to_string(&ledger).unwrap();
+    let mut windows: Vec<String> = lines
+        .lines()
+        .filter(|l| l.ends_with('}'))
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["window"].to_string())
+        .collect();
+    let recorded = windows.len();
+    windows.sort();
+    windows.dedup();
+    assert_eq!(windows.len(), recorded, "a window was recorded twice");
+    assert_eq!(recorded, 72, "every 10m window of 12h recorded once");
+    assert_same_data(
+        &read_samples(&setup.source, start, end),
+        &read_samples(&sink, start - HOUR_MS, end + HOUR_MS),
+    );
+}
