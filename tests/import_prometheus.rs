@@ -16,7 +16,7 @@ fn source(name: &str) -> Setup {
     let dir = temp_dir(&format!("{name}-history"));
     let history = dir.join("history.om");
     let history_hours = 12;
-    write_history(&history, history_hours);
+    write_history(&history, history_hours, true);
     let source = start_prometheus(
         name,
         PrometheusOptions {

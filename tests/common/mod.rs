@@ -152,9 +152,10 @@ fn wait_ready(server: &Server, path: &str) {
     );
 }
 
-/// The test history: counters, gauges (with negative, tiny, huge and NaN values), series that
-/// start and stop mid-range, at 15 s and 30 s intervals, over [BASE, BASE + hours).
-pub fn write_history(path: &Path, hours: i64) {
+/// The test history: counters, gauges (with negative, tiny, NaN and, with `huge`, 1.7e308
+/// values), series that start and stop mid-range, at 15 s and 30 s intervals, over
+/// [BASE, BASE + hours).
+pub fn write_history(path: &Path, hours: i64, huge: bool) {
     let mut out = String::new();
     let end_s = hours * 3600;
     out.push_str("# HELP test_requests_total Requests.\n# TYPE test_requests_total counter\n");
@@ -178,7 +179,7 @@ pub fn write_history(path: &Path, hours: i64) {
             let value = match (t / 30) % 9 {
                 0 => "NaN".to_string(),
                 1 => "-0.000001".to_string(),
-                2 => "1.7e308".to_string(),
+                2 if huge => "1.7e308".to_string(),
                 _ => format!("{}", ((t as f64) / 97.0).sin() * 40.0 + sensor as f64),
             };
             out.push_str(&format!(
@@ -253,38 +254,18 @@ pub fn seed_stale_series(source: &Server) {
 
 /// Every raw sample a Prometheus holds in [start, end), read with remote read in SAMPLES mode.
 pub fn read_samples(server: &Server, start_ms: i64, end_ms: i64) -> Data {
-    let request = ReadRequest {
-        queries: vec![Query {
-            start_timestamp_ms: start_ms,
-            end_timestamp_ms: end_ms - 1,
-            matchers: vec![LabelMatcher {
-                r#type: label_matcher::Type::Re as i32,
-                name: "__name__".into(),
-                value: ".+".into(),
-            }],
-            hints: None,
-        }],
-        accepted_response_types: vec![read_request::ResponseType::Samples as i32],
-    };
-    let body = snap::raw::Encoder::new()
-        .compress_vec(&request.encode_to_vec())
-        .unwrap();
-    let response = reqwest::blocking::Client::new()
-        .post(server.url("/api/v1/read"))
-        .header("Content-Encoding", "snappy")
-        .header("Content-Type", "application/x-protobuf")
-        .header("X-Prometheus-Remote-Read-Version", "0.1.0")
-        .body(body)
-        .send()
-        .unwrap();
-    assert!(
-        response.status().is_success(),
-        "read back: {}",
-        response.status()
+    let (_, body) = raw_read(
+        &server.url("/api/v1/read"),
+        start_ms,
+        end_ms,
+        read_request::ResponseType::Samples,
     );
-    let bytes = snap::raw::Decoder::new()
-        .decompress_vec(&response.bytes().unwrap())
-        .unwrap();
+    decode_samples(&body, start_ms, end_ms)
+}
+
+/// Decodes a SAMPLES answer (snappy `ReadResponse`) into data, keeping [start, end).
+pub fn decode_samples(body: &[u8], start_ms: i64, end_ms: i64) -> Data {
+    let bytes = snap::raw::Decoder::new().decompress_vec(body).unwrap();
     let answer = ReadResponse::decode(bytes.as_slice()).unwrap();
     let mut data = Data::new();
     for series in answer.results.into_iter().flat_map(|r| r.timeseries) {
@@ -362,4 +343,170 @@ pub fn text(output: &Output) -> String {
 
 pub fn rfc3339(ms: i64) -> String {
     promimport::timespec::format_ms(ms)
+}
+
+/// One request as a scripted fake server saw it.
+pub struct FakeRequest {
+    pub path: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+/// One scripted answer.
+pub struct FakeResponse {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl FakeResponse {
+    pub fn new(status: u16, content_type: &str, body: impl Into<Vec<u8>>) -> Self {
+        FakeResponse {
+            status,
+            headers: vec![("Content-Type".into(), content_type.into())],
+            body: body.into(),
+        }
+    }
+}
+
+/// A scripted HTTP/1.1 server on loopback for edge cases real servers will not produce on
+/// demand (a login page, a corrupt frame, a 503 with Retry-After). `answer` gets the request
+/// and its number (from 0); the server stops with the test process.
+pub struct FakeServer {
+    pub port: u16,
+    pub requests: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl FakeServer {
+    pub fn start(
+        answer: impl Fn(&FakeRequest, usize) -> FakeResponse + Send + Sync + 'static,
+    ) -> Self {
+        use std::io::{BufRead, BufReader, Read, Write};
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let requests = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = requests.clone();
+        let answer = std::sync::Arc::new(answer);
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(stream) = stream else { continue };
+                let answer = answer.clone();
+                let counter = counter.clone();
+                std::thread::spawn(move || {
+                    let mut reader = BufReader::new(stream.try_clone().unwrap());
+                    loop {
+                        let mut line = String::new();
+                        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                            return;
+                        }
+                        let path = line.split_whitespace().nth(1).unwrap_or("/").to_string();
+                        let mut headers = Vec::new();
+                        loop {
+                            let mut header = String::new();
+                            if reader.read_line(&mut header).unwrap_or(0) == 0 {
+                                return;
+                            }
+                            let header = header.trim_end();
+                            if header.is_empty() {
+                                break;
+                            }
+                            if let Some((name, value)) = header.split_once(':') {
+                                headers.push((
+                                    name.trim().to_ascii_lowercase(),
+                                    value.trim().to_string(),
+                                ));
+                            }
+                        }
+                        let length = headers
+                            .iter()
+                            .find(|h| h.0 == "content-length")
+                            .and_then(|h| h.1.parse().ok())
+                            .unwrap_or(0);
+                        let mut body = vec![0; length];
+                        if reader.read_exact(&mut body).is_err() {
+                            return;
+                        }
+                        let n = counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        let response = answer(
+                            &FakeRequest {
+                                path,
+                                headers,
+                                body,
+                            },
+                            n,
+                        );
+                        let mut out = format!(
+                            "HTTP/1.1 {} Fake\r\nContent-Length: {}\r\n",
+                            response.status,
+                            response.body.len()
+                        );
+                        for (name, value) in &response.headers {
+                            out.push_str(&format!("{name}: {value}\r\n"));
+                        }
+                        out.push_str("\r\n");
+                        let mut writer = &stream;
+                        if writer
+                            .write_all(out.as_bytes())
+                            .and_then(|_| writer.write_all(&response.body))
+                            .is_err()
+                        {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        FakeServer { port, requests }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    pub fn request_count(&self) -> usize {
+        self.requests.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+/// A remote read answer exactly as a server sent it: content type and raw body.
+pub fn raw_read(
+    url: &str,
+    start_ms: i64,
+    end_ms: i64,
+    response_type: read_request::ResponseType,
+) -> (String, Vec<u8>) {
+    let request = ReadRequest {
+        queries: vec![Query {
+            start_timestamp_ms: start_ms,
+            end_timestamp_ms: end_ms - 1,
+            matchers: vec![LabelMatcher {
+                r#type: label_matcher::Type::Re as i32,
+                name: "__name__".into(),
+                value: ".+".into(),
+            }],
+            hints: None,
+        }],
+        accepted_response_types: vec![response_type as i32],
+    };
+    let body = snap::raw::Encoder::new()
+        .compress_vec(&request.encode_to_vec())
+        .unwrap();
+    let response = reqwest::blocking::Client::new()
+        .post(url)
+        .header("Content-Encoding", "snappy")
+        .header("Content-Type", "application/x-protobuf")
+        .header("X-Prometheus-Remote-Read-Version", "0.1.0")
+        .body(body)
+        .send()
+        .unwrap();
+    assert!(
+        response.status().is_success(),
+        "raw read: {}",
+        response.status()
+    );
+    let content_type = response.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    (content_type, response.bytes().unwrap().to_vec())
 }

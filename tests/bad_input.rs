@@ -1,0 +1,224 @@
+//! Bad input gets a clear error that names the input and the fix, a non-zero exit, no panic,
+//! and no credential in the output.
+
+mod common;
+
+use common::*;
+
+fn run(source: &str, dest: &str, extra: &[&str]) -> (Option<i32>, String) {
+    run_in(&temp_dir("bad-input-state"), source, dest, extra)
+}
+
+fn run_in(
+    state: &std::path::Path,
+    source: &str,
+    dest: &str,
+    extra: &[&str],
+) -> (Option<i32>, String) {
+    let mut args = vec![
+        "run",
+        "--source",
+        source,
+        "--dest",
+        dest,
+        "--start",
+        "2026-11-01T00:00:00Z",
+        "--end",
+        "2026-11-01T02:00:00Z",
+        "--retries",
+        "1",
+        "--window-attempts",
+        "1",
+        "--state",
+        state.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    let out = promimport(&args);
+    let log = text(&out);
+    assert!(!log.contains("panicked"), "{log}");
+    (out.status.code(), log)
+}
+
+const DEST: &str = "http://127.0.0.1:9/api/v1/write";
+
+#[test]
+fn an_unreachable_source_is_named() {
+    let url = format!("http://127.0.0.1:{}/api/v1/read", free_port());
+    let (code, log) = run(&url, DEST, &[]);
+    assert_eq!(code, Some(1), "{log}");
+    assert!(
+        log.contains(&format!("source {url} is unreachable")),
+        "{log}"
+    );
+}
+
+#[test]
+fn a_source_that_answers_html_is_not_mistaken_for_an_empty_one() {
+    let proxy = FakeServer::start(|_, _| {
+        FakeResponse::new(
+            200,
+            "text/html; charset=utf-8",
+            "<html>Log in to Rancher</html>",
+        )
+    });
+    let (code, log) = run(&proxy.url("/api/v1/read"), DEST, &[]);
+    assert_eq!(code, Some(1), "{log}");
+    assert!(
+        log.contains("\"text/html; charset=utf-8\" instead of a remote read response"),
+        "{log}"
+    );
+    assert!(
+        log.contains("point --source at the server's /api/v1/read"),
+        "{log}"
+    );
+}
+
+#[test]
+fn a_corrupt_frame_fails_the_window_with_its_checksum() {
+    let mut body = Vec::new();
+    promimport::remote_read::frame::encode_frame(b"\x0a\x00", &mut body);
+    let last = body.len() - 1;
+    body[last] ^= 0xff;
+    let source = FakeServer::start(move |_, _| {
+        FakeResponse::new(
+            200,
+            "application/x-streamed-protobuf; proto=prometheus.ChunkedReadResponse",
+            body.clone(),
+        )
+    });
+    let (code, log) = run(&source.url("/api/v1/read"), DEST, &[]);
+    assert_eq!(code, Some(1), "{log}");
+    assert!(
+        log.contains("corrupt remote read stream: frame 0 fails its CRC32C check"),
+        "{log}"
+    );
+    assert!(
+        log.contains("0 done now, 0 done before, 0 rejected, 1 failed"),
+        "{log}"
+    );
+}
+
+#[test]
+fn a_source_refusing_credentials_stops_the_import_with_the_fix() {
+    let source = FakeServer::start(|_, _| FakeResponse::new(401, "text/plain", "Unauthorized"));
+    let (code, log) = run(
+        &source.url("/api/v1/read"),
+        DEST,
+        &["--window", "30m", "--parallel", "1"],
+    );
+    assert_eq!(code, Some(1), "{log}");
+    assert!(
+        log.contains("answered HTTP 401: Unauthorized; check --source-bearer-token-file"),
+        "{log}"
+    );
+    assert!(log.contains("STOPPED  early"), "{log}");
+    assert_eq!(
+        source.request_count(),
+        1,
+        "a 401 is not retried, and no other window is tried"
+    );
+}
+
+#[test]
+fn an_inverted_time_range_says_to_swap() {
+    let out = promimport(&[
+        "run", "--source", DEST, "--dest", DEST, "--start", "now", "--end", "now-1d",
+    ]);
+    let log = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{log}");
+    assert!(
+        log.contains("invalid time range") && log.contains("swap --start and --end"),
+        "{log}"
+    );
+}
+
+#[test]
+fn bad_times_matchers_and_urls_are_named() {
+    for (args, needle) in [
+        (
+            vec!["--start", "yesterday"],
+            "invalid --start \"yesterday\"",
+        ),
+        (
+            vec!["--match", "{job=node}"],
+            "invalid --match selector \"{job=node}\"",
+        ),
+        (vec!["--window", "0s"], "invalid --window \"0s\""),
+        (
+            vec!["--set-label", "nolabel"],
+            "invalid --set-label \"nolabel\"",
+        ),
+        (
+            vec!["--source-timeout", "soon"],
+            "invalid --source-timeout \"soon\"",
+        ),
+    ] {
+        let mut full = vec!["run", "--source", DEST, "--dest", DEST];
+        if !args.contains(&"--start") {
+            full.extend(["--start", "now-1h"]);
+        }
+        full.extend(args);
+        let out = promimport(&full);
+        let log = text(&out);
+        assert_eq!(out.status.code(), Some(1), "{log}");
+        assert!(log.contains(needle), "{needle}: {log}");
+        assert!(!log.contains("panicked"), "{log}");
+    }
+    let out = promimport(&[
+        "run",
+        "--source",
+        "prometheus:9090",
+        "--dest",
+        DEST,
+        "--start",
+        "now-1h",
+    ]);
+    assert!(
+        text(&out).contains("invalid --source \"prometheus:9090\""),
+        "{}",
+        text(&out)
+    );
+}
+
+#[test]
+fn credentials_never_reach_the_output() {
+    let dir = temp_dir("secret");
+    let token = dir.join("token");
+    std::fs::write(&token, "tok-PLANTED-SECRET\n").unwrap();
+    let source = FakeServer::start(|request, _| {
+        let auth = request
+            .headers
+            .iter()
+            .find(|h| h.0 == "authorization")
+            .map(|h| h.1.clone())
+            .unwrap_or_default();
+        // The token arrives without its trailing newline.
+        assert_eq!(auth, "Bearer tok-PLANTED-SECRET");
+        FakeResponse::new(503, "text/plain", "overloaded")
+    });
+    let dest = "http://alice:pw-PLANTED-SECRET@127.0.0.1:9/api/v1/write";
+    let state = temp_dir("secret-state");
+    let (code, log) = run_in(
+        &state,
+        &source.url("/api/v1/read"),
+        dest,
+        &[
+            "--source-bearer-token-file",
+            token.to_str().unwrap(),
+            "--dest-header",
+            "X-Api-Key=key-PLANTED-SECRET",
+        ],
+    );
+    assert_eq!(code, Some(1), "{log}");
+    assert!(source.request_count() >= 1);
+    assert!(!log.contains("PLANTED-SECRET"), "{log}");
+    let mut recorded = String::new();
+    for file in std::fs::read_dir(&state).unwrap() {
+        recorded.push_str(&std::fs::read_to_string(file.unwrap().path()).unwrap());
+    }
+    assert!(
+        recorded.contains("overloaded"),
+        "the ledger recorded the failure: {recorded}"
+    );
+    assert!(!recorded.contains("PLANTED-SECRET"), "{recorded}");
+}
