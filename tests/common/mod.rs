@@ -192,9 +192,12 @@ pub fn write_history(path: &Path, hours: i64, huge: bool) {
     std::fs::write(path, out).unwrap();
 }
 
+/// Labels and (timestamp, value) samples of one series to remote-write.
+pub type SeriesToWrite<'a> = (&'a [(&'a str, &'a str)], Vec<(i64, f64)>);
+
 /// Writes samples with remote write, as a live Prometheus would; used to put stale markers into
 /// a source (promtool's OpenMetrics input cannot express them) and live data into a sink.
-pub fn remote_write(url: &str, series: &[(&[(&str, &str)], Vec<(i64, f64)>)]) {
+pub fn remote_write(url: &str, series: &[SeriesToWrite]) {
     let request = WriteRequest {
         timeseries: series
             .iter()
