@@ -227,7 +227,11 @@ fn a_run_killed_mid_way_resumes_with_exact_data_and_no_window_done_twice() {
     child.kill().unwrap();
     child.wait().unwrap();
     // Complete lines only: the kill may tear the last one, and its window is then redone.
-    let done_before = std::fs::read_to_string(&ledger).unwrap().lines().filter(|l| l.ends_with('}')).count();
+    let done_before = std::fs::read_to_string(&ledger)
+        .unwrap()
+        .lines()
+        .filter(|l| l.ends_with('}'))
+        .count();
     assert!(
         done_before < 72,
         "the run was killed before it finished ({done_before} windows)"
@@ -237,7 +241,13 @@ fn a_run_killed_mid_way_resumes_with_exact_data_and_no_window_done_twice() {
     let log = text(&out);
     assert!(out.status.success(), "{log}");
     // The second run skipped exactly the windows the first one recorded, and did the rest.
-    assert!(log.contains(&format!("{} done now, {done_before} done before", 72 - done_before)), "{log}");
+    assert!(
+        log.contains(&format!(
+            "{} done now, {done_before} done before",
+            72 - done_before
+        )),
+        "{log}"
+    );
 
     let lines = std::fs::read_to_string(&ledger).unwrap();
     let mut windows: Vec<String> = lines

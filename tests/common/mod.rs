@@ -240,7 +240,7 @@ pub fn remote_write(url: &str, series: &[SeriesToWrite]) {
 pub fn seed_stale_series(source: &Server) {
     let samples: Vec<(i64, f64)> = (0..200)
         .map(|i| {
-            let t = BASE_MS + 2 * HOUR_MS + i * 60_000;
+            let t = BASE_MS + HOUR_MS / 2 + i * 60_000;
             let v = if i % 50 == 49 {
                 f64::from_bits(STALE_NAN)
             } else {
