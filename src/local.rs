@@ -91,7 +91,7 @@ impl std::fmt::Display for RunSummary {
             self.windows_failed,
             self.windows_not_attempted
         )?;
-        writeln!(f, "  series   {}", t.series)?;
+        writeln!(f, "  series   {} in the largest window", t.series)?;
         writeln!(
             f,
             "  samples  read {}, written {}, rejected {}, skipped {}",

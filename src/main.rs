@@ -30,6 +30,14 @@ enum Command {
     Run(Box<RunArgs>),
     /// Import one window configured by PROMIMPORT_* environment variables (what a Job runs);
     /// prints one JSON line.
+    #[command(
+        long_about = "Import one window, configured entirely by environment variables, and print \
+one JSON line (the ledger entry) on stdout. This is what each Kubernetes Job runs.\n\n\
+Every option of `promimport run` is read from PROMIMPORT_<OPTION> (--dest-header becomes \
+PROMIMPORT_DEST_HEADER, --match becomes PROMIMPORT_MATCH); list values hold one item per line. \
+The window is PROMIMPORT_WINDOW_START and PROMIMPORT_WINDOW_END (end excluded). \
+Exit codes: 0 every sample accepted, 3 samples rejected or skipped, 1 failed."
+    )]
     Worker,
 }
 

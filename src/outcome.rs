@@ -92,9 +92,10 @@ impl WindowOutcome {
         }
     }
 
-    /// Adds another window's numbers into a running total.
+    /// Adds another window's numbers into a running total. Series are not additive (the same
+    /// series spans many windows), so the total keeps the largest window's count.
     pub fn absorb(&mut self, other: &WindowOutcome) {
-        self.series += other.series;
+        self.series = self.series.max(other.series);
         self.samples_read += other.samples_read;
         self.samples_written += other.samples_written;
         for r in &other.rejected {

@@ -62,21 +62,35 @@ impl Progress {
         }
     }
 
+    /// One log line per window: a warning when anything was refused or failed; otherwise an
+    /// info line where no bar shows progress (a pod's log), a debug line under the bar.
     pub fn window_finished(&self, window: Window, outcome: &WindowOutcome) {
         if let Some(bar) = &self.bar {
             bar.inc(1);
         }
-        tracing::info!(
-            window = %window,
-            series = outcome.series,
-            read = outcome.samples_read,
-            written = outcome.samples_written,
-            rejected = outcome.samples_rejected(),
-            skipped = outcome.samples_skipped(),
-            seconds = format!("{:.2}", outcome.seconds),
-            error = outcome.error.as_ref().map(|e| e.message.as_str()),
-            "window finished"
-        );
+        macro_rules! log {
+            ($level:expr) => {
+                tracing::event!(
+                    $level,
+                    window = %window,
+                    series = outcome.series,
+                    read = outcome.samples_read,
+                    written = outcome.samples_written,
+                    rejected = outcome.samples_rejected(),
+                    skipped = outcome.samples_skipped(),
+                    seconds = format!("{:.2}", outcome.seconds),
+                    error = outcome.error.as_ref().map(|e| e.message.as_str()),
+                    "window finished"
+                )
+            };
+        }
+        if !outcome.is_complete() {
+            log!(tracing::Level::WARN);
+        } else if self.bar.is_some() {
+            log!(tracing::Level::DEBUG);
+        } else {
+            log!(tracing::Level::INFO);
+        }
     }
 
     pub fn finish(&self) {

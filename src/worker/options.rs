@@ -172,6 +172,12 @@ fn default_retries() -> usize {
     RetryPolicy::default().retries
 }
 
+const ENV_PREFIX: &str = "PROMIMPORT_";
+
+fn env_name(field: &str) -> String {
+    format!("{ENV_PREFIX}{}", field.to_ascii_uppercase())
+}
+
 fn lines<'de, D: Deserializer<'de>>(deserializer: D) -> std::result::Result<Vec<String>, D::Error> {
     let text = String::deserialize(deserializer)?;
     Ok(text
@@ -185,13 +191,28 @@ fn lines<'de, D: Deserializer<'de>>(deserializer: D) -> std::result::Result<Vec<
 impl WorkerOptions {
     /// Reads `PROMIMPORT_*` environment variables.
     pub fn from_env() -> Result<Self> {
-        envy::prefixed("PROMIMPORT_")
+        envy::prefixed(ENV_PREFIX)
             .from_env::<WorkerOptions>()
             .map_err(|e| {
+                let reason = match e {
+                    envy::Error::MissingValue(field) => format!("{} is not set", env_name(field)),
+                    // serde names fields in backquotes; show them as the variables a user sets.
+                    envy::Error::Custom(message) => message
+                        .split('`')
+                        .enumerate()
+                        .map(|(i, part)| {
+                            if i % 2 == 1 {
+                                env_name(part)
+                            } else {
+                                part.to_string()
+                            }
+                        })
+                        .collect(),
+                };
                 Error::invalid(
                     "environment",
-                    "PROMIMPORT_*",
-                    format!("{e}; see `promimport worker --help`"),
+                    format!("{ENV_PREFIX}*"),
+                    format!("{reason}; see `promimport worker --help`"),
                 )
             })
     }
