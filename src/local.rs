@@ -132,6 +132,12 @@ impl std::fmt::Display for RunSummary {
         for (window, message) in &self.failures {
             write!(f, "\n  FAILED   {window}: {message}")?;
         }
+        if t.samples_read == 0 && self.windows_done > 0 {
+            write!(
+                f,
+                "\n  NOTE     the source returned no samples: check the range against its retention and the --match selectors"
+            )?;
+        }
         if let Some(reason) = &self.stopped_early {
             write!(f, "\n  STOPPED  early: {reason}")?;
         }
@@ -212,10 +218,12 @@ pub async fn run_local(
                 }
                 if outcome.rejects_all_history() && summary.stopped_early.is_none() {
                     let reasons: Vec<String> = outcome.rejected.iter().map(|r| r.reason.to_string()).collect();
+                    let days = (now_ms() - run.range.start_ms).div_euclid(86_400_000) + 1;
                     summary.stopped_early = Some(format!(
-                        "the destination refused all of window {window} ({}); the other windows would meet the same refusal. {}",
+                        "the destination refused all of window {window} ({}), and the other windows would meet the same \
+                         refusal; the oldest sample of this import is {days} days old, so the destination's \
+                         out-of-order window must be at least {days}d (see the fix above)",
                         reasons.join(", "),
-                        outcome.rejected[0].reason.fix()
                     ));
                 }
                 summary.totals.absorb(&outcome);
