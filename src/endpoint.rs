@@ -11,6 +11,17 @@ use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 
 use crate::error::{Error, Result};
 
+/// A credential held in memory (from a Secret, through the environment): never printed.
+#[derive(Clone, Default, PartialEq, serde::Deserialize)]
+#[serde(transparent)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct EndpointConfig {
     /// `--source` or `--dest`, for messages.
@@ -18,7 +29,11 @@ pub struct EndpointConfig {
     pub url: String,
     pub basic_user: Option<String>,
     pub basic_password_file: Option<PathBuf>,
+    /// The password itself, when a Job passes it from a Secret.
+    pub basic_password: Option<Secret>,
     pub bearer_token_file: Option<PathBuf>,
+    /// The token itself, when a Job passes it from a Secret.
+    pub bearer_token: Option<Secret>,
     /// `NAME=VALUE`, e.g. `X-Scope-OrgID=tenant`.
     pub headers: Vec<String>,
     pub ca_file: Option<PathBuf>,
@@ -77,43 +92,50 @@ impl EndpointConfig {
     pub fn build(&self) -> Result<Endpoint> {
         let mut url = parse_url(self.role, &self.url)?;
         let mut headers = HeaderMap::new();
-        let mut basic = self.basic_user.clone().map(|user| {
-            (
-                user,
-                self.basic_password_file
-                    .as_deref()
-                    .map(|p| read_secret("basic auth password file", p))
-                    .transpose(),
-            )
-        });
+        let mut basic = match &self.basic_user {
+            Some(user) => {
+                let password = match (&self.basic_password, &self.basic_password_file) {
+                    (Some(secret), _) => Some(secret.0.clone()),
+                    (None, Some(path)) => Some(read_secret("basic auth password file", path)?),
+                    (None, None) => None,
+                };
+                Some((user.clone(), password))
+            }
+            None => None,
+        };
         if !url.username().is_empty() {
-            let user = percent_decode(url.username());
-            let password = url.password().map(percent_decode);
-            basic = Some((user, Ok(password)));
+            basic = Some((
+                percent_decode(url.username()),
+                url.password().map(percent_decode),
+            ));
             // Cannot fail for http(s) URLs, which parse_url guarantees.
             let _ = url.set_username("");
             let _ = url.set_password(None);
         }
-        if let Some((user, password)) = basic {
-            let password = password?;
-            let token = BASE64.encode(format!("{user}:{}", password.unwrap_or_default()));
-            headers.insert(
-                reqwest::header::AUTHORIZATION,
-                sensitive(&format!("Basic {token}"), self.role)?,
-            );
-        }
-        if let Some(path) = &self.bearer_token_file {
-            if headers.contains_key(reqwest::header::AUTHORIZATION) {
+        let bearer = match (&self.bearer_token, &self.bearer_token_file) {
+            (Some(secret), _) => Some(secret.0.clone()),
+            (None, Some(path)) => Some(read_secret("bearer token file", path)?),
+            (None, None) => None,
+        };
+        let authorization = match (basic, bearer) {
+            (Some(_), Some(_)) => {
                 return Err(Error::invalid(
                     self.role,
                     url.as_str(),
                     "give basic auth or a bearer token, not both",
                 ));
             }
-            let token = read_secret("bearer token file", path)?;
+            (Some((user, password)), None) => Some(format!(
+                "Basic {}",
+                BASE64.encode(format!("{user}:{}", password.unwrap_or_default()))
+            )),
+            (None, Some(token)) => Some(format!("Bearer {token}")),
+            (None, None) => None,
+        };
+        if let Some(value) = authorization {
             headers.insert(
                 reqwest::header::AUTHORIZATION,
-                sensitive(&format!("Bearer {token}"), self.role)?,
+                sensitive(&value, self.role)?,
             );
         }
         for header in &self.headers {

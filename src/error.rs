@@ -103,6 +103,9 @@ pub enum Error {
     #[error("a series from the source has labels the destination cannot take: {0}")]
     BadLabels(String),
 
+    #[error("cannot {action}: {message}")]
+    Kubernetes { action: String, message: String },
+
     /// A bug: a task panicked or vanished.
     #[error("internal error: {0}; please report it")]
     Internal(String),

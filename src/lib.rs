@@ -4,6 +4,7 @@
 
 pub mod endpoint;
 pub mod error;
+pub mod kube;
 pub mod ledger;
 pub mod local;
 pub mod logging;
@@ -15,6 +16,7 @@ pub mod remote_read;
 pub mod remote_write;
 pub mod retry;
 pub mod selector;
+pub mod spec;
 pub mod timespec;
 pub mod worker;
 

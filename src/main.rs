@@ -6,10 +6,14 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
+use promimport::kube::ledger::{ConfigMapLedger, ImportState};
+use promimport::kube::scheduler::SchedulerOptions;
+use promimport::kube::{self, control, scheduler};
 use promimport::ledger::file::ImportIdentity;
 use promimport::ledger::{LedgerEntry, WindowStatus};
 use promimport::local::{EXIT_FAILED, EXIT_REJECTED, LocalRun, now_ms, run_local};
 use promimport::plan::Window;
+use promimport::spec::ImportSpec;
 use promimport::timespec::{format_ms, parse_duration, parse_time};
 use promimport::worker::options::WorkerOptions;
 use promimport::worker::{LiveCounters, Worker};
@@ -39,6 +43,81 @@ The window is PROMIMPORT_WINDOW_START and PROMIMPORT_WINDOW_END (end excluded). 
 Exit codes: 0 every sample accepted, 3 samples rejected or skipped, 1 failed."
     )]
     Worker,
+    /// Run an import on Kubernetes: one Job per window, progress in a ConfigMap ledger. Exits
+    /// when the import is finished, failed or stopped; run it again to continue.
+    Schedule(ScheduleArgs),
+    /// Show imports in the cluster: windows done / running / failed / pending, samples, errors.
+    Status(StatusArgs),
+    /// Stop an import: no new Jobs, running ones deleted; what was written stays.
+    Stop(ControlArgs),
+    /// Continue a stopped or failed import (windows that failed are imported again).
+    Resume(ResumeArgs),
+}
+
+#[derive(clap::Args)]
+struct ClusterArgs {
+    /// Namespace [default: the current context's]
+    #[arg(short, long)]
+    namespace: Option<String>,
+}
+
+#[derive(clap::Args)]
+struct SchedulingArgs {
+    /// Active Jobs across all imports in the namespace
+    #[arg(long, value_name = "N", default_value_t = 10)]
+    max_active_jobs: usize,
+
+    /// How often the scheduler looks at the ledger and the Jobs
+    #[arg(long, value_name = "DURATION", default_value = "2s")]
+    poll: String,
+
+    /// Give up waiting after this long (the import goes on when scheduled again)
+    #[arg(long, value_name = "DURATION")]
+    timeout: Option<String>,
+}
+
+#[derive(clap::Args)]
+struct ScheduleArgs {
+    /// Import spec (YAML); `-` reads stdin [default: the PROMIMPORT_SPEC variable]
+    #[arg(short = 'f', long = "file", value_name = "FILE")]
+    file: Option<PathBuf>,
+    #[command(flatten)]
+    cluster: ClusterArgs,
+    #[command(flatten)]
+    scheduling: SchedulingArgs,
+}
+
+#[derive(clap::Args)]
+struct StatusArgs {
+    /// One import [default: all in the namespace]
+    import: Option<String>,
+    #[command(flatten)]
+    cluster: ClusterArgs,
+    /// table or json
+    #[arg(short, long, default_value = "table")]
+    output: String,
+    /// Keep showing progress until every import shown is no longer running
+    #[arg(short, long)]
+    watch: bool,
+}
+
+#[derive(clap::Args)]
+struct ControlArgs {
+    import: String,
+    #[command(flatten)]
+    cluster: ClusterArgs,
+}
+
+#[derive(clap::Args)]
+struct ResumeArgs {
+    import: String,
+    #[command(flatten)]
+    cluster: ClusterArgs,
+    #[command(flatten)]
+    scheduling: SchedulingArgs,
+    /// Only mark the import runnable; a scheduler (the chart's Job or CronJob) does the rest
+    #[arg(long)]
+    detach: bool,
 }
 
 #[derive(clap::Args)]
@@ -94,7 +173,118 @@ async fn dispatch(command: Command) -> anyhow::Result<i32> {
     match command {
         Command::Run(args) => run(*args).await,
         Command::Worker => worker().await,
+        Command::Schedule(args) => schedule(args).await,
+        Command::Status(args) => status(args).await,
+        Command::Stop(args) => stop(args).await,
+        Command::Resume(args) => resume(args).await,
     }
+}
+
+async fn schedule(args: ScheduleArgs) -> anyhow::Result<i32> {
+    let (source, text) = match &args.file {
+        Some(path) if path.as_os_str() == "-" => {
+            let mut text = String::new();
+            std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)
+                .context("cannot read the import spec from stdin")?;
+            ("stdin".to_string(), text)
+        }
+        Some(path) => (
+            path.display().to_string(),
+            std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read import spec {}", path.display()))?,
+        ),
+        None => (
+            "PROMIMPORT_SPEC".to_string(),
+            std::env::var("PROMIMPORT_SPEC")
+                .context("give the import spec with -f FILE, or in the PROMIMPORT_SPEC variable")?,
+        ),
+    };
+    let spec = ImportSpec::from_yaml(&source, &text)?;
+    let client = kube::client().await?;
+    let options = scheduler_options(&client, &args.cluster, &args.scheduling)?;
+    let state = scheduler::run(client, &spec, &options).await?;
+    println!("import {}: {}", spec.name, state.as_str());
+    Ok(state_exit_code(state))
+}
+
+fn scheduler_options(
+    client: &::kube::Client,
+    cluster: &ClusterArgs,
+    scheduling: &SchedulingArgs,
+) -> anyhow::Result<SchedulerOptions> {
+    if scheduling.max_active_jobs == 0 {
+        anyhow::bail!("invalid --max-active-jobs 0: give at least 1");
+    }
+    Ok(SchedulerOptions {
+        namespace: kube::namespace(client, cluster.namespace.as_deref()),
+        max_active_jobs: scheduling.max_active_jobs,
+        poll: parse_duration("--poll", &scheduling.poll)?,
+        timeout: scheduling
+            .timeout
+            .as_deref()
+            .map(|t| parse_duration("--timeout", t))
+            .transpose()?,
+    })
+}
+
+fn state_exit_code(state: ImportState) -> i32 {
+    match state {
+        ImportState::Finished | ImportState::Running | ImportState::Stopped => 0,
+        ImportState::Failed => EXIT_REJECTED,
+    }
+}
+
+async fn status(args: StatusArgs) -> anyhow::Result<i32> {
+    let json = match args.output.as_str() {
+        "table" => false,
+        "json" => true,
+        other => anyhow::bail!("invalid --output {other:?}: give table or json"),
+    };
+    let client = kube::client().await?;
+    let namespace = kube::namespace(&client, args.cluster.namespace.as_deref());
+    loop {
+        let imports = control::status(client.clone(), &namespace, args.import.as_deref()).await?;
+        if json {
+            println!("{}", serde_json::to_string_pretty(&imports)?);
+        } else {
+            if args.watch && std::io::IsTerminal::is_terminal(&std::io::stdout()) {
+                // Redraw in place: clear the screen, cursor home.
+                print!("\x1b[2J\x1b[H");
+            }
+            print!("{}", control::render_table(&imports));
+        }
+        if !args.watch || imports.iter().all(|i| i.state != "running") {
+            return Ok(0);
+        }
+        tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    }
+}
+
+async fn stop(args: ControlArgs) -> anyhow::Result<i32> {
+    let client = kube::client().await?;
+    let namespace = kube::namespace(&client, args.cluster.namespace.as_deref());
+    let deleted = control::stop(client, &namespace, &args.import).await?;
+    println!(
+        "import {} stopped; {deleted} running Jobs deleted; `promimport resume {}` continues",
+        args.import, args.import
+    );
+    Ok(0)
+}
+
+async fn resume(args: ResumeArgs) -> anyhow::Result<i32> {
+    let client = kube::client().await?;
+    let options = scheduler_options(&client, &args.cluster, &args.scheduling)?;
+    let spec = control::prepare_resume(client.clone(), &options.namespace, &args.import).await?;
+    if args.detach {
+        println!(
+            "import {} is running again; its scheduler will continue it",
+            args.import
+        );
+        return Ok(0);
+    }
+    let state = scheduler::run(client, &spec, &options).await?;
+    println!("import {}: {}", spec.name, state.as_str());
+    Ok(state_exit_code(state))
 }
 
 async fn run(args: RunArgs) -> anyhow::Result<i32> {
@@ -161,11 +351,28 @@ async fn worker() -> anyhow::Result<i32> {
         parse_time("PROMIMPORT_WINDOW_START", start, now)?,
         parse_time("PROMIMPORT_WINDOW_END", end, now)?,
     )?;
+    let ledger = match &options.ledger {
+        Some(name) => {
+            let client = kube::client().await?;
+            let namespace = kube::namespace(&client, options.namespace.as_deref());
+            Some(ConfigMapLedger::new(client, &namespace, name))
+        }
+        None => None,
+    };
     let worker = Worker::new(&settings)?;
-    let outcome = worker
-        .import_window(window, std::sync::Arc::new(LiveCounters::default()))
-        .await;
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("cannot listen for SIGTERM")?;
+    let outcome = tokio::select! {
+        outcome = worker.import_window(window, std::sync::Arc::new(LiveCounters::default())) => outcome,
+        _ = terminate.recv() => {
+            // Stopped (promimport stop deletes the Job): nothing is recorded, so the window is
+            // imported again, whole, on resume.
+            tracing::warn!(window = %window, "stopped by SIGTERM; the window will be imported again on resume");
+            return Ok(143);
+        }
+    };
     let status = WindowStatus::of(&outcome);
+    let transient = outcome.error.as_ref().is_some_and(|e| e.transient);
     tracing::info!(
         window = %window,
         status = ?status,
@@ -183,6 +390,13 @@ async fn worker() -> anyhow::Result<i32> {
         outcome,
     };
     println!("{}", serde_json::to_string(&entry)?);
+    if let Some(ledger) = ledger {
+        // Without its record the window would look unfinished: fail, and let the Job retry.
+        ledger.record(&entry).await?;
+        // In a Job, a final outcome (done, refused, a permanent error) is recorded and must not
+        // be retried by the Job's backoff; only a transient failure is.
+        return Ok(if transient { EXIT_FAILED } else { 0 });
+    }
     Ok(match status {
         WindowStatus::Done => 0,
         WindowStatus::Rejected => EXIT_REJECTED,

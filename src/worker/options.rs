@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
 
-use crate::endpoint::EndpointConfig;
+use crate::endpoint::{EndpointConfig, Secret};
 use crate::error::{Error, Result};
 use crate::relabel::LabelRules;
 use crate::remote_read::ReadLimits;
@@ -136,6 +136,38 @@ pub struct WorkerOptions {
     #[serde(default = "default_retries")]
     pub retries: usize,
 
+    /// Environment only (PROMIMPORT_SOURCE_BEARER_TOKEN): a Job passes the token from a Secret.
+    /// There is no flag: a token on a command line is visible to every user of the machine.
+    #[arg(skip)]
+    #[serde(default)]
+    pub source_bearer_token: Option<Secret>,
+
+    /// Environment only (PROMIMPORT_DEST_BEARER_TOKEN), from a Secret.
+    #[arg(skip)]
+    #[serde(default)]
+    pub dest_bearer_token: Option<Secret>,
+
+    /// Environment only (PROMIMPORT_SOURCE_BASIC_PASSWORD), from a Secret.
+    #[arg(skip)]
+    #[serde(default)]
+    pub source_basic_password: Option<Secret>,
+
+    /// Environment only (PROMIMPORT_DEST_BASIC_PASSWORD), from a Secret.
+    #[arg(skip)]
+    #[serde(default)]
+    pub dest_basic_password: Option<Secret>,
+
+    /// `promimport worker` in a Job (PROMIMPORT_LEDGER): the ConfigMap ledger that the window's
+    /// outcome is recorded in.
+    #[arg(skip)]
+    #[serde(default)]
+    pub ledger: Option<String>,
+
+    /// `promimport worker` in a Job (PROMIMPORT_NAMESPACE): the namespace of the ledger.
+    #[arg(skip)]
+    #[serde(default)]
+    pub namespace: Option<String>,
+
     /// `promimport worker` only (PROMIMPORT_WINDOW_START): the start of its one window.
     #[arg(skip)]
     #[serde(default)]
@@ -244,7 +276,9 @@ impl WorkerOptions {
                 url: self.source.clone(),
                 basic_user: self.source_basic_user.clone(),
                 basic_password_file: self.source_basic_password_file.clone(),
+                basic_password: self.source_basic_password.clone(),
                 bearer_token_file: self.source_bearer_token_file.clone(),
+                bearer_token: self.source_bearer_token.clone(),
                 headers: self.source_header.clone(),
                 ca_file: self.source_ca_file.clone(),
                 cert_file: self.source_cert_file.clone(),
@@ -258,7 +292,9 @@ impl WorkerOptions {
                 url: self.dest.clone(),
                 basic_user: self.dest_basic_user.clone(),
                 basic_password_file: self.dest_basic_password_file.clone(),
+                basic_password: self.dest_basic_password.clone(),
                 bearer_token_file: self.dest_bearer_token_file.clone(),
+                bearer_token: self.dest_bearer_token.clone(),
                 headers: self.dest_header.clone(),
                 ca_file: self.dest_ca_file.clone(),
                 cert_file: self.dest_cert_file.clone(),

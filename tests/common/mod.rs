@@ -513,3 +513,31 @@ pub fn raw_read(
         .to_string();
     (content_type, response.bytes().unwrap().to_vec())
 }
+
+/// A proxy to a real receiver that holds each request for `delay` first: a slow link, so that
+/// windows last long enough to be interrupted.
+pub fn slow_proxy(target: String, delay: Duration) -> FakeServer {
+    let client = reqwest::blocking::Client::new();
+    FakeServer::start(move |request, _| {
+        std::thread::sleep(delay);
+        let mut forward = client
+            .post(format!("{target}{}", request.path))
+            .body(request.body.clone());
+        for (name, value) in &request.headers {
+            if !matches!(name.as_str(), "host" | "content-length" | "connection") {
+                forward = forward.header(name, value);
+            }
+        }
+        match forward.send() {
+            Ok(response) => {
+                let status = response.status().as_u16();
+                FakeResponse::new(
+                    status,
+                    "text/plain",
+                    response.bytes().map(|b| b.to_vec()).unwrap_or_default(),
+                )
+            }
+            Err(e) => FakeResponse::new(502, "text/plain", e.to_string()),
+        }
+    })
+}

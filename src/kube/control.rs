@@ -1,0 +1,290 @@
+//! What a person does with imports in a cluster: look at them (`status`), stop one (`stop`),
+//! and continue it (`resume`).
+
+use k8s_openapi::api::batch::v1::Job;
+use kube::api::{Api, DeleteParams, ListParams, PropagationPolicy};
+use serde::Serialize;
+
+use super::ledger::{self, ConfigMapLedger, ImportState, LedgerView};
+use super::scheduler::{JobPhase, job_info};
+use super::{LABEL_IMPORT, kube_error};
+use crate::error::{Error, Result};
+use crate::ledger::WindowStatus;
+use crate::local::now_ms;
+use crate::plan::{Window, plan_windows};
+use crate::progress::human;
+use crate::timespec::parse_time;
+
+/// One import as `status` shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct ImportStatus {
+    pub name: String,
+    pub state: String,
+    pub message: String,
+    pub windows: usize,
+    pub done: usize,
+    pub running: usize,
+    pub failed: usize,
+    pub pending: usize,
+    pub samples_read: u64,
+    pub samples_written: u64,
+    pub samples_rejected: u64,
+    pub samples_skipped: u64,
+    /// Samples written per second since the import was created.
+    pub samples_per_second: f64,
+    pub eta_seconds: Option<f64>,
+    /// The most recent problems, newest first.
+    pub last_errors: Vec<String>,
+}
+
+const LAST_ERRORS: usize = 3;
+
+pub async fn status(
+    client: kube::Client,
+    namespace: &str,
+    import: Option<&str>,
+) -> Result<Vec<ImportStatus>> {
+    let mut views = ledger::list(client.clone(), namespace).await?;
+    if let Some(name) = import {
+        views.retain(|v| v.spec.name == name);
+        if views.is_empty() {
+            return Err(not_found(name, namespace));
+        }
+    }
+    let jobs: Api<Job> = Api::namespaced(client, namespace);
+    let mut out = Vec::new();
+    for view in views {
+        let listed = jobs
+            .list(&ListParams::default().labels(&format!("{LABEL_IMPORT}={}", view.spec.name)))
+            .await
+            .map_err(kube_error("list Jobs"))?;
+        let running = listed
+            .items
+            .iter()
+            .filter(|j| job_info(j).phase == JobPhase::Active)
+            .count();
+        out.push(summarize(&view, running));
+    }
+    Ok(out)
+}
+
+/// The numbers of one import, from its ledger and its count of running Jobs.
+pub fn summarize(view: &LedgerView, running: usize) -> ImportStatus {
+    let window_ms = view.spec.window_ms().unwrap_or(2 * 3_600_000);
+    let end = view.range_end_ms.unwrap_or_else(now_ms);
+    let planned = if view.range_start_ms < end {
+        plan_windows(
+            Window {
+                start_ms: view.range_start_ms,
+                end_ms: end,
+            },
+            window_ms,
+            &[],
+        )
+        .len()
+    } else {
+        0
+    };
+    let (mut done, mut failed) = (0, 0);
+    let (mut read, mut written, mut rejected, mut skipped) = (0, 0, 0, 0);
+    let mut problems: Vec<(&str, String)> = Vec::new();
+    for record in view.windows.values() {
+        read += record.read;
+        written += record.written;
+        rejected += record.rejected;
+        skipped += record.skipped;
+        match (record.status, record.is_final()) {
+            (WindowStatus::Done, _) => done += 1,
+            (_, true) => failed += 1,
+            (_, false) => {}
+        }
+        if record.status != WindowStatus::Done {
+            let why = record
+                .error
+                .as_ref()
+                .map(|e| e.message.clone())
+                .or_else(|| record.reasons.first().cloned())
+                .unwrap_or_default();
+            problems.push((
+                &record.at,
+                format!("[{}, {}): {why}", record.start, record.end),
+            ));
+        }
+    }
+    problems.sort_by(|a, b| b.0.cmp(a.0));
+    let pending = planned.saturating_sub(done + failed + running);
+    let elapsed = view
+        .created
+        .as_deref()
+        .and_then(|c| parse_time("created", c, 0).ok())
+        .map(|created| ((now_ms() - created) as f64 / 1000.0).max(1.0));
+    let rate = elapsed.map_or(0.0, |e| written as f64 / e);
+    let eta = match (elapsed, view.state) {
+        (Some(e), ImportState::Running) if done > 0 => {
+            Some(e / done as f64 * (pending + running) as f64)
+        }
+        _ => None,
+    };
+    ImportStatus {
+        name: view.spec.name.clone(),
+        state: view.state.as_str().to_string(),
+        message: view.message.clone(),
+        windows: planned,
+        done,
+        running,
+        failed,
+        pending,
+        samples_read: read,
+        samples_written: written,
+        samples_rejected: rejected,
+        samples_skipped: skipped,
+        samples_per_second: rate,
+        eta_seconds: eta,
+        last_errors: problems
+            .into_iter()
+            .take(LAST_ERRORS)
+            .map(|p| p.1)
+            .collect(),
+    }
+}
+
+pub fn render_table(imports: &[ImportStatus]) -> String {
+    let mut out = format!(
+        "{:<28} {:<9} {:>7} {:>6} {:>7} {:>6} {:>7} {:>9} {:>9} {:>8} {:>9} {:>8}\n",
+        "IMPORT",
+        "STATE",
+        "WINDOWS",
+        "DONE",
+        "RUNNING",
+        "FAILED",
+        "PENDING",
+        "READ",
+        "WRITTEN",
+        "REJECTED",
+        "RATE/s",
+        "ETA"
+    );
+    for s in imports {
+        out.push_str(&format!(
+            "{:<28} {:<9} {:>7} {:>6} {:>7} {:>6} {:>7} {:>9} {:>9} {:>8} {:>9} {:>8}\n",
+            s.name,
+            s.state,
+            s.windows,
+            s.done,
+            s.running,
+            s.failed,
+            s.pending,
+            human(s.samples_read as f64),
+            human(s.samples_written as f64),
+            human((s.samples_rejected + s.samples_skipped) as f64),
+            human(s.samples_per_second),
+            s.eta_seconds
+                .map_or("-".to_string(), |e| humantime::format_duration(
+                    std::time::Duration::from_secs(e as u64)
+                )
+                .to_string()),
+        ));
+        if !s.message.is_empty() {
+            out.push_str(&format!("  {}\n", s.message));
+        }
+        for error in &s.last_errors {
+            out.push_str(&format!("  error {error}\n"));
+        }
+    }
+    out
+}
+
+/// Stops an import: no new Jobs, running Jobs deleted (their pods get SIGTERM). What was
+/// written stays in the destination; `resume` continues.
+pub async fn stop(client: kube::Client, namespace: &str, import: &str) -> Result<usize> {
+    let ledger = ConfigMapLedger::new(client.clone(), namespace, &format!("promimport-{import}"));
+    if ledger.load().await?.is_none() {
+        return Err(not_found(import, namespace));
+    }
+    ledger
+        .set_state(
+            ImportState::Stopped,
+            "stopped by promimport stop; promimport resume continues",
+        )
+        .await?;
+    let jobs: Api<Job> = Api::namespaced(client, namespace);
+    let listed = jobs
+        .list(&ListParams::default().labels(&format!("{LABEL_IMPORT}={import}")))
+        .await
+        .map_err(kube_error("list Jobs"))?;
+    let mut deleted = 0;
+    for job in listed
+        .items
+        .iter()
+        .filter(|j| job_info(j).phase == JobPhase::Active)
+    {
+        let name = job.metadata.name.clone().unwrap_or_default();
+        delete_job(&jobs, &name).await?;
+        deleted += 1;
+    }
+    Ok(deleted)
+}
+
+/// Makes a stopped or failed import runnable again: windows that failed or were refused are
+/// forgotten (and their Jobs deleted) so the scheduler imports them again. Returns the spec to
+/// schedule.
+pub async fn prepare_resume(
+    client: kube::Client,
+    namespace: &str,
+    import: &str,
+) -> Result<crate::spec::ImportSpec> {
+    let ledger = ConfigMapLedger::new(client.clone(), namespace, &format!("promimport-{import}"));
+    let view = ledger
+        .load()
+        .await?
+        .ok_or_else(|| not_found(import, namespace))?;
+    let jobs: Api<Job> = Api::namespaced(client, namespace);
+    let retry: Vec<i64> = view
+        .windows
+        .iter()
+        .filter(|(_, r)| r.status != WindowStatus::Done)
+        .map(|(start, _)| *start)
+        .collect();
+    for &start in &retry {
+        delete_job(
+            &jobs,
+            &super::jobs::job_name(
+                import,
+                Window {
+                    start_ms: start,
+                    end_ms: 0,
+                },
+            ),
+        )
+        .await?;
+        ledger.forget(start).await?;
+    }
+    ledger
+        .set_state(
+            ImportState::Running,
+            &format!("resumed; {} windows to import again", retry.len()),
+        )
+        .await?;
+    Ok(view.spec)
+}
+
+async fn delete_job(jobs: &Api<Job>, name: &str) -> Result<()> {
+    let params = DeleteParams {
+        propagation_policy: Some(PropagationPolicy::Background),
+        ..Default::default()
+    };
+    match jobs.delete(name, &params).await {
+        Ok(_) => Ok(()),
+        Err(e) if super::is_status(&e, 404) => Ok(()),
+        Err(e) => Err(kube_error(format!("delete Job {name}"))(e)),
+    }
+}
+
+fn not_found(import: &str, namespace: &str) -> Error {
+    Error::Kubernetes {
+        action: format!("find import {import}"),
+        message: format!(
+            "no ledger ConfigMap promimport-{import} in namespace {namespace}; `promimport status -n {namespace}` lists the imports"
+        ),
+    }
+}

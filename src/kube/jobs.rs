@@ -1,0 +1,282 @@
+//! The Job that imports one window: a pure function from the import spec and the window to a
+//! Job object, so what runs in the cluster can be read and tested without a cluster.
+
+use k8s_openapi::api::batch::v1::Job;
+use serde_json::{Value, json};
+
+use super::{LABEL_IMPORT, LABEL_MANAGED_BY, LABEL_WINDOW, MANAGED_BY};
+use crate::error::{Error, Result};
+use crate::plan::Window;
+use crate::spec::{EndpointSpec, ImportSpec};
+use crate::timespec::format_ms;
+
+/// `NAME-wSTART`: deterministic, so a window never gets a second Job (the API server refuses
+/// a second create), and DNS-safe within 63 characters (names are at most 40).
+pub fn job_name(import: &str, window: Window) -> String {
+    format!("{import}-w{}", window.start_ms.div_euclid(1000))
+}
+
+/// Where a CA Secret is mounted in the worker; the root filesystem is read-only.
+const CA_DIR: &str = "/etc/promimport";
+
+pub fn job_for_window(
+    spec: &ImportSpec,
+    ledger_name: &str,
+    ledger_uid: &str,
+    window: Window,
+) -> Result<Job> {
+    let name = job_name(&spec.name, window);
+    let window_label = window.start_ms.div_euclid(1000).to_string();
+    let labels = json!({
+        "app.kubernetes.io/name": "promimport",
+        "app.kubernetes.io/component": "worker",
+        LABEL_MANAGED_BY: MANAGED_BY,
+        LABEL_IMPORT: spec.name,
+        LABEL_WINDOW: window_label,
+    });
+    let mut env = vec![
+        plain("PROMIMPORT_SOURCE", &spec.source.url),
+        plain("PROMIMPORT_DEST", &spec.destination.url),
+        plain("PROMIMPORT_WINDOW_START", &format_ms(window.start_ms)),
+        plain("PROMIMPORT_WINDOW_END", &format_ms(window.end_ms)),
+        plain("PROMIMPORT_LEDGER", ledger_name),
+        json!({"name": "PROMIMPORT_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}}),
+        plain("RUST_LOG", "info"),
+    ];
+    // Lists travel one item per line: selectors contain commas.
+    if !spec.selectors.is_empty() {
+        env.push(plain("PROMIMPORT_MATCH", &spec.selectors.join("\n")));
+    }
+    if !spec.drop_labels.is_empty() {
+        env.push(plain("PROMIMPORT_DROP_LABEL", &spec.drop_labels.join("\n")));
+    }
+    if !spec.set_labels.is_empty() {
+        let lines: Vec<String> = spec
+            .set_labels
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        env.push(plain("PROMIMPORT_SET_LABEL", &lines.join("\n")));
+    }
+    if let Some(n) = spec.worker.batch_samples {
+        env.push(plain("PROMIMPORT_BATCH_SAMPLES", &n.to_string()));
+    }
+    if let Some(n) = spec.worker.retries {
+        env.push(plain("PROMIMPORT_RETRIES", &n.to_string()));
+    }
+    let mut volumes = Vec::new();
+    let mut mounts = Vec::new();
+    for (prefix, role, endpoint) in [
+        ("SOURCE", "source", &spec.source),
+        ("DEST", "destination", &spec.destination),
+    ] {
+        endpoint_env(prefix, role, endpoint, &mut env, &mut volumes, &mut mounts);
+    }
+
+    let job = json!({
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {
+            "name": name,
+            "labels": labels,
+            "annotations": {
+                "promimport.io/window-start": format_ms(window.start_ms),
+                "promimport.io/window-end": format_ms(window.end_ms),
+            },
+            // Deleting the ledger deletes the import's Jobs (and their pods) with it.
+            "ownerReferences": [{
+                "apiVersion": "v1", "kind": "ConfigMap", "name": ledger_name, "uid": ledger_uid,
+            }],
+        },
+        "spec": {
+            "backoffLimit": spec.worker.backoff_limit,
+            "activeDeadlineSeconds": spec.worker.active_deadline_seconds,
+            "ttlSecondsAfterFinished": spec.worker.ttl_seconds_after_finished,
+            "template": {
+                "metadata": { "labels": labels },
+                "spec": {
+                    "restartPolicy": "Never",
+                    "serviceAccountName": spec.worker.service_account_name,
+                    "securityContext": {
+                        "runAsNonRoot": true,
+                        "runAsUser": 65532,
+                        "runAsGroup": 65532,
+                        "seccompProfile": { "type": "RuntimeDefault" },
+                    },
+                    "containers": [{
+                        "name": "worker",
+                        "image": spec.worker.image,
+                        "imagePullPolicy": spec.worker.image_pull_policy,
+                        "args": ["worker"],
+                        "env": env,
+                        "resources": spec.worker.resources,
+                        "volumeMounts": mounts,
+                        "securityContext": {
+                            "allowPrivilegeEscalation": false,
+                            "readOnlyRootFilesystem": true,
+                            "runAsNonRoot": true,
+                            "capabilities": { "drop": ["ALL"] },
+                        },
+                    }],
+                    "volumes": volumes,
+                },
+            },
+        },
+    });
+    serde_json::from_value(job)
+        .map_err(|e| Error::Internal(format!("the Job for window {window} is malformed: {e}")))
+}
+
+fn plain(name: &str, value: &str) -> Value {
+    json!({ "name": name, "value": value })
+}
+
+/// Credentials arrive as references to Secrets, never as values in the Job.
+fn endpoint_env(
+    prefix: &str,
+    role: &str,
+    endpoint: &EndpointSpec,
+    env: &mut Vec<Value>,
+    volumes: &mut Vec<Value>,
+    mounts: &mut Vec<Value>,
+) {
+    if !endpoint.headers.is_empty() {
+        let lines: Vec<String> = endpoint
+            .headers
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        env.push(plain(
+            &format!("PROMIMPORT_{prefix}_HEADER"),
+            &lines.join("\n"),
+        ));
+    }
+    if let Some(secret) = &endpoint.bearer_token_secret {
+        env.push(json!({
+            "name": format!("PROMIMPORT_{prefix}_BEARER_TOKEN"),
+            "valueFrom": { "secretKeyRef": { "name": secret.name, "key": secret.key } },
+        }));
+    }
+    if let Some(basic) = &endpoint.basic_auth {
+        env.push(plain(
+            &format!("PROMIMPORT_{prefix}_BASIC_USER"),
+            &basic.username,
+        ));
+        env.push(json!({
+            "name": format!("PROMIMPORT_{prefix}_BASIC_PASSWORD"),
+            "valueFrom": { "secretKeyRef": { "name": basic.password_secret.name, "key": basic.password_secret.key } },
+        }));
+    }
+    if let Some(ca) = &endpoint.ca_secret {
+        let volume = format!("{role}-ca");
+        volumes.push(json!({ "name": volume, "secret": { "secretName": ca.name, "items": [{ "key": ca.key, "path": "ca.crt" }] } }));
+        mounts.push(
+            json!({ "name": volume, "mountPath": format!("{CA_DIR}/{role}"), "readOnly": true }),
+        );
+        env.push(plain(
+            &format!("PROMIMPORT_{prefix}_CA_FILE"),
+            &format!("{CA_DIR}/{role}/ca.crt"),
+        ));
+    }
+    if endpoint.insecure_skip_verify {
+        env.push(plain(
+            &format!("PROMIMPORT_{prefix}_INSECURE_SKIP_VERIFY"),
+            "true",
+        ));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec() -> ImportSpec {
+        ImportSpec::from_yaml(
+            "test",
+            r#"
+name: rancher-history
+source:
+  url: http://prometheus:9090/api/v1/read
+  caSecret: {name: prom-ca, key: ca.pem}
+destination:
+  url: http://cortex/api/v1/push
+  headers: {X-Scope-OrgID: tenant}
+  basicAuth: {username: importer, passwordSecret: {name: cortex, key: password}}
+match: ['{job="node", mode!="idle"}', 'up']
+dropLabels: [prometheus_replica]
+"#,
+        )
+        .unwrap()
+    }
+
+    fn window() -> Window {
+        Window {
+            start_ms: 1_793_491_200_000,
+            end_ms: 1_793_498_400_000,
+        }
+    }
+
+    #[test]
+    fn names_are_deterministic_dns_labels() {
+        let name = job_name("rancher-history", window());
+        assert_eq!(name, "rancher-history-w1793491200");
+        let longest = job_name(
+            &"a".repeat(crate::spec::MAX_NAME_LEN),
+            Window {
+                start_ms: 9_999_999_999_000,
+                end_ms: 0,
+            },
+        );
+        assert!(longest.len() <= 63, "{longest}");
+    }
+
+    #[test]
+    fn the_job_runs_hardened_with_the_window_and_no_credential_inline() {
+        let job = job_for_window(&spec(), "promimport-rancher-history", "uid-1", window()).unwrap();
+        let json = serde_json::to_value(&job).unwrap();
+        let pod = &json["spec"]["template"]["spec"];
+        let container = &pod["containers"][0];
+        assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
+        assert_eq!(container["securityContext"]["readOnlyRootFilesystem"], true);
+        assert_eq!(
+            container["securityContext"]["allowPrivilegeEscalation"],
+            false
+        );
+        assert_eq!(
+            container["securityContext"]["capabilities"]["drop"][0],
+            "ALL"
+        );
+        assert_eq!(json["metadata"]["ownerReferences"][0]["uid"], "uid-1");
+        assert_eq!(
+            json["metadata"]["labels"]["promimport.io/window"],
+            "1793491200"
+        );
+        let env: std::collections::BTreeMap<String, Value> = container["env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| {
+                (
+                    e["name"].as_str().unwrap().to_string(),
+                    e.get("value").cloned().unwrap_or(e["valueFrom"].clone()),
+                )
+            })
+            .collect();
+        assert_eq!(env["PROMIMPORT_WINDOW_START"], "2026-11-01T00:00:00Z");
+        assert_eq!(env["PROMIMPORT_WINDOW_END"], "2026-11-01T02:00:00Z");
+        assert_eq!(
+            env["PROMIMPORT_MATCH"],
+            "{job=\"node\", mode!=\"idle\"}\nup"
+        );
+        assert_eq!(env["PROMIMPORT_DEST_HEADER"], "X-Scope-OrgID=tenant");
+        assert_eq!(
+            env["PROMIMPORT_DEST_BASIC_PASSWORD"]["secretKeyRef"]["name"],
+            "cortex"
+        );
+        assert_eq!(
+            env["PROMIMPORT_SOURCE_CA_FILE"],
+            "/etc/promimport/source/ca.crt"
+        );
+        assert_eq!(pod["volumes"][0]["secret"]["secretName"], "prom-ca");
+    }
+}

@@ -1,0 +1,753 @@
+//! The scheduler on a real Kubernetes control plane (../shared/k8s/up: kube-apiserver, the Job,
+//! garbage-collector and service-account controllers, and a test node that runs each pod as a
+//! local process of the built binary with its service account's token, so RBAC is real),
+//! importing between real Prometheus servers on loopback.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+struct Cluster {
+    dir: PathBuf,
+}
+
+/// One control plane for this test binary, torn down by a watchdog when the binary exits.
+fn cluster() -> &'static Cluster {
+    static CLUSTER: OnceLock<Cluster> = OnceLock::new();
+    CLUSTER.get_or_init(|| {
+        let shared = std::env::var_os("PROMIMPORT_K8S_LOCAL")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/k8s"));
+        let dir = temp_dir("k8s");
+        std::fs::remove_dir_all(&dir).unwrap();
+        let out = Command::new(shared.join("up"))
+            .arg(&dir)
+            .env(
+                "K8S_LOCAL_IMAGES",
+                format!("promimport={}", env!("CARGO_BIN_EXE_promimport")),
+            )
+            .output()
+            .expect("../shared/k8s/up runs (scripts/test builds it with ../shared/k8s/build)");
+        assert!(
+            out.status.success(),
+            "k8s up: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let watchdog = format!(
+            "while kill -0 {} 2>/dev/null; do sleep 1; done; {} {}",
+            std::process::id(),
+            shared.join("down").display(),
+            dir.display()
+        );
+        // The watchdog outlives this process on purpose: it tears the cluster down after it.
+        #[allow(clippy::zombie_processes)]
+        let _watchdog = Command::new("bash")
+            .args(["-c", &watchdog])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        Cluster { dir }
+    })
+}
+
+impl Cluster {
+    fn admin(&self) -> PathBuf {
+        self.dir.join("kubeconfig")
+    }
+
+    fn kubectl(&self, args: &[&str]) -> String {
+        let out = Command::new("kubectl")
+            .args(args)
+            .env("KUBECONFIG", self.admin())
+            .output()
+            .expect("kubectl runs");
+        assert!(
+            out.status.success(),
+            "kubectl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// A namespace with promimport's RBAC applied, and a kubeconfig for the scheduler's
+    /// service account, so the scheduler runs with exactly the permissions the manifests give.
+    fn namespace(&self, name: &str) -> PathBuf {
+        self.kubectl(&["create", "namespace", name]);
+        let rbac = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("manifests/rbac.yaml");
+        self.kubectl(&["apply", "-n", name, "-f", rbac.to_str().unwrap()]);
+        self.service_account_kubeconfig(name, "promimport-scheduler")
+    }
+
+    fn service_account_kubeconfig(&self, namespace: &str, account: &str) -> PathBuf {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let secret = loop {
+            let name = self.kubectl(&[
+                "get",
+                "sa",
+                account,
+                "-n",
+                namespace,
+                "-o",
+                "jsonpath={.secrets[0].name}",
+            ]);
+            if !name.is_empty() {
+                break name;
+            }
+            assert!(Instant::now() < deadline, "no token for {account}");
+            std::thread::sleep(Duration::from_millis(200));
+        };
+        let token = self.kubectl(&[
+            "get",
+            "secret",
+            &secret,
+            "-n",
+            namespace,
+            "-o",
+            "jsonpath={.data.token}",
+        ]);
+        let token = String::from_utf8(base64_decode(&token)).unwrap();
+        let server = std::fs::read_to_string(self.dir.join("server")).unwrap();
+        let path = self.dir.join(format!("{namespace}-{account}.kubeconfig"));
+        std::fs::write(
+            &path,
+            format!(
+                "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster: {{server: \"{}\", certificate-authority: \"{}\"}}\n\
+                 users:\n- name: u\n  user: {{token: \"{token}\"}}\ncontexts:\n- name: c\n  context: {{cluster: c, user: u, namespace: {namespace}}}\n\
+                 current-context: c\n",
+                server.trim(),
+                self.dir.join("pki/ca.crt").display()
+            ),
+        )
+        .unwrap();
+        path
+    }
+}
+
+fn base64_decode(text: &str) -> Vec<u8> {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD
+        .decode(text.trim())
+        .unwrap()
+}
+
+fn write_spec(dir: &Path, name: &str, body: &str) -> PathBuf {
+    let path = dir.join(format!("{name}.yaml"));
+    std::fs::write(
+        &path,
+        format!("name: {name}\n{body}\nworker:\n  image: promimport\n"),
+    )
+    .unwrap();
+    path
+}
+
+fn promimport_as(kubeconfig: &Path, args: &[&str]) -> (Option<i32>, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_promimport"))
+        .args(args)
+        .env("KUBECONFIG", kubeconfig)
+        .env("RUST_LOG", "info")
+        .output()
+        .unwrap();
+    (out.status.code(), text(&out))
+}
+
+fn spawn_as(kubeconfig: &Path, args: &[&str]) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_promimport"))
+        .args(args)
+        .env("KUBECONFIG", kubeconfig)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+/// The ledger's window records (key → JSON) and state.
+fn ledger(
+    cluster: &Cluster,
+    namespace: &str,
+    import: &str,
+) -> (String, Vec<(String, serde_json::Value)>) {
+    let json: serde_json::Value = serde_json::from_str(&cluster.kubectl(&[
+        "get",
+        "configmap",
+        &format!("promimport-{import}"),
+        "-n",
+        namespace,
+        "-o",
+        "json",
+    ]))
+    .unwrap();
+    let data = json["data"].as_object().unwrap();
+    let windows = data
+        .iter()
+        .filter(|(k, _)| k.starts_with("w-"))
+        .map(|(k, v)| {
+            (
+                k.clone(),
+                serde_json::from_str(v.as_str().unwrap()).unwrap(),
+            )
+        })
+        .collect();
+    (data["state"].as_str().unwrap().to_string(), windows)
+}
+
+fn wait_for(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn history_source(name: &str, hours: i64) -> Server {
+    let dir = temp_dir(&format!("{name}-history"));
+    let history = dir.join("history.om");
+    write_history(&history, hours, true);
+    start_prometheus(
+        name,
+        PrometheusOptions {
+            receiver: true,
+            out_of_order_window: Some("3650d"),
+            max_bytes_in_frame: None,
+            history: Some(&history),
+        },
+    )
+}
+
+fn ooo_sink(name: &str) -> Server {
+    start_prometheus(
+        name,
+        PrometheusOptions {
+            receiver: true,
+            out_of_order_window: Some("3650d"),
+            max_bytes_in_frame: None,
+            history: None,
+        },
+    )
+}
+
+fn range_spec(
+    source: &str,
+    dest: &str,
+    hours: i64,
+    window: &str,
+    parallelism: usize,
+    extra: &str,
+) -> String {
+    format!(
+        "source: {{url: \"{source}\"}}\ndestination: {{url: \"{dest}\"}}\nstart: {}\nend: {}\nwindow: {window}\nparallelism: {parallelism}\n{extra}",
+        rfc3339(BASE_MS),
+        rfc3339(BASE_MS + hours * HOUR_MS)
+    )
+}
+
+#[test]
+fn an_import_scheduled_as_jobs_lands_every_sample_once_and_the_ledger_says_finished() {
+    let cluster = cluster();
+    let scheduler = cluster.namespace("exact");
+    let source = history_source("k8s-exact-src", 6);
+    let sink = ooo_sink("k8s-exact-sink");
+    let dir = temp_dir("k8s-exact");
+    let spec = write_spec(
+        &dir,
+        "exact",
+        &range_spec(
+            &source.url("/api/v1/read"),
+            &sink.url("/api/v1/write"),
+            6,
+            "1h",
+            3,
+            "",
+        ),
+    );
+    let (code, log) = promimport_as(
+        &scheduler,
+        &[
+            "schedule",
+            "-f",
+            spec.to_str().unwrap(),
+            "--poll",
+            "300ms",
+            "--timeout",
+            "3m",
+        ],
+    );
+    assert_eq!(code, Some(0), "{log}");
+    assert!(log.contains("import exact: finished"), "{log}");
+
+    assert_same_data(
+        &read_samples(&source, BASE_MS, BASE_MS + 6 * HOUR_MS),
+        &read_samples(&sink, 0, i64::MAX / 2),
+    );
+    let (state, windows) = ledger(cluster, "exact", "exact");
+    assert_eq!(state, "finished");
+    assert_eq!(windows.len(), 6);
+    assert!(
+        windows
+            .iter()
+            .all(|(_, w)| w["status"] == "done" && w["read"] == w["written"]),
+        "{windows:?}"
+    );
+    // kubectl finds the Jobs by import and window, one per window, owned by the ledger.
+    let jobs = cluster.kubectl(&["get", "jobs", "-n", "exact", "-l", "promimport.io/import=exact", "-o", "jsonpath={range .items[*]}{.metadata.name} {.metadata.ownerReferences[0].name}{\"\\n\"}{end}"]);
+    assert_eq!(jobs.lines().count(), 6, "{jobs}");
+    assert!(
+        jobs.lines().all(|l| l.ends_with(" promimport-exact")),
+        "{jobs}"
+    );
+    let one = cluster.kubectl(&[
+        "get",
+        "jobs",
+        "-n",
+        "exact",
+        "-l",
+        "promimport.io/window=1793491200",
+        "-o",
+        "name",
+    ]);
+    assert_eq!(one.trim(), "job.batch/exact-w1793491200");
+
+    let (code, status) = promimport_as(&cluster.admin(), &["status", "exact", "-n", "exact"]);
+    assert_eq!(code, Some(0), "{status}");
+    assert!(status.contains("finished"), "{status}");
+}
+
+#[test]
+fn a_killed_worker_pod_and_a_killed_scheduler_still_finish_with_exact_data_and_one_job_per_window()
+{
+    let cluster = cluster();
+    let scheduler = cluster.namespace("chaos");
+    let source = history_source("k8s-chaos-src", 6);
+    let sink = ooo_sink("k8s-chaos-sink");
+    // Each request waits 150 ms: a window of 30 requests lasts about 5 s, long enough to kill.
+    let slow = slow_proxy(
+        format!("http://127.0.0.1:{}", sink.port),
+        Duration::from_millis(150),
+    );
+    let dir = temp_dir("k8s-chaos");
+    let spec = write_spec(
+        &dir,
+        "chaos",
+        &range_spec(
+            &source.url("/api/v1/read"),
+            &slow.url("/api/v1/write"),
+            6,
+            "1h",
+            2,
+            "",
+        ),
+    );
+    std::fs::write(
+        &spec,
+        std::fs::read_to_string(&spec)
+            .unwrap()
+            .replace("worker:\n", "worker:\n  batchSamples: 100\n"),
+    )
+    .unwrap();
+    let args = [
+        "schedule",
+        "-f",
+        spec.to_str().unwrap(),
+        "--poll",
+        "300ms",
+        "--timeout",
+        "4m",
+    ];
+
+    let mut first = spawn_as(&scheduler, &args);
+    wait_for("running worker pods", Duration::from_secs(60), || {
+        cluster
+            .kubectl(&[
+                "get",
+                "pods",
+                "-n",
+                "chaos",
+                "--field-selector=status.phase=Running",
+                "-o",
+                "name",
+            ])
+            .lines()
+            .count()
+            >= 2
+    });
+    // Kill the scheduler, then a worker mid-window.
+    first.kill().unwrap();
+    first.wait().unwrap();
+    let pod = cluster.kubectl(&[
+        "get",
+        "pods",
+        "-n",
+        "chaos",
+        "--field-selector=status.phase=Running",
+        "-o",
+        "jsonpath={.items[0].metadata.name}",
+    ]);
+    cluster.kubectl(&["delete", "pod", "-n", "chaos", &pod, "--wait=false"]);
+
+    let (code, log) = promimport_as(&scheduler, &args);
+    assert_eq!(code, Some(0), "{log}");
+    assert_same_data(
+        &read_samples(&source, BASE_MS, BASE_MS + 6 * HOUR_MS),
+        &read_samples(&sink, 0, i64::MAX / 2),
+    );
+    let (state, windows) = ledger(cluster, "chaos", "chaos");
+    assert_eq!((state.as_str(), windows.len()), ("finished", 6));
+    let jobs = cluster.kubectl(&["get", "jobs", "-n", "chaos", "-o", "name"]);
+    assert_eq!(
+        jobs.lines().count(),
+        6,
+        "one Job per window, never a second: {jobs}"
+    );
+}
+
+#[test]
+fn an_import_stopped_mid_way_and_resumed_ends_exact() {
+    let cluster = cluster();
+    let scheduler = cluster.namespace("pause");
+    let source = history_source("k8s-pause-src", 6);
+    let sink = ooo_sink("k8s-pause-sink");
+    let slow = slow_proxy(
+        format!("http://127.0.0.1:{}", sink.port),
+        Duration::from_millis(100),
+    );
+    let dir = temp_dir("k8s-pause");
+    let spec = write_spec(
+        &dir,
+        "pause",
+        &range_spec(
+            &source.url("/api/v1/read"),
+            &slow.url("/api/v1/write"),
+            6,
+            "30m",
+            2,
+            "",
+        ),
+    );
+    std::fs::write(
+        &spec,
+        std::fs::read_to_string(&spec)
+            .unwrap()
+            .replace("worker:\n", "worker:\n  batchSamples: 200\n"),
+    )
+    .unwrap();
+    let spec = spec.to_str().unwrap();
+
+    let mut running = spawn_as(
+        &scheduler,
+        &["schedule", "-f", spec, "--poll", "300ms", "--timeout", "4m"],
+    );
+    wait_for("two windows done", Duration::from_secs(60), || {
+        ledger(cluster, "pause", "pause").1.len() >= 2
+    });
+    let (code, log) = promimport_as(&cluster.admin(), &["stop", "pause", "-n", "pause"]);
+    assert_eq!(code, Some(0), "{log}");
+    assert!(
+        running.wait().unwrap().success(),
+        "the scheduler exits when the import is stopped"
+    );
+    let (state, before) = ledger(cluster, "pause", "pause");
+    assert_eq!(state, "stopped");
+    assert!(
+        before.len() < 12,
+        "stopped before the end: {}",
+        before.len()
+    );
+    wait_for("no running Jobs", Duration::from_secs(30), || {
+        cluster
+            .kubectl(&[
+                "get",
+                "pods",
+                "-n",
+                "pause",
+                "--field-selector=status.phase=Running",
+                "-o",
+                "name",
+            ])
+            .trim()
+            .is_empty()
+    });
+
+    let (code, log) = promimport_as(
+        &scheduler,
+        &[
+            "resume",
+            "pause",
+            "-n",
+            "pause",
+            "--poll",
+            "300ms",
+            "--timeout",
+            "4m",
+        ],
+    );
+    assert_eq!(code, Some(0), "{log}");
+    assert!(log.contains("import pause: finished"), "{log}");
+    let (_, after) = ledger(cluster, "pause", "pause");
+    assert_eq!(after.len(), 12);
+    for (key, record) in &before {
+        let now = &after.iter().find(|(k, _)| k == key).unwrap().1;
+        assert_eq!(
+            &record["at"], &now["at"],
+            "window {key} finished before the stop was not imported again"
+        );
+    }
+    assert_same_data(
+        &read_samples(&source, BASE_MS, BASE_MS + 6 * HOUR_MS),
+        &read_samples(&sink, 0, i64::MAX / 2),
+    );
+}
+
+#[test]
+fn two_imports_at_once_from_different_sources_are_both_exact_with_separate_ledgers() {
+    let cluster = cluster();
+    let scheduler = cluster.namespace("twins");
+    let (a, b) = (
+        history_source("k8s-twin-a", 4),
+        history_source("k8s-twin-b", 4),
+    );
+    let sink = ooo_sink("k8s-twins-sink");
+    let dir = temp_dir("k8s-twins");
+    let spec_a = write_spec(
+        &dir,
+        "twin-a",
+        &range_spec(
+            &a.url("/api/v1/read"),
+            &sink.url("/api/v1/write"),
+            4,
+            "1h",
+            2,
+            "setLabels: {origin: a}",
+        ),
+    );
+    let spec_b = write_spec(
+        &dir,
+        "twin-b",
+        &range_spec(
+            &b.url("/api/v1/read"),
+            &sink.url("/api/v1/write"),
+            4,
+            "30m",
+            3,
+            "setLabels: {origin: b}",
+        ),
+    );
+    let mut first = Command::new(env!("CARGO_BIN_EXE_promimport"))
+        .args([
+            "schedule",
+            "-f",
+            spec_a.to_str().unwrap(),
+            "--poll",
+            "300ms",
+            "--timeout",
+            "3m",
+        ])
+        .env("KUBECONFIG", &scheduler)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let (code, log) = promimport_as(
+        &scheduler,
+        &[
+            "schedule",
+            "-f",
+            spec_b.to_str().unwrap(),
+            "--poll",
+            "300ms",
+            "--timeout",
+            "3m",
+        ],
+    );
+    assert_eq!(code, Some(0), "{log}");
+    assert!(first.wait().unwrap().success());
+
+    let landed = read_samples(&sink, 0, i64::MAX / 2);
+    for (server, origin) in [(&a, "a"), (&b, "b")] {
+        let expected: Data = read_samples(server, BASE_MS, BASE_MS + 4 * HOUR_MS)
+            .into_iter()
+            .map(|(k, v)| {
+                let mut pairs: Vec<&str> = k.split(',').collect();
+                let label = format!("origin={origin:?}");
+                pairs.push(&label);
+                pairs.sort();
+                (pairs.join(","), v)
+            })
+            .collect();
+        let mine: Data = landed
+            .iter()
+            .filter(|(k, _)| k.contains(&format!("origin=\"{origin}\"")))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        assert_same_data(&expected, &mine);
+    }
+    let (state_a, windows_a) = ledger(cluster, "twins", "twin-a");
+    let (state_b, windows_b) = ledger(cluster, "twins", "twin-b");
+    assert_eq!((state_a.as_str(), windows_a.len()), ("finished", 4));
+    assert_eq!((state_b.as_str(), windows_b.len()), ("finished", 8));
+}
+
+#[test]
+fn the_ledger_loses_no_update_under_25_concurrent_workers() {
+    let cluster = cluster();
+    cluster.namespace("ledger");
+    let worker = cluster.service_account_kubeconfig("ledger", "promimport-worker");
+    // The ledger exists before workers write to it, as the scheduler creates it.
+    let spec = "name: busy\nsource: {url: \"http://127.0.0.1:1/api/v1/read\"}\ndestination: {url: \"http://127.0.0.1:1/api/v1/write\"}\n";
+    let manifest = format!(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: promimport-busy\n  labels: {{promimport.io/ledger: \"true\", promimport.io/import: busy}}\ndata:\n  import.yaml: |\n{}  state: running\n  rangeStart: \"2026-11-01T00:00:00Z\"\n",
+        spec.lines()
+            .map(|l| format!("    {l}\n"))
+            .collect::<String>()
+    );
+    let file = temp_dir("ledger-cm").join("cm.yaml");
+    std::fs::write(&file, manifest).unwrap();
+    cluster.kubectl(&["apply", "-n", "ledger", "-f", file.to_str().unwrap()]);
+
+    // 25 workers record their windows at the same moment, as the worker service account.
+    let writers: Vec<Child> = (0..25)
+        .map(|i| {
+            let start = rfc3339(BASE_MS + i * HOUR_MS);
+            let end = rfc3339(BASE_MS + (i + 1) * HOUR_MS);
+            Command::new(env!("CARGO_BIN_EXE_promimport"))
+                .arg("worker")
+                .env("KUBECONFIG", &worker)
+                .env("PROMIMPORT_SOURCE", "http://127.0.0.1:9/api/v1/read")
+                .env("PROMIMPORT_DEST", "http://127.0.0.1:9/api/v1/write")
+                .env("PROMIMPORT_RETRIES", "0")
+                .env("PROMIMPORT_WINDOW_START", start)
+                .env("PROMIMPORT_WINDOW_END", end)
+                .env("PROMIMPORT_LEDGER", "promimport-busy")
+                .env("PROMIMPORT_NAMESPACE", "ledger")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for mut writer in writers {
+        // The source is unreachable: each window fails transiently and says so (exit 1).
+        assert_eq!(writer.wait().unwrap().code(), Some(1));
+    }
+    let (_, windows) = ledger(cluster, "ledger", "busy");
+    assert_eq!(windows.len(), 25, "every worker's record is there");
+    assert!(
+        windows.iter().all(|(_, w)| w["error"]["transient"] == true),
+        "{windows:?}"
+    );
+}
+
+#[test]
+fn an_incremental_import_run_twice_imports_only_the_new_range() {
+    let cluster = cluster();
+    let scheduler = cluster.namespace("cron");
+    let source = start_prometheus(
+        "k8s-cron-src",
+        PrometheusOptions {
+            receiver: true,
+            out_of_order_window: Some("1d"),
+            max_bytes_in_frame: None,
+            history: None,
+        },
+    );
+    let sink = ooo_sink("k8s-cron-sink");
+    let window = 20_000i64;
+    let start = (promimport::local::now_ms() / window - 30) * window;
+    let write = |from: i64, to: i64| {
+        let samples: Vec<(i64, f64)> = (from..to)
+            .step_by(2_000)
+            .map(|t| (t, (t / 1000) as f64))
+            .collect();
+        remote_write(
+            &source.url("/api/v1/write"),
+            &[(&[("__name__", "cron_metric"), ("job", "cron")], samples)],
+        );
+    };
+    let first_data_end = promimport::local::now_ms() - 3_000;
+    write(start, first_data_end);
+    let dir = temp_dir("k8s-cron");
+    let spec = write_spec(
+        &dir,
+        "cron",
+        &format!(
+            "source: {{url: \"{}\"}}\ndestination: {{url: \"{}\"}}\nstart: {}\nwindow: 20s\nparallelism: 4\nincremental: {{lag: 3s}}",
+            source.url("/api/v1/read"),
+            sink.url("/api/v1/write"),
+            rfc3339(start)
+        ),
+    );
+    let args = [
+        "schedule",
+        "-f",
+        spec.to_str().unwrap(),
+        "--poll",
+        "300ms",
+        "--timeout",
+        "3m",
+    ];
+    let (code, log) = promimport_as(&scheduler, &args);
+    assert_eq!(code, Some(0), "{log}");
+    let (_, first) = ledger(cluster, "cron", "cron");
+    let first_end = first
+        .iter()
+        .map(|(_, w)| {
+            promimport::timespec::parse_time("end", w["end"].as_str().unwrap(), 0).unwrap()
+        })
+        .max()
+        .unwrap();
+    assert_eq!(first.len() as i64, (first_end - start) / window);
+
+    // New data arrives after the first run's end; the second run starts there.
+    wait_for("two more windows to pass", Duration::from_secs(60), || {
+        promimport::local::now_ms() - 3_000 >= first_end + 2 * window
+    });
+    // (Data arriving later than the lag, inside a window already imported, is not imported
+    // again: that is what the lag is for. So the new data starts at the first run's end.)
+    write(
+        first_end.max(first_data_end),
+        promimport::local::now_ms() - 3_000,
+    );
+    let (code, log) = promimport_as(&scheduler, &args);
+    assert_eq!(code, Some(0), "{log}");
+    let (state, second) = ledger(cluster, "cron", "cron");
+    assert_eq!(
+        state, "running",
+        "an incremental import waits for its next run"
+    );
+    assert!(
+        second.len() >= first.len() + 2,
+        "{} then {}",
+        first.len(),
+        second.len()
+    );
+    for (key, record) in &first {
+        let again = &second.iter().find(|(k, _)| k == key).unwrap().1;
+        assert_eq!(
+            &record["at"], &again["at"],
+            "window {key} was not imported twice"
+        );
+    }
+    let second_end = second
+        .iter()
+        .map(|(_, w)| {
+            promimport::timespec::parse_time("end", w["end"].as_str().unwrap(), 0).unwrap()
+        })
+        .max()
+        .unwrap();
+    let jobs = cluster.kubectl(&["get", "jobs", "-n", "cron", "-o", "name"]);
+    assert_eq!(
+        jobs.lines().count(),
+        second.len(),
+        "one Job per window over both runs"
+    );
+    assert_same_data(
+        &read_samples(&source, start, second_end),
+        &read_samples(&sink, 0, i64::MAX / 2),
+    );
+}
