@@ -13,7 +13,7 @@ use crate::ledger::{LedgerEntry, WindowStatus, done_windows};
 use crate::outcome::WindowOutcome;
 use crate::plan::{Window, plan_windows};
 use crate::progress::{Progress, human};
-use crate::timespec::format_ms;
+use crate::timespec::{format_ms, now_ms};
 use crate::worker::{LiveCounters, Worker, WorkerSettings};
 
 pub struct LocalRun {
@@ -260,8 +260,4 @@ async fn import_with_attempts(
             _ => return (window, outcome),
         }
     }
-}
-
-pub fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
 }

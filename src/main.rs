@@ -11,10 +11,10 @@ use promimport::kube::scheduler::SchedulerOptions;
 use promimport::kube::{self, control, scheduler};
 use promimport::ledger::file::ImportIdentity;
 use promimport::ledger::{LedgerEntry, WindowStatus};
-use promimport::local::{EXIT_FAILED, EXIT_REJECTED, LocalRun, now_ms, run_local};
+use promimport::local::{EXIT_FAILED, EXIT_REJECTED, LocalRun, run_local};
 use promimport::plan::Window;
 use promimport::spec::ImportSpec;
-use promimport::timespec::{format_ms, parse_duration, parse_time};
+use promimport::timespec::{format_ms, now_ms, parse_duration, parse_time};
 use promimport::worker::options::WorkerOptions;
 use promimport::worker::{LiveCounters, Worker};
 

@@ -62,6 +62,11 @@ pub fn parse_duration(what: &'static str, input: &str) -> Result<Duration> {
     Ok(duration)
 }
 
+/// The clock, in unix milliseconds.
+pub fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
 /// Formats unix milliseconds as RFC 3339 for messages and the ledger.
 pub fn format_ms(ms: i64) -> String {
     DateTime::from_timestamp_millis(ms)

@@ -133,6 +133,8 @@ fn chunks_that_overrun_the_window_are_clipped_so_neighbours_never_overlap() {
         &rfc3339(end),
         "--window",
         "10m",
+        "--parallel",
+        "1",
         "--state",
         state.to_str().unwrap(),
     ]);

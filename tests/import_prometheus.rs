@@ -33,23 +33,13 @@ fn source(name: &str) -> Setup {
     }
 }
 
-fn ooo_sink(name: &str) -> Server {
-    start_prometheus(
-        name,
-        PrometheusOptions {
-            receiver: true,
-            out_of_order_window: Some("3650d"),
-            max_bytes_in_frame: None,
-            history: None,
-        },
-    )
-}
-
 #[test]
 fn an_import_lands_every_sample_once_and_nothing_outside_the_range() {
     let setup = source("exact-src");
-    let sink = ooo_sink("exact-sink");
-    // Start and end fall inside TSDB chunks and mid-window, so clipping is exercised.
+    let sink = prometheus_sink("exact-sink");
+    // Start and end fall inside TSDB chunks and mid-window, so clipping is exercised. One window
+    // at a time keeps every append in order: see prometheus_sink for why. Concurrent windows are
+    // compared exactly in tests/import_victoria_metrics.rs.
     let (start, end) = (
         BASE_MS + HOUR_MS + 7_500,
         BASE_MS + (setup.history_hours - 1) * HOUR_MS - 22_500,
@@ -68,7 +58,7 @@ fn an_import_lands_every_sample_once_and_nothing_outside_the_range() {
         "--window",
         "2h",
         "--parallel",
-        "3",
+        "1",
         "--batch-samples",
         "1000",
         "--state",
@@ -133,7 +123,7 @@ fn a_sink_without_an_out_of_order_window_rejects_history_and_the_import_stops_ea
         },
     );
     // The sink already receives live data, as Opni's Cortex does when the migration starts.
-    let now = promimport::local::now_ms();
+    let now = promimport::timespec::now_ms();
     remote_write(
         &sink.url("/api/v1/write"),
         &[(
@@ -183,7 +173,7 @@ fn a_sink_without_an_out_of_order_window_rejects_history_and_the_import_stops_ea
 #[test]
 fn a_run_killed_mid_way_resumes_with_exact_data_and_no_window_done_twice() {
     let setup = source("resume-src");
-    let sink = ooo_sink("resume-sink");
+    let sink = prometheus_sink("resume-sink");
     let (start, end) = (BASE_MS, BASE_MS + setup.history_hours * HOUR_MS);
     let state = temp_dir("resume-state");
     let args = [

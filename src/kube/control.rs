@@ -10,9 +10,9 @@ use super::scheduler::{JobPhase, job_info};
 use super::{LABEL_IMPORT, kube_error};
 use crate::error::{Error, Result};
 use crate::ledger::WindowStatus;
-use crate::local::now_ms;
 use crate::plan::{Window, plan_windows};
 use crate::progress::human;
+use crate::timespec::now_ms;
 use crate::timespec::parse_time;
 
 /// One import as `status` shows it.

@@ -14,10 +14,10 @@ use super::ledger::{ConfigMapLedger, ImportState, LedgerView, MAX_WINDOWS, Windo
 use super::{LABEL_IMPORT, LABEL_MANAGED_BY, LABEL_WINDOW, MANAGED_BY, is_status, kube_error};
 use crate::error::{Error, Result};
 use crate::ledger::{LedgerEntry, WindowStatus};
-use crate::local::now_ms;
 use crate::outcome::{WindowError, WindowOutcome};
 use crate::plan::{Window, plan_windows};
 use crate::spec::ImportSpec;
+use crate::timespec::now_ms;
 use crate::timespec::{format_ms, parse_duration, parse_time};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
