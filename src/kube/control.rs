@@ -113,11 +113,21 @@ pub fn summarize(view: &LedgerView, running: usize) -> ImportStatus {
     }
     problems.sort_by(|a, b| b.0.cmp(a.0));
     let pending = planned.saturating_sub(done + failed + running);
+    // A running import's rate is up to now; a finished one's up to its last window.
+    let last_record = view
+        .windows
+        .values()
+        .filter_map(|r| parse_time("at", &r.at, 0).ok())
+        .max();
+    let until = match view.state {
+        ImportState::Running => now_ms(),
+        _ => last_record.unwrap_or_else(now_ms),
+    };
     let elapsed = view
         .created
         .as_deref()
         .and_then(|c| parse_time("created", c, 0).ok())
-        .map(|created| ((now_ms() - created) as f64 / 1000.0).max(1.0));
+        .map(|created| ((until - created) as f64 / 1000.0).max(1.0));
     let rate = elapsed.map_or(0.0, |e| written as f64 / e);
     let eta = match (elapsed, view.state) {
         (Some(e), ImportState::Running) if done > 0 => {
@@ -187,8 +197,13 @@ pub fn render_table(imports: &[ImportStatus]) -> String {
         if !s.message.is_empty() {
             out.push_str(&format!("  {}\n", s.message));
         }
-        for error in &s.last_errors {
-            out.push_str(&format!("  error {error}\n"));
+        for (i, error) in s.last_errors.iter().enumerate() {
+            // The fix is the same for every window refused for one reason: say it once.
+            let shown = match (i, error.split_once("; fix: ")) {
+                (0, _) | (_, None) => error.as_str(),
+                (_, Some((reason, _))) => reason,
+            };
+            out.push_str(&format!("  error {shown}\n"));
         }
     }
     out
