@@ -57,7 +57,7 @@ Exit codes: 0 every sample accepted, 3 samples rejected or skipped, 1 failed."
 #[derive(clap::Args)]
 struct ClusterArgs {
     /// Namespace [default: the current context's]
-    #[arg(short, long)]
+    #[arg(short, long, env = "PROMIMPORT_NAMESPACE")]
     namespace: Option<String>,
 }
 
@@ -74,6 +74,11 @@ struct SchedulingArgs {
     /// Give up waiting after this long (the import goes on when scheduled again)
     #[arg(long, value_name = "DURATION")]
     timeout: Option<String>,
+
+    /// A ConfigMap that owns the ledger, so deleting it deletes the import's ledger and Jobs
+    /// (the chart passes its own)
+    #[arg(long, value_name = "NAME", env = "PROMIMPORT_OWNER_CONFIGMAP")]
+    owner_configmap: Option<String>,
 }
 
 #[derive(clap::Args)]
@@ -224,6 +229,7 @@ fn scheduler_options(
             .as_deref()
             .map(|t| parse_duration("--timeout", t))
             .transpose()?,
+        owner_config_map: scheduling.owner_configmap.clone(),
     })
 }
 

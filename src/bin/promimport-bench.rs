@@ -15,8 +15,8 @@ use std::time::Instant;
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
-use prost::Message;
 use promimport::proto::{Label, Sample, TimeSeries, WriteRequest};
+use prost::Message;
 
 #[derive(Parser)]
 struct Cli {
@@ -52,7 +52,13 @@ enum Command {
 
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
-        Command::Generate { url, hosts, days, interval_seconds, end } => generate(&url, hosts, days, interval_seconds, end),
+        Command::Generate {
+            url,
+            hosts,
+            days,
+            interval_seconds,
+            end,
+        } => generate(&url, hosts, days, interval_seconds, end),
         Command::NullReceiver { listen } => null_receiver(&listen),
     }
 }
@@ -69,27 +75,54 @@ fn series_set(hosts: usize) -> Vec<Series> {
     let mut rng = XorShift(0x9e37_79b9_7f4a_7c15);
     let mut out = Vec::new();
     let mut add = |pairs: &[(&str, String)], counter: bool, rng: &mut XorShift| {
-        let mut labels: Vec<Label> = pairs.iter().map(|(n, v)| Label { name: n.to_string(), value: v.clone() }).collect();
+        let mut labels: Vec<Label> = pairs
+            .iter()
+            .map(|(n, v)| Label {
+                name: n.to_string(),
+                value: v.clone(),
+            })
+            .collect();
         labels.sort_by(|a, b| a.name.cmp(&b.name));
-        out.push(Series { labels, counter, value: rng.next_f64() * 1000.0, step: 0.5 + rng.next_f64() * 10.0 });
+        out.push(Series {
+            labels,
+            counter,
+            value: rng.next_f64() * 1000.0,
+            step: 0.5 + rng.next_f64() * 10.0,
+        });
     };
     for h in 0..hosts {
         let instance = format!("node-{h:03}.cluster.local:9100");
-        let node = || vec![("job", "node-exporter".to_string()), ("instance", instance.clone())];
+        let node = || {
+            vec![
+                ("job", "node-exporter".to_string()),
+                ("instance", instance.clone()),
+            ]
+        };
         for cpu in 0..2 {
             for mode in ["idle", "system", "user", "iowait"] {
                 let mut l = node();
-                l.extend([("__name__", "node_cpu_seconds_total".into()), ("cpu", cpu.to_string()), ("mode", mode.into())]);
+                l.extend([
+                    ("__name__", "node_cpu_seconds_total".into()),
+                    ("cpu", cpu.to_string()),
+                    ("mode", mode.into()),
+                ]);
                 add(&l, true, &mut rng);
             }
         }
-        for (name, counter) in [("node_memory_MemAvailable_bytes", false), ("node_load1", false), ("node_filesystem_avail_bytes", false)] {
+        for (name, counter) in [
+            ("node_memory_MemAvailable_bytes", false),
+            ("node_load1", false),
+            ("node_filesystem_avail_bytes", false),
+        ] {
             let mut l = node();
             l.push(("__name__", name.into()));
             add(&l, counter, &mut rng);
         }
         let mut l = node();
-        l.extend([("__name__", "node_network_receive_bytes_total".into()), ("device", "eth0".into())]);
+        l.extend([
+            ("__name__", "node_network_receive_bytes_total".into()),
+            ("device", "eth0".into()),
+        ]);
         add(&l, true, &mut rng);
         for p in 0..8 {
             let pod = format!("app-{h:03}-{p}-7d9f8c6b5-x{p}k2");
@@ -112,12 +145,20 @@ fn series_set(hosts: usize) -> Vec<Series> {
     out
 }
 
-fn generate(url: &str, hosts: usize, days: i64, interval: i64, end: Option<i64>) -> anyhow::Result<()> {
+fn generate(
+    url: &str,
+    hosts: usize,
+    days: i64,
+    interval: i64,
+    end: Option<i64>,
+) -> anyhow::Result<()> {
     let mut series = series_set(hosts);
     let end = end.unwrap_or_else(|| promimport::timespec::now_ms() / 1000 / 3600 * 3600);
     let start = end - days * 86_400;
     let steps = (end - start) / interval;
-    let client = reqwest::blocking::Client::builder().timeout(std::time::Duration::from_secs(120)).build()?;
+    let client = reqwest::blocking::Client::builder()
+        .timeout(std::time::Duration::from_secs(120))
+        .build()?;
     let mut rng = XorShift(42);
     let started = Instant::now();
     let mut written = 0u64;
@@ -137,14 +178,25 @@ fn generate(url: &str, hosts: usize, days: i64, interval: i64, end: Option<i64>)
                         } else {
                             (s.value + s.step * (rng.next_f64() - 0.5)).abs()
                         };
-                        Sample { value: s.value, timestamp: (start + k * interval) * 1000 }
+                        Sample {
+                            value: s.value,
+                            timestamp: (start + k * interval) * 1000,
+                        }
                     })
                     .collect();
-                TimeSeries { labels: s.labels.clone(), samples, histograms: Vec::new() }
+                TimeSeries {
+                    labels: s.labels.clone(),
+                    samples,
+                    histograms: Vec::new(),
+                }
             })
             .collect();
-        written += timeseries.iter().map(|t| t.samples.len() as u64).sum::<u64>();
-        let body = snap::raw::Encoder::new().compress_vec(&WriteRequest { timeseries }.encode_to_vec())?;
+        written += timeseries
+            .iter()
+            .map(|t| t.samples.len() as u64)
+            .sum::<u64>();
+        let body =
+            snap::raw::Encoder::new().compress_vec(&WriteRequest { timeseries }.encode_to_vec())?;
         let response = client
             .post(url)
             .header("Content-Encoding", "snappy")
@@ -154,7 +206,11 @@ fn generate(url: &str, hosts: usize, days: i64, interval: i64, end: Option<i64>)
             .send()
             .with_context(|| format!("writing to {url}"))?;
         if !response.status().is_success() {
-            bail!("{url} answered {}: {}", response.status(), response.text().unwrap_or_default());
+            bail!(
+                "{url} answered {}: {}",
+                response.status(),
+                response.text().unwrap_or_default()
+            );
         }
         step = last;
     }
@@ -163,7 +219,10 @@ fn generate(url: &str, hosts: usize, days: i64, interval: i64, end: Option<i64>)
         series.len(),
         started.elapsed().as_secs_f64()
     );
-    println!("{{\"series\":{},\"samples\":{written},\"start\":{start},\"end\":{end}}}", series.len());
+    println!(
+        "{{\"series\":{},\"samples\":{written},\"start\":{start},\"end\":{end}}}",
+        series.len()
+    );
     Ok(())
 }
 
@@ -219,7 +278,10 @@ fn serve(mut stream: TcpStream, counts: &Counts) -> anyhow::Result<()> {
             }
             buffer.extend_from_slice(&chunk[..n]);
         }
-        let body: Vec<u8> = buffer.drain(..header_end + length).skip(header_end).collect();
+        let body: Vec<u8> = buffer
+            .drain(..header_end + length)
+            .skip(header_end)
+            .collect();
         if head.starts_with("get /stats") {
             let json = format!(
                 "{{\"requests\":{},\"samples\":{},\"bytes\":{}}}",
@@ -227,14 +289,27 @@ fn serve(mut stream: TcpStream, counts: &Counts) -> anyhow::Result<()> {
                 counts.samples.load(Ordering::Relaxed),
                 counts.bytes.load(Ordering::Relaxed)
             );
-            write!(stream, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{json}", json.len())?;
+            write!(
+                stream,
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{json}",
+                json.len()
+            )?;
             continue;
         }
-        let raw = snap::raw::Decoder::new().decompress_vec(&body).context("snappy")?;
+        let raw = snap::raw::Decoder::new()
+            .decompress_vec(&body)
+            .context("snappy")?;
         let request = WriteRequest::decode(raw.as_slice()).context("protobuf")?;
         counts.requests.fetch_add(1, Ordering::Relaxed);
         counts.bytes.fetch_add(body.len() as u64, Ordering::Relaxed);
-        counts.samples.fetch_add(request.timeseries.iter().map(|t| t.samples.len() as u64).sum(), Ordering::Relaxed);
+        counts.samples.fetch_add(
+            request
+                .timeseries
+                .iter()
+                .map(|t| t.samples.len() as u64)
+                .sum(),
+            Ordering::Relaxed,
+        );
         stream.write_all(b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n")?;
     }
 }

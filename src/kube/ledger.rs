@@ -172,6 +172,7 @@ impl ConfigMapLedger {
         spec: &ImportSpec,
         range_start_ms: i64,
         range_end_ms: Option<i64>,
+        owner: Option<serde_json::Value>,
     ) -> Result<LedgerView> {
         if let Some(view) = self.load().await? {
             let stored = &view.spec;
@@ -223,6 +224,11 @@ impl ConfigMapLedger {
                     (LABEL_LEDGER.to_string(), "true".to_string()),
                     (LABEL_IMPORT.to_string(), spec.name.clone()),
                 ])),
+                owner_references: owner
+                    .map(serde_json::from_value)
+                    .transpose()
+                    .map_err(|e| Error::Internal(e.to_string()))?
+                    .map(|o| vec![o]),
                 ..Default::default()
             },
             data: Some(data),

@@ -131,6 +131,9 @@ pub struct SchedulerOptions {
     pub max_active_jobs: usize,
     pub poll: Duration,
     pub timeout: Option<Duration>,
+    /// A ConfigMap that owns the ledger (the chart's spec ConfigMap), so that deleting it
+    /// (`helm uninstall`) deletes the ledger, and with it the Jobs and their pods.
+    pub owner_config_map: Option<String>,
 }
 
 /// Runs the loop until the import is finished, failed or stopped (an incremental import: until
@@ -152,7 +155,13 @@ pub async fn run(
         Window::new(range_start, end)?;
     }
     let ledger = ConfigMapLedger::new(client.clone(), &options.namespace, &spec.ledger_name());
-    let view = ledger.create_or_load(spec, range_start, range_end).await?;
+    let owner = match &options.owner_config_map {
+        Some(name) => Some(owner_reference(client.clone(), &options.namespace, name).await?),
+        None => None,
+    };
+    let view = ledger
+        .create_or_load(spec, range_start, range_end, owner)
+        .await?;
     if view.state != ImportState::Running
         && spec.incremental.is_some()
         && view.state != ImportState::Stopped
@@ -244,6 +253,24 @@ pub async fn run(
         }
         tokio::time::sleep(options.poll).await;
     }
+}
+
+async fn owner_reference(
+    client: kube::Client,
+    namespace: &str,
+    name: &str,
+) -> Result<serde_json::Value> {
+    let api: Api<k8s_openapi::api::core::v1::ConfigMap> = Api::namespaced(client, namespace);
+    let owner = api
+        .get(name)
+        .await
+        .map_err(kube_error(format!("read the owner ConfigMap {name}")))?;
+    Ok(serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "name": name,
+        "uid": owner.metadata.uid.unwrap_or_default(),
+    }))
 }
 
 /// The range this round plans: the recorded one, or for an incremental import everything from

@@ -4,6 +4,8 @@
 //! SAMPLES mode, decoded here with prost alone, not with promimport's streamed decoder).
 #![allow(dead_code)] // each test binary uses a different part of this module
 
+pub mod cluster;
+
 use std::collections::BTreeMap;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
