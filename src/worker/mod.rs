@@ -44,69 +44,40 @@ pub struct LiveCounters {
 
 #[derive(Clone)]
 pub struct Worker {
-    reader: SourceReader,
+    reader: WindowReader,
     writer: DestinationWriter,
+}
+
+/// The reading half of a worker: a window's series from a remote read endpoint, clipped,
+/// merged and relabelled, as remote write batches. `verify` reads with it too.
+#[derive(Clone)]
+pub struct WindowReader {
+    reader: SourceReader,
     selectors: Arc<Vec<Selector>>,
     labels: Arc<LabelRules>,
     batch: BatchLimits,
 }
 
-impl Worker {
-    pub fn new(settings: &WorkerSettings) -> Result<Self> {
-        let source = settings.source.build()?;
-        let dest = settings.dest.build()?;
-        Ok(Worker {
-            reader: SourceReader::new(source, settings.read_limits, settings.retry),
-            writer: DestinationWriter::new(dest, settings.retry, settings.dest.timeout),
-            selectors: Arc::new(settings.selectors.clone()),
-            labels: Arc::new(settings.labels.clone()),
+impl WindowReader {
+    pub fn new(
+        endpoint: &EndpointConfig,
+        selectors: Vec<Selector>,
+        labels: LabelRules,
+        settings: &WorkerSettings,
+    ) -> Result<Self> {
+        Ok(WindowReader {
+            reader: SourceReader::new(endpoint.build()?, settings.read_limits, settings.retry),
+            selectors: Arc::new(selectors),
+            labels: Arc::new(labels),
             batch: settings.batch,
         })
     }
 
-    pub fn source_url(&self) -> String {
+    pub fn url(&self) -> String {
         self.reader.url()
     }
 
-    pub fn dest_url(&self) -> String {
-        self.writer.url()
-    }
-
-    /// Imports one window. Always returns an outcome: an error is recorded in it, along with
-    /// whatever was written before the error.
-    pub async fn import_window(&self, window: Window, live: Arc<LiveCounters>) -> WindowOutcome {
-        let started = Instant::now();
-        let (tx, rx) = mpsc::channel::<Batch>(2);
-        let writer = tokio::spawn(send_batches(self.writer.clone(), rx, live.clone()));
-        let mut outcome = WindowOutcome::default();
-        let read_result = self.read_window(window, tx, &live, &mut outcome).await;
-        let (sent, write_result) = match writer.await {
-            Ok(done) => done,
-            Err(join) => (
-                WindowOutcome::default(),
-                Err(Error::Internal(format!("the sender task ended: {join}"))),
-            ),
-        };
-        outcome.samples_written = sent.samples_written;
-        outcome.rejected = sent.rejected;
-        outcome.bytes_written = sent.bytes_written;
-        outcome.requests = sent.requests;
-        outcome.retries = sent.retries;
-        outcome.encode_seconds = sent.encode_seconds;
-        outcome.write_seconds = sent.write_seconds;
-        // The sender's error explains a reader stopped by a closed channel, so it comes first.
-        if let Err(e) = write_result.and(read_result) {
-            outcome.error = Some(WindowError {
-                transient: e.is_transient(),
-                stops_import: e.stops_import(),
-                message: e.to_string(),
-            });
-        }
-        outcome.seconds = started.elapsed().as_secs_f64();
-        outcome
-    }
-
-    async fn read_window(
+    pub async fn read(
         &self,
         window: Window,
         tx: mpsc::Sender<Batch>,
@@ -177,6 +148,63 @@ impl Worker {
         outcome.skipped = std::mem::take(&mut assembler.skipped);
         outcome.decode_seconds = decode.as_secs_f64();
         result
+    }
+}
+
+impl Worker {
+    pub fn new(settings: &WorkerSettings) -> Result<Self> {
+        let dest = settings.dest.build()?;
+        Ok(Worker {
+            reader: WindowReader::new(
+                &settings.source,
+                settings.selectors.clone(),
+                settings.labels.clone(),
+                settings,
+            )?,
+            writer: DestinationWriter::new(dest, settings.retry, settings.dest.timeout),
+        })
+    }
+
+    pub fn source_url(&self) -> String {
+        self.reader.url()
+    }
+
+    pub fn dest_url(&self) -> String {
+        self.writer.url()
+    }
+
+    /// Imports one window. Always returns an outcome: an error is recorded in it, along with
+    /// whatever was written before the error.
+    pub async fn import_window(&self, window: Window, live: Arc<LiveCounters>) -> WindowOutcome {
+        let started = Instant::now();
+        let (tx, rx) = mpsc::channel::<Batch>(2);
+        let writer = tokio::spawn(send_batches(self.writer.clone(), rx, live.clone()));
+        let mut outcome = WindowOutcome::default();
+        let read_result = self.reader.read(window, tx, &live, &mut outcome).await;
+        let (sent, write_result) = match writer.await {
+            Ok(done) => done,
+            Err(join) => (
+                WindowOutcome::default(),
+                Err(Error::Internal(format!("the sender task ended: {join}"))),
+            ),
+        };
+        outcome.samples_written = sent.samples_written;
+        outcome.rejected = sent.rejected;
+        outcome.bytes_written = sent.bytes_written;
+        outcome.requests = sent.requests;
+        outcome.retries = sent.retries;
+        outcome.encode_seconds = sent.encode_seconds;
+        outcome.write_seconds = sent.write_seconds;
+        // The sender's error explains a reader stopped by a closed channel, so it comes first.
+        if let Err(e) = write_result.and(read_result) {
+            outcome.error = Some(WindowError {
+                transient: e.is_transient(),
+                stops_import: e.stops_import(),
+                message: e.to_string(),
+            });
+        }
+        outcome.seconds = started.elapsed().as_secs_f64();
+        outcome
     }
 }
 
