@@ -84,6 +84,20 @@ pub enum Error {
         fix: &'static str,
     },
 
+    #[error("query API {url} is unreachable: {source}; check the URL and that the server runs")]
+    QueryUnreachable {
+        url: String,
+        #[source]
+        source: reqwest::Error,
+    },
+
+    #[error("query API {url} answered HTTP {status}: {body}")]
+    QueryFailed {
+        url: String,
+        status: u16,
+        body: String,
+    },
+
     #[error("destination {url} is unreachable after {attempts} attempts: {message}")]
     DestinationUnreachable {
         url: String,

@@ -11,6 +11,7 @@ pub mod logging;
 pub mod outcome;
 pub mod plan;
 pub mod progress;
+pub mod query;
 pub mod relabel;
 pub mod remote_read;
 pub mod remote_write;
@@ -18,6 +19,7 @@ pub mod retry;
 pub mod selector;
 pub mod spec;
 pub mod timespec;
+pub mod verify;
 pub mod worker;
 
 /// Code generated from the vendored Prometheus protobuf definitions in `proto/`.

@@ -75,6 +75,11 @@ pub struct PrometheusOptions<'a> {
 }
 
 pub fn start_prometheus(name: &str, options: PrometheusOptions) -> Server {
+    start_prometheus_with(name, options, &[])
+}
+
+/// `start_prometheus` with extra flags, e.g. `--web.enable-admin-api`.
+pub fn start_prometheus_with(name: &str, options: PrometheusOptions, extra: &[&str]) -> Server {
     let dir = temp_dir(name);
     let data = dir.join("data");
     if let Some(history) = options.history {
@@ -111,6 +116,7 @@ pub fn start_prometheus(name: &str, options: PrometheusOptions) -> Server {
     if let Some(bytes) = options.max_bytes_in_frame {
         command.arg(format!("--storage.remote.read-max-bytes-in-frame={bytes}"));
     }
+    command.args(extra);
     let child = command
         .spawn()
         .expect("prometheus runs (Debian package prometheus; scripts/test installs it)");

@@ -1,0 +1,390 @@
+//! Verify: prove that what landed equals what was read. For each window, the source's series
+//! and the destination's are reduced to a digest per series (sample count and a checksum of
+//! timestamps and values) and compared. This catches what no answer code shows: a receiver that
+//! answered 204 and dropped samples (VictoriaMetrics past its retention), or lost them later.
+//!
+//! The destination is read through its remote read API (exact: every value's bits) or its query
+//! API (for receivers without remote read, such as VictoriaMetrics). Through a query API NaN
+//! samples and stale markers cannot be seen, so they are left out on both sides, and only
+//! timestamps are compared: VictoriaMetrics stores a block of values as decimals with one
+//! exponent, so a small value next to a large one reads back changed, by design.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+
+use crate::error::Result;
+use crate::outcome::WindowOutcome;
+use crate::plan::Window;
+use crate::proto::label_matcher::Type;
+use crate::query::QueryClient;
+use crate::relabel::LabelRules;
+use crate::remote_write::batch::Batch;
+use crate::selector::Selector;
+use crate::worker::{LiveCounters, WindowReader, WorkerSettings};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SeriesDigest {
+    pub samples: u64,
+    pub checksum: u32,
+}
+
+/// By series (labels as the destination holds them).
+pub type Digests = BTreeMap<String, SeriesDigest>;
+
+/// How values are compared.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Precision {
+    /// Bit for bit, NaN and stale markers included (remote read).
+    Exact,
+    /// Timestamps only, NaN samples left out (query API).
+    TimestampsOnly,
+}
+
+impl Precision {
+    /// Adds one sample to a digest, or leaves it out where it cannot be compared.
+    pub fn add(self, digest: &mut SeriesDigest, timestamp: i64, value: f64) {
+        let bits = match self {
+            Precision::Exact => value.to_bits(),
+            Precision::TimestampsOnly if value.is_nan() => return,
+            Precision::TimestampsOnly => 0,
+        };
+        let mut bytes = [0u8; 16];
+        bytes[..8].copy_from_slice(&timestamp.to_le_bytes());
+        bytes[8..].copy_from_slice(&bits.to_le_bytes());
+        digest.checksum = crc32c::crc32c_append(digest.checksum, &bytes);
+        digest.samples += 1;
+    }
+}
+
+/// The result for one window.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct WindowCheck {
+    pub window: Window,
+    pub source_samples: u64,
+    pub dest_samples: u64,
+    /// Samples the source has and the destination lacks, over series with fewer samples.
+    pub missing: u64,
+    /// Samples the destination has beyond the source's, over series with more samples.
+    pub extra: u64,
+    /// Series with as many samples on both sides but other timestamps or values.
+    pub differing_series: u64,
+    /// A few series that do not match, for the message.
+    pub examples: Vec<String>,
+}
+
+impl WindowCheck {
+    pub fn is_ok(&self) -> bool {
+        self.missing == 0 && self.extra == 0 && self.differing_series == 0
+    }
+
+    pub fn describe(&self) -> String {
+        if self.is_ok() {
+            return "ok".into();
+        }
+        let mut parts = Vec::new();
+        if self.missing > 0 {
+            parts.push(format!("missing {} samples", self.missing));
+        }
+        if self.extra > 0 {
+            parts.push(format!("extra {} samples", self.extra));
+        }
+        if self.differing_series > 0 {
+            parts.push(format!(
+                "{} series with other values",
+                self.differing_series
+            ));
+        }
+        format!("{} (e.g. {})", parts.join(", "), self.examples.join(", "))
+    }
+}
+
+const EXAMPLES: usize = 3;
+
+/// The pure comparison of two windows' digests.
+pub fn compare(window: Window, source: &Digests, dest: &Digests) -> WindowCheck {
+    let mut check = WindowCheck {
+        window,
+        source_samples: source.values().map(|d| d.samples).sum(),
+        dest_samples: dest.values().map(|d| d.samples).sum(),
+        missing: 0,
+        extra: 0,
+        differing_series: 0,
+        examples: Vec::new(),
+    };
+    let empty = SeriesDigest::default();
+    let keys: std::collections::BTreeSet<&String> = source.keys().chain(dest.keys()).collect();
+    for key in keys {
+        let (s, d) = (
+            source.get(key).unwrap_or(&empty),
+            dest.get(key).unwrap_or(&empty),
+        );
+        if s == d {
+            continue;
+        }
+        if s.samples > d.samples {
+            check.missing += s.samples - d.samples;
+        } else if d.samples > s.samples {
+            check.extra += d.samples - s.samples;
+        } else {
+            check.differing_series += 1;
+        }
+        if check.examples.len() < EXAMPLES {
+            check.examples.push(format!(
+                "{key}: {} in the source, {} in the destination",
+                s.samples, d.samples
+            ));
+        }
+    }
+    check
+}
+
+/// Where the destination's side of a comparison is read.
+pub enum DestinationReader {
+    /// Its remote read API: exact.
+    RemoteRead(WindowReader),
+    /// Its query API, with the selectors that find the imported series there.
+    QueryApi(QueryClient, Vec<Selector>),
+}
+
+impl DestinationReader {
+    /// A `settings.dest` URL ending in `/read` is a remote read endpoint; anything else is the
+    /// base of a query API.
+    pub fn new(settings: &WorkerSettings) -> Result<Self> {
+        let selectors = destination_selectors(&settings.selectors, &settings.labels);
+        let url = crate::endpoint::parse_url("--dest", &settings.dest.url)?;
+        if url.path().trim_end_matches('/').ends_with("/read") {
+            Ok(DestinationReader::RemoteRead(WindowReader::new(
+                &settings.dest,
+                selectors,
+                LabelRules::default(),
+                settings,
+            )?))
+        } else {
+            Ok(DestinationReader::QueryApi(
+                QueryClient::new(&settings.dest)?,
+                selectors,
+            ))
+        }
+    }
+
+    pub fn precision(&self) -> Precision {
+        match self {
+            DestinationReader::RemoteRead(_) => Precision::Exact,
+            DestinationReader::QueryApi(..) => Precision::TimestampsOnly,
+        }
+    }
+
+    pub async fn digests(&self, window: Window) -> Result<Digests> {
+        match self {
+            DestinationReader::RemoteRead(reader) => {
+                read_digests(reader, window, Precision::Exact).await
+            }
+            DestinationReader::QueryApi(client, selectors) => {
+                query_digests(client, selectors, window).await
+            }
+        }
+    }
+}
+
+/// Reads a window through remote read into digests.
+pub async fn read_digests(
+    reader: &WindowReader,
+    window: Window,
+    precision: Precision,
+) -> Result<Digests> {
+    let (tx, mut rx) = mpsc::channel::<Batch>(2);
+    let collect = tokio::spawn(async move {
+        let mut digests = Digests::new();
+        while let Some(batch) = rx.recv().await {
+            for series in batch.request.timeseries {
+                let digest = digests
+                    .entry(crate::relabel::render(&series.labels))
+                    .or_default();
+                for sample in series.samples {
+                    precision.add(digest, sample.timestamp, sample.value);
+                }
+            }
+        }
+        digests
+    });
+    let mut outcome = WindowOutcome::default();
+    let result = reader
+        .read(window, tx, &Arc::new(LiveCounters::default()), &mut outcome)
+        .await;
+    let digests = collect
+        .await
+        .map_err(|e| crate::error::Error::Internal(e.to_string()))?;
+    result.map(|()| digests)
+}
+
+/// Reads a window through the query API: a range selector evaluated at the window's end,
+/// filtered to the window (servers differ on whether range ends are open).
+pub async fn query_digests(
+    client: &QueryClient,
+    selectors: &[Selector],
+    window: Window,
+) -> Result<Digests> {
+    let mut digests = Digests::new();
+    for selector in selectors {
+        let range = window.end_ms - window.start_ms + 1000;
+        let expr = format!("{}[{range}ms]", render_selector(selector));
+        let result = client.instant(&expr, window.end_ms - 1).await?;
+        for series in result.series {
+            let labels: Vec<crate::proto::Label> = series
+                .labels
+                .into_iter()
+                .map(|(name, value)| crate::proto::Label { name, value })
+                .collect();
+            let digest = digests.entry(crate::relabel::render(&labels)).or_default();
+            for (t, value) in series
+                .samples
+                .into_iter()
+                .filter(|(t, _)| window.contains(*t))
+            {
+                let value = value.parse::<f64>().unwrap_or(f64::NAN);
+                Precision::TimestampsOnly.add(digest, t, value);
+            }
+            if digest.samples == 0 {
+                digests.remove(&crate::relabel::render(&labels));
+            }
+        }
+    }
+    Ok(digests)
+}
+
+/// The selectors that find the imported series in the destination: matchers on labels the
+/// import dropped are removed, and labels it set are matched as set.
+pub fn destination_selectors(selectors: &[Selector], rules: &LabelRules) -> Vec<Selector> {
+    selectors
+        .iter()
+        .map(|s| {
+            let mut matchers: Vec<_> = s
+                .matchers
+                .iter()
+                .filter(|m| {
+                    !rules.drop.contains(&m.name) && !rules.set.iter().any(|(n, _)| n == &m.name)
+                })
+                .cloned()
+                .collect();
+            for (name, value) in &rules.set {
+                matchers.push(crate::proto::LabelMatcher {
+                    r#type: Type::Eq as i32,
+                    name: name.clone(),
+                    value: value.clone(),
+                });
+            }
+            if matchers.is_empty() {
+                matchers.push(crate::proto::LabelMatcher {
+                    r#type: Type::Re as i32,
+                    name: "__name__".into(),
+                    value: ".+".into(),
+                });
+            }
+            let text = render_matchers(&matchers);
+            Selector { text, matchers }
+        })
+        .collect()
+}
+
+fn render_selector(selector: &Selector) -> String {
+    render_matchers(&selector.matchers)
+}
+
+fn render_matchers(matchers: &[crate::proto::LabelMatcher]) -> String {
+    let parts: Vec<String> = matchers
+        .iter()
+        .map(|m| {
+            let op = match Type::try_from(m.r#type) {
+                Ok(Type::Neq) => "!=",
+                Ok(Type::Re) => "=~",
+                Ok(Type::Nre) => "!~",
+                _ => "=",
+            };
+            format!("{}{op}{:?}", m.name, m.value)
+        })
+        .collect();
+    format!("{{{}}}", parts.join(","))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::selector::parse_selector;
+
+    fn digest(samples: &[(i64, f64)], precision: Precision) -> SeriesDigest {
+        let mut d = SeriesDigest::default();
+        for &(t, v) in samples {
+            precision.add(&mut d, t, v);
+        }
+        d
+    }
+
+    #[test]
+    fn a_clean_window_is_ok_and_each_kind_of_difference_is_named() {
+        let w = Window {
+            start_ms: 0,
+            end_ms: 10,
+        };
+        let a = digest(&[(1, 1.0), (2, 2.0)], Precision::Exact);
+        let source = Digests::from([("{a}".to_string(), a), ("{b}".to_string(), a)]);
+        assert!(compare(w, &source, &source).is_ok());
+
+        let missing = Digests::from([("{a}".to_string(), a)]);
+        let check = compare(w, &source, &missing);
+        assert_eq!((check.missing, check.extra, check.dest_samples), (2, 0, 2));
+        assert!(
+            check.describe().contains("missing 2 samples"),
+            "{}",
+            check.describe()
+        );
+
+        let other = Digests::from([
+            ("{a}".to_string(), a),
+            (
+                "{b}".to_string(),
+                digest(&[(1, 1.0), (2, 2.5)], Precision::Exact),
+            ),
+        ]);
+        assert_eq!(compare(w, &source, &other).differing_series, 1);
+        let more = Digests::from([
+            ("{a}".to_string(), a),
+            (
+                "{b}".to_string(),
+                digest(&[(1, 1.0), (2, 2.0), (3, 3.0)], Precision::Exact),
+            ),
+        ]);
+        assert_eq!(compare(w, &source, &more).extra, 1);
+    }
+
+    #[test]
+    fn through_a_query_api_timestamps_count_and_nan_is_left_out() {
+        let seen = digest(&[(1, 0.3), (2, f64::NAN)], Precision::TimestampsOnly);
+        assert_eq!(seen, digest(&[(1, 0.30001)], Precision::TimestampsOnly));
+        assert_ne!(seen, digest(&[(2, 0.3)], Precision::TimestampsOnly));
+        assert_ne!(
+            digest(&[(1, 0.3)], Precision::Exact),
+            digest(&[(1, 0.30001)], Precision::Exact)
+        );
+        assert_ne!(
+            digest(&[(1, f64::NAN)], Precision::Exact),
+            SeriesDigest::default()
+        );
+    }
+
+    #[test]
+    fn destination_selectors_follow_the_relabelling() {
+        let rules = LabelRules {
+            drop: vec!["job".into()],
+            set: vec![("cluster".into(), "old".into())],
+        };
+        let selectors = vec![
+            parse_selector(r#"up{job="node",cluster="x",mode!="idle"}"#).unwrap(),
+            parse_selector(r#"{job="node"}"#).unwrap(),
+        ];
+        let out = destination_selectors(&selectors, &rules);
+        assert_eq!(out[0].text, r#"{__name__="up",mode!="idle",cluster="old"}"#);
+        assert_eq!(out[1].text, r#"{cluster="old"}"#);
+    }
+}

@@ -1,0 +1,174 @@
+//! `verify` proves what landed equals what was read, and catches what answer codes hide;
+//! `query` shows the imported data. Real Prometheus and VictoriaMetrics servers.
+
+mod common;
+
+use common::*;
+
+fn history(name: &str, huge: bool) -> Server {
+    let dir = temp_dir(&format!("{name}-history"));
+    let history = dir.join("history.om");
+    write_history(&history, 6, huge);
+    let source = start_prometheus(
+        name,
+        PrometheusOptions {
+            receiver: true,
+            out_of_order_window: Some("3650d"),
+            max_bytes_in_frame: None,
+            history: Some(&history),
+        },
+    );
+    seed_stale_series(&source);
+    source
+}
+
+fn import(source: &Server, dest: &str) {
+    let state = temp_dir("verify-state");
+    let out = promimport(&[
+        "run",
+        "--source",
+        &source.url("/api/v1/read"),
+        "--dest",
+        dest,
+        "--start",
+        &rfc3339(BASE_MS),
+        "--end",
+        &rfc3339(BASE_MS + 6 * HOUR_MS),
+        // One window at a time keeps a Prometheus sink's appends in order (see prometheus_sink).
+        "--parallel",
+        "1",
+        "--state",
+        state.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+}
+
+fn verify(source: &Server, dest: &str) -> (Option<i32>, String) {
+    let out = promimport(&[
+        "verify",
+        "--source",
+        &source.url("/api/v1/read"),
+        "--dest",
+        dest,
+        "--start",
+        &rfc3339(BASE_MS),
+        "--end",
+        &rfc3339(BASE_MS + 6 * HOUR_MS),
+    ]);
+    (out.status.code(), text(&out))
+}
+
+#[test]
+fn verify_passes_a_clean_import_and_names_the_windows_a_deleted_series_leaves_short() {
+    let source = history("verify-src", true);
+    let sink = start_prometheus_with(
+        "verify-sink",
+        PrometheusOptions {
+            receiver: true,
+            out_of_order_window: Some("3650d"),
+            max_bytes_in_frame: None,
+            history: None,
+        },
+        &["--web.enable-admin-api"],
+    );
+    import(&source, &sink.url("/api/v1/write"));
+    let (code, log) = verify(&source, &sink.url("/api/v1/read"));
+    assert_eq!(code, Some(0), "{log}");
+    assert!(
+        log.contains("verify: all 3 windows match (bit for bit)"),
+        "{log}"
+    );
+
+    // Sensor s2 exists from 1h to 5h37m; delete it from 2h on.
+    let response = reqwest::blocking::Client::new()
+        .post(sink.url("/api/v1/admin/tsdb/delete_series"))
+        .query(&[
+            ("match[]", r#"test_temperature{sensor="s2"}"#),
+            ("start", &((BASE_MS + 2 * HOUR_MS) / 1000).to_string()),
+        ])
+        .send()
+        .unwrap();
+    assert!(response.status().is_success());
+    let (code, log) = verify(&source, &sink.url("/api/v1/read"));
+    assert_eq!(code, Some(1), "{log}");
+    let lines: Vec<&str> = log.lines().filter(|l| l.starts_with('[')).collect();
+    assert_eq!(lines.len(), 3, "{log}");
+    assert!(lines[0].ends_with("ok"), "{log}");
+    for line in &lines[1..] {
+        assert!(
+            line.contains("missing") && line.contains("sensor=\"s2\""),
+            "{line}"
+        );
+    }
+    assert!(log.contains("2 of 3 windows do NOT match"), "{log}");
+}
+
+#[test]
+fn verify_catches_victoria_metrics_dropping_samples_past_its_retention_after_answering_204() {
+    let source = history("retention-src", false);
+    // The history is three weeks old; this VictoriaMetrics keeps two.
+    let short = start_victoria_metrics("retention-vm", "14d");
+    import(&source, &short.url("/api/v1/write"));
+    reqwest::blocking::get(short.url("/internal/force_flush")).unwrap();
+    let (code, log) = verify(&source, &short.url(""));
+    assert_eq!(code, Some(1), "{log}");
+    assert_eq!(
+        log.lines()
+            .filter(|l| l.starts_with('[') && l.contains("missing"))
+            .count(),
+        3,
+        "{log}"
+    );
+
+    let long = start_victoria_metrics("retention-vm-long", "100y");
+    import(&source, &long.url("/api/v1/write"));
+    reqwest::blocking::get(long.url("/internal/force_flush")).unwrap();
+    let (code, log) = verify(&source, &long.url(""));
+    assert_eq!(code, Some(0), "{log}");
+    assert!(
+        log.contains("values are not compared through a query API"),
+        "{log}"
+    );
+}
+
+#[test]
+fn query_shows_the_imported_data_as_a_table_or_json() {
+    let source = history("query-src", true);
+    let sink = prometheus_sink("query-sink");
+    import(&source, &sink.url("/api/v1/write"));
+    let at = rfc3339(BASE_MS + 2 * HOUR_MS);
+    let out = promimport(&[
+        "query",
+        r#"count_over_time(test_requests_total{instance="host-1:9100",code="200"}[1h])"#,
+        "--dest",
+        &sink.url(""),
+        "--at",
+        &at,
+    ]);
+    let log = text(&out);
+    assert!(out.status.success(), "{log}");
+    // 15 s samples over [1h, 2h]: 241 of them.
+    assert!(log.contains(&format!("{at:<24} 241")), "{log}");
+    let out = promimport(&[
+        "query",
+        r#"test_flapping"#,
+        "--dest",
+        &sink.url(""),
+        "-o",
+        "json",
+        "--range",
+        &rfc3339(BASE_MS + HOUR_MS),
+        &rfc3339(BASE_MS + HOUR_MS + 300_000),
+        "60s",
+    ]);
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["resultType"], "matrix");
+    assert_eq!(
+        json["result"][0]["values"].as_array().unwrap().len(),
+        6,
+        "{json}"
+    );
+    let out = promimport(&["query", "sum(", "--dest", &sink.url("")]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out).contains("bad_data"), "{}", text(&out));
+}
