@@ -60,6 +60,19 @@ Exit codes: 0 every sample accepted, 3 samples rejected or skipped, 1 failed."
     Verify(Box<VerifyArgs>),
     /// Run a PromQL query against the destination's query API and print the result.
     Query(QueryArgs),
+    /// List the Prometheus servers in the cluster (monitoring.coreos.com/v1 Prometheus), each
+    /// with a remote read URL that works from inside the cluster.
+    Discover(DiscoverArgs),
+}
+
+#[derive(clap::Args)]
+struct DiscoverArgs {
+    /// Only this namespace [default: every namespace]
+    #[arg(short, long)]
+    namespace: Option<String>,
+    /// table or json
+    #[arg(short, long, default_value = "table")]
+    output: String,
 }
 
 #[derive(clap::Args)]
@@ -237,7 +250,20 @@ async fn dispatch(command: Command) -> anyhow::Result<i32> {
         Command::Resume(args) => resume(args).await,
         Command::Verify(args) => verify(*args).await,
         Command::Query(args) => query(args).await,
+        Command::Discover(args) => discover(args).await,
     }
+}
+
+async fn discover(args: DiscoverArgs) -> anyhow::Result<i32> {
+    let json = json_output(&args.output)?;
+    let client = kube::client().await?;
+    let found = promimport::kube::discovery::discover(client, args.namespace.as_deref()).await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&found)?);
+    } else {
+        print!("{}", promimport::kube::discovery::render_table(&found));
+    }
+    Ok(0)
 }
 
 fn json_output(output: &str) -> anyhow::Result<bool> {

@@ -3,6 +3,7 @@
 //! uses on a running import (`control.rs`).
 
 pub mod control;
+pub mod discovery;
 pub mod jobs;
 pub mod ledger;
 pub mod scheduler;
