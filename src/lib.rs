@@ -18,6 +18,7 @@ pub mod remote_write;
 pub mod retry;
 pub mod selector;
 pub mod spec;
+pub mod targets;
 pub mod timespec;
 pub mod verify;
 pub mod worker;

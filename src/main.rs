@@ -1,5 +1,6 @@
 //! The command line: parses arguments and hands over to the library.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -15,7 +16,8 @@ use promimport::ledger::{LedgerEntry, WindowStatus};
 use promimport::local::{EXIT_FAILED, EXIT_REJECTED, LocalRun, run_local};
 use promimport::plan::{Window, plan_windows};
 use promimport::query::QueryClient;
-use promimport::spec::ImportSpec;
+use promimport::spec::{EndpointSpec, ImportSpec, SecretKeyRef};
+use promimport::targets::TargetStore;
 use promimport::timespec::{format_ms, now_ms, parse_duration, parse_time};
 use promimport::worker::options::WorkerOptions;
 use promimport::worker::{LiveCounters, WindowReader, Worker};
@@ -63,6 +65,122 @@ Exit codes: 0 every sample accepted, 3 samples rejected or skipped, 1 failed."
     /// List the Prometheus servers in the cluster (monitoring.coreos.com/v1 Prometheus), each
     /// with a remote read URL that works from inside the cluster.
     Discover(DiscoverArgs),
+    /// Named sources and destinations that imports start from.
+    #[command(subcommand)]
+    Target(TargetCommand),
+    /// Start imports of targets.
+    #[command(subcommand)]
+    Import(ImportCommand),
+}
+
+#[derive(Subcommand)]
+enum TargetCommand {
+    /// Add a target (checks the URLs, the name and, in a cluster, the Secrets it names)
+    Add(Box<TargetArgs>),
+    /// Change a target's given fields; refused while an import from it runs
+    Edit(Box<TargetArgs>),
+    /// List targets
+    List {
+        #[command(flatten)]
+        scope: TargetScope,
+        /// table or json
+        #[arg(short, long, default_value = "table")]
+        output: String,
+    },
+    /// Show one target as YAML
+    Get {
+        name: String,
+        #[command(flatten)]
+        scope: TargetScope,
+    },
+    /// Remove a target; refused while an import from it runs
+    Remove {
+        name: String,
+        #[command(flatten)]
+        scope: TargetScope,
+    },
+}
+
+#[derive(clap::Args)]
+struct TargetScope {
+    /// Namespace of the target ConfigMaps [default: the current context's]
+    #[arg(short, long, env = "PROMIMPORT_NAMESPACE")]
+    namespace: Option<String>,
+    /// Keep targets in a local directory instead of the cluster
+    #[arg(long)]
+    local: bool,
+    /// The local directory [default: under $XDG_STATE_HOME or ~/.local/state]
+    #[arg(long, value_name = "DIR", requires = "local")]
+    state: Option<PathBuf>,
+}
+
+#[derive(clap::Args)]
+struct TargetArgs {
+    /// DNS-safe name
+    name: String,
+    #[command(flatten)]
+    scope: TargetScope,
+    /// Remote read URL of the source
+    #[arg(long, value_name = "URL")]
+    source: Option<String>,
+    /// Take the source from discovery: NAMESPACE/NAME of a Prometheus object
+    #[arg(long, value_name = "NAMESPACE/NAME", conflicts_with = "source")]
+    from_discovery: Option<String>,
+    /// Remote write URL of the destination
+    #[arg(long, value_name = "URL")]
+    dest: Option<String>,
+    /// Series selector; repeatable (replaces the target's on edit)
+    #[arg(long = "match", value_name = "SELECTOR")]
+    selectors: Vec<String>,
+    /// Label to remove from every series; repeatable
+    #[arg(long, value_name = "NAME")]
+    drop_label: Vec<String>,
+    /// Label to set on every series; repeatable
+    #[arg(long, value_name = "NAME=VALUE")]
+    set_label: Vec<String>,
+    /// Header for the source; repeatable
+    #[arg(long, value_name = "NAME=VALUE")]
+    source_header: Vec<String>,
+    /// Header for the destination, e.g. X-Scope-OrgID=tenant; repeatable
+    #[arg(long, value_name = "NAME=VALUE")]
+    dest_header: Vec<String>,
+    /// Secret with the source's bearer token
+    #[arg(long, value_name = "SECRET/KEY")]
+    source_bearer_secret: Option<String>,
+    /// Secret with the destination's bearer token
+    #[arg(long, value_name = "SECRET/KEY")]
+    dest_bearer_secret: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum ImportCommand {
+    /// Import a target's history over a range: in the cluster through the scheduler, or here
+    /// with --local
+    Start(Box<ImportStartArgs>),
+}
+
+#[derive(clap::Args)]
+struct ImportStartArgs {
+    target: String,
+    #[command(flatten)]
+    scope: TargetScope,
+    /// The import's name [default: the target's]
+    #[arg(long)]
+    name: Option<String>,
+    #[arg(long, value_name = "TIME", default_value = "now-10d")]
+    start: String,
+    #[arg(long, value_name = "TIME", default_value = "now")]
+    end: String,
+    #[arg(long, value_name = "DURATION", default_value = "2h")]
+    window: String,
+    /// Windows at once
+    #[arg(long, value_name = "N", default_value_t = 2)]
+    parallelism: usize,
+    /// The worker image (cluster)
+    #[arg(long)]
+    image: Option<String>,
+    #[command(flatten)]
+    scheduling: SchedulingArgs,
 }
 
 #[derive(clap::Args)]
@@ -251,6 +369,245 @@ async fn dispatch(command: Command) -> anyhow::Result<i32> {
         Command::Verify(args) => verify(*args).await,
         Command::Query(args) => query(args).await,
         Command::Discover(args) => discover(args).await,
+        Command::Target(command) => target(command).await,
+        Command::Import(ImportCommand::Start(args)) => import_start(*args).await,
+    }
+}
+
+async fn target_store(scope: &TargetScope) -> anyhow::Result<TargetStore> {
+    if scope.local {
+        let dir = match &scope.state {
+            Some(dir) => dir.clone(),
+            None => TargetStore::default_local_dir()?,
+        };
+        return Ok(TargetStore::Local { dir });
+    }
+    let client = kube::client().await?;
+    let namespace = kube::namespace(&client, scope.namespace.as_deref());
+    Ok(TargetStore::Cluster { client, namespace })
+}
+
+fn secret_ref(flag: &str, value: &str) -> anyhow::Result<SecretKeyRef> {
+    match value.split_once('/') {
+        Some((name, key)) if !name.is_empty() && !key.is_empty() => Ok(SecretKeyRef {
+            name: name.into(),
+            key: key.into(),
+        }),
+        _ => anyhow::bail!(
+            "invalid {flag} {value:?}: expected SECRET/KEY, e.g. cortex-credentials/token"
+        ),
+    }
+}
+
+fn headers(flag: &str, pairs: &[String]) -> anyhow::Result<BTreeMap<String, String>> {
+    pairs
+        .iter()
+        .map(|pair| match pair.split_once('=') {
+            Some((k, v)) if !k.trim().is_empty() => {
+                Ok((k.trim().to_string(), v.trim().to_string()))
+            }
+            _ => anyhow::bail!("invalid {flag} {pair:?}: expected NAME=VALUE"),
+        })
+        .collect()
+}
+
+async fn target(command: TargetCommand) -> anyhow::Result<i32> {
+    match command {
+        TargetCommand::Add(args) => save_target(*args, false).await,
+        TargetCommand::Edit(args) => save_target(*args, true).await,
+        TargetCommand::List { scope, output } => {
+            let json = json_output(&output)?;
+            let targets = target_store(&scope).await?.list().await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&targets)?);
+            } else {
+                println!("{:<24} {:<60} DESTINATION", "NAME", "SOURCE");
+                for t in &targets {
+                    println!("{:<24} {:<60} {}", t.name, t.source.url, t.destination.url);
+                }
+            }
+            Ok(0)
+        }
+        TargetCommand::Get { name, scope } => {
+            let target = target_store(&scope).await?.get(&name).await?;
+            print!("{}", serde_saphyr::to_string(&target)?);
+            Ok(0)
+        }
+        TargetCommand::Remove { name, scope } => {
+            target_store(&scope).await?.remove(&name).await?;
+            println!("target {name} removed");
+            Ok(0)
+        }
+    }
+}
+
+async fn save_target(args: TargetArgs, replace: bool) -> anyhow::Result<i32> {
+    let store = target_store(&args.scope).await?;
+    let mut target = if replace {
+        store.get(&args.name).await?
+    } else {
+        let destination = args
+            .dest
+            .clone()
+            .context("give --dest, the destination's remote write URL")?;
+        let destination = EndpointSpec {
+            url: destination,
+            ..Default::default()
+        };
+        match (&args.source, &args.from_discovery) {
+            (Some(url), _) => promimport::targets::Target {
+                name: args.name.clone(),
+                source: EndpointSpec {
+                    url: url.clone(),
+                    ..Default::default()
+                },
+                destination,
+                selectors: Vec::new(),
+                drop_labels: Vec::new(),
+                set_labels: BTreeMap::new(),
+            },
+            (None, Some(object)) => {
+                let (namespace, name) = object
+                    .split_once('/')
+                    .context("--from-discovery takes NAMESPACE/NAME")?;
+                let found =
+                    promimport::kube::discovery::discover(kube::client().await?, Some(namespace))
+                        .await?;
+                let prometheus = found
+                    .prometheuses
+                    .iter()
+                    .find(|p| p.name == name)
+                    .with_context(|| {
+                        format!(
+                            "no Prometheus {object} found; `promimport discover` lists them{}",
+                            found.note.map(|n| format!(" ({n})")).unwrap_or_default()
+                        )
+                    })?;
+                promimport::targets::from_discovery(&args.name, prometheus, destination)
+            }
+            (None, None) => anyhow::bail!("give --source URL or --from-discovery NAMESPACE/NAME"),
+        }
+    };
+    if let (true, Some(url)) = (replace, &args.source) {
+        target.source.url = url.clone();
+    }
+    if let (true, Some(url)) = (replace, &args.dest) {
+        target.destination.url = url.clone();
+    }
+    if !args.selectors.is_empty() {
+        target.selectors = args.selectors.clone();
+    }
+    if !args.drop_label.is_empty() {
+        target.drop_labels = args.drop_label.clone();
+    }
+    target
+        .set_labels
+        .extend(promimport::relabel::LabelRules::parse_set(&args.set_label)?);
+    target
+        .source
+        .headers
+        .extend(headers("--source-header", &args.source_header)?);
+    target
+        .destination
+        .headers
+        .extend(headers("--dest-header", &args.dest_header)?);
+    if let Some(secret) = &args.source_bearer_secret {
+        target.source.bearer_token_secret = Some(secret_ref("--source-bearer-secret", secret)?);
+    }
+    if let Some(secret) = &args.dest_bearer_secret {
+        target.destination.bearer_token_secret = Some(secret_ref("--dest-bearer-secret", secret)?);
+    }
+    store.save(&target, replace).await?;
+    println!(
+        "target {} {}",
+        target.name,
+        if replace { "changed" } else { "added" }
+    );
+    Ok(0)
+}
+
+async fn import_start(args: ImportStartArgs) -> anyhow::Result<i32> {
+    let store = target_store(&args.scope).await?;
+    let target = store.get(&args.target).await?;
+    let mut spec = target.import_spec(
+        args.name.as_deref().unwrap_or(&target.name),
+        &args.start,
+        &args.end,
+    );
+    spec.window = args.window.clone();
+    spec.parallelism = args.parallelism;
+    if let Some(image) = &args.image {
+        spec.worker.image = image.clone();
+    }
+    spec.validate()?;
+    match store {
+        TargetStore::Cluster { client, .. } => {
+            let options = scheduler_options(
+                &client,
+                &ClusterArgs {
+                    namespace: args.scope.namespace.clone(),
+                },
+                &args.scheduling,
+            )?;
+            let state = scheduler::run(client, &spec, &options).await?;
+            println!("import {}: {}", spec.name, state.as_str());
+            Ok(state_exit_code(state))
+        }
+        TargetStore::Local { dir } => {
+            if !target.secret_refs().is_empty() {
+                anyhow::bail!(
+                    "target {} names Secrets, which a local import cannot read: use promimport run with --*-bearer-token-file",
+                    target.name
+                );
+            }
+            // A local import is `promimport run` with the target's settings.
+            let mut argv = vec![
+                "promimport".to_string(),
+                "run".into(),
+                "--source".into(),
+                spec.source.url.clone(),
+                "--dest".into(),
+                spec.destination.url.clone(),
+            ];
+            for (flag, values) in [
+                ("--match", &spec.selectors),
+                ("--drop-label", &spec.drop_labels),
+            ] {
+                for value in values.iter() {
+                    argv.extend([flag.to_string(), value.clone()]);
+                }
+            }
+            for (k, v) in &spec.set_labels {
+                argv.extend(["--set-label".to_string(), format!("{k}={v}")]);
+            }
+            for (flag, endpoint) in [
+                ("--source-header", &spec.source),
+                ("--dest-header", &spec.destination),
+            ] {
+                for (k, v) in &endpoint.headers {
+                    argv.extend([flag.to_string(), format!("{k}={v}")]);
+                }
+            }
+            let state = dir.join("imports").join(&spec.name);
+            argv.extend([
+                "--start".into(),
+                spec.start.clone(),
+                "--end".into(),
+                spec.end.clone(),
+                "--window".into(),
+                spec.window.clone(),
+            ]);
+            argv.extend([
+                "--parallel".into(),
+                spec.parallelism.to_string(),
+                "--state".into(),
+                state.display().to_string(),
+            ]);
+            match Cli::try_parse_from(argv)?.command {
+                Command::Run(run_args) => run(*run_args).await,
+                _ => anyhow::bail!("internal error: a local import did not parse as `run`"),
+            }
+        }
     }
 }
 

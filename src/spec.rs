@@ -17,6 +17,9 @@ pub const MAX_NAME_LEN: usize = 40;
 pub struct ImportSpec {
     /// DNS-safe name; the ledger ConfigMap is `promimport-NAME`, Jobs `NAME-wSTART`.
     pub name: String,
+    /// The target this import was started from (`promimport import start`), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
     pub source: EndpointSpec,
     pub destination: EndpointSpec,
     /// Start of the range (RFC 3339, unix seconds, `now-10d`); resolved once, when the import
