@@ -197,9 +197,17 @@ struct DiscoverArgs {
 struct VerifyArgs {
     #[command(flatten)]
     options: WorkerOptions,
-    /// Start of the range to verify
-    #[arg(long, value_name = "TIME")]
-    start: String,
+    /// An import in the cluster: its range, window, selectors and relabelling come from its
+    /// ledger, and the result is recorded there (key `verify`). --source and --dest are still
+    /// given: URLs reachable from where verify runs (a port-forward, say).
+    #[arg(long, value_name = "NAME")]
+    import: Option<String>,
+    /// Namespace of the import [default: the current context's]
+    #[arg(short, long, env = "PROMIMPORT_NAMESPACE", requires = "import")]
+    namespace: Option<String>,
+    /// Start of the range to verify (without --import)
+    #[arg(long, value_name = "TIME", required_unless_present = "import")]
+    start: Option<String>,
     /// End of the range, excluded
     #[arg(long, value_name = "TIME", default_value = "now")]
     end: String,
@@ -634,14 +642,60 @@ fn json_output(output: &str) -> anyhow::Result<bool> {
 async fn verify(args: VerifyArgs) -> anyhow::Result<i32> {
     use promimport::verify::{DestinationReader, Precision, compare, read_digests};
     let json = json_output(&args.output)?;
-    let settings = args.options.settings()?;
+    let mut settings = args.options.settings()?;
     let now = now_ms();
-    let range = Window::new(
-        parse_time("--start", &args.start, now)?,
-        parse_time("--end", &args.end, now)?,
-    )?;
-    let window_ms = i64::try_from(parse_duration("--window", &args.window)?.as_millis())
-        .context("--window is too long")?;
+    let (range, window_ms, ledger) = match &args.import {
+        Some(import) => {
+            let client = kube::client().await?;
+            let namespace = kube::namespace(&client, args.namespace.as_deref());
+            let ledger = ConfigMapLedger::new(client, &namespace, &format!("promimport-{import}"));
+            let view = ledger.load().await?.with_context(|| {
+                format!(
+                    "no import {import} in namespace {namespace}; `promimport status` lists them"
+                )
+            })?;
+            // An incremental import's range ends where its windows do.
+            let end = view
+                .range_end_ms
+                .or_else(|| view.done().iter().map(|w| w.end_ms).max())
+                .unwrap_or(view.range_start_ms);
+            settings.selectors = view
+                .spec
+                .selectors
+                .iter()
+                .map(|s| promimport::selector::parse_selector(s))
+                .collect::<Result<_, _>>()?;
+            if settings.selectors.is_empty() {
+                settings.selectors = vec![promimport::selector::parse_selector(
+                    promimport::selector::ALL_SERIES,
+                )?];
+            }
+            settings.labels = promimport::relabel::LabelRules {
+                drop: view.spec.drop_labels.clone(),
+                set: view
+                    .spec
+                    .set_labels
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
+            };
+            (
+                Window::new(view.range_start_ms, end)?,
+                view.spec.window_ms()?,
+                Some(ledger),
+            )
+        }
+        None => {
+            let start = args.start.as_deref().context("give --start, or --import")?;
+            let range = Window::new(
+                parse_time("--start", start, now)?,
+                parse_time("--end", &args.end, now)?,
+            )?;
+            let window_ms = i64::try_from(parse_duration("--window", &args.window)?.as_millis())
+                .context("--window is too long")?;
+            (range, window_ms, None)
+        }
+    };
     let source = WindowReader::new(
         &settings.source,
         settings.selectors.clone(),
@@ -670,6 +724,23 @@ async fn verify(args: VerifyArgs) -> anyhow::Result<i32> {
         checks.push(check);
     }
     let bad = checks.iter().filter(|c| !c.is_ok()).count();
+    if let Some(ledger) = ledger {
+        let mismatched: Vec<String> = checks
+            .iter()
+            .filter(|c| !c.is_ok())
+            .take(20)
+            .map(|c| format!("{} {}", c.window, c.describe()))
+            .collect();
+        ledger
+            .record_verify(&serde_json::json!({
+                "at": format_ms(now_ms()),
+                "windows": checks.len(),
+                "mismatched": bad,
+                "compared": if precision == Precision::Exact { "every value, bit for bit" } else { "timestamps" },
+                "first_mismatches": mismatched,
+            }))
+            .await?;
+    }
     if json {
         println!("{}", serde_json::to_string_pretty(&checks)?);
     } else if bad == 0 {

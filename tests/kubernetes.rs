@@ -180,6 +180,45 @@ fn an_import_scheduled_as_jobs_lands_every_sample_once_and_the_ledger_says_finis
     ]);
     assert_eq!(one.trim(), "job.batch/exact-w1793491200");
 
+    // verify takes the range, window and selectors from the ledger and records its result there.
+    let (code, log) = promimport_as(
+        &cluster.admin(),
+        &[
+            "verify",
+            "--import",
+            "exact",
+            "-n",
+            "exact",
+            "--source",
+            &source.url("/api/v1/read"),
+            "--dest",
+            &sink.url("/api/v1/read"),
+        ],
+    );
+    assert_eq!(code, Some(0), "{log}");
+    assert!(
+        log.contains("verify: all 6 windows match (bit for bit)"),
+        "{log}"
+    );
+    let recorded = cluster.kubectl(&[
+        "get",
+        "configmap",
+        "promimport-exact",
+        "-n",
+        "exact",
+        "-o",
+        "jsonpath={.data.verify}",
+    ]);
+    let recorded: serde_json::Value = serde_json::from_str(&recorded).unwrap();
+    assert_eq!(
+        (
+            recorded["windows"].as_i64(),
+            recorded["mismatched"].as_i64()
+        ),
+        (Some(6), Some(0)),
+        "{recorded}"
+    );
+
     let (code, status) = promimport_as(&cluster.admin(), &["status", "exact", "-n", "exact"]);
     assert_eq!(code, Some(0), "{status}");
     assert!(status.contains("finished"), "{status}");

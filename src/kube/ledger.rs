@@ -276,6 +276,15 @@ impl ConfigMapLedger {
         self.apply(&window_manager(start_ms), BTreeMap::new()).await
     }
 
+    /// Records the last `promimport verify` of the import (key `verify`, one JSON line).
+    pub async fn record_verify(&self, result: &serde_json::Value) -> Result<()> {
+        self.apply(
+            "promimport-verify",
+            BTreeMap::from([("verify".to_string(), result.to_string())]),
+        )
+        .await
+    }
+
     pub async fn set_state(&self, state: ImportState, message: &str) -> Result<()> {
         let data = BTreeMap::from([
             (KEY_STATE.to_string(), state.as_str().to_string()),
