@@ -167,10 +167,13 @@ struct ImportStartArgs {
     /// The import's name [default: the target's]
     #[arg(long)]
     name: Option<String>,
+    /// Start of the range: RFC 3339, unix seconds, `now` or `now-10d`
     #[arg(long, value_name = "TIME", default_value = "now-10d")]
     start: String,
+    /// End of the range, excluded
     #[arg(long, value_name = "TIME", default_value = "now")]
     end: String,
+    /// Window length
     #[arg(long, value_name = "DURATION", default_value = "2h")]
     window: String,
     /// Windows at once
@@ -869,11 +872,7 @@ fn state_exit_code(state: ImportState) -> i32 {
 }
 
 async fn status(args: StatusArgs) -> anyhow::Result<i32> {
-    let json = match args.output.as_str() {
-        "table" => false,
-        "json" => true,
-        other => anyhow::bail!("invalid --output {other:?}: give table or json"),
-    };
+    let json = json_output(&args.output)?;
     let client = kube::client().await?;
     let namespace = kube::namespace(&client, args.cluster.namespace.as_deref());
     loop {

@@ -93,17 +93,7 @@ pub enum TargetStore {
 impl TargetStore {
     /// The local store's default directory: beside the local imports' state.
     pub fn default_local_dir() -> Result<PathBuf> {
-        let base = std::env::var_os("XDG_STATE_HOME")
-            .map(PathBuf::from)
-            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state")))
-            .ok_or_else(|| {
-                Error::invalid(
-                    "--state",
-                    "",
-                    "neither XDG_STATE_HOME nor HOME is set: give --state DIR",
-                )
-            })?;
-        Ok(base.join("promimport").join("targets"))
+        Ok(crate::ledger::file::state_home()?.join("targets"))
     }
 
     pub async fn list(&self) -> Result<Vec<Target>> {

@@ -11,21 +11,6 @@ use common::*;
 use promimport::proto::WriteRequest;
 use prost::Message;
 
-fn small_source(name: &str) -> Server {
-    let dir = temp_dir(&format!("{name}-history"));
-    let history = dir.join("history.om");
-    write_history(&history, 2, true);
-    start_prometheus(
-        name,
-        PrometheusOptions {
-            receiver: true,
-            out_of_order_window: Some("3650d"),
-            max_bytes_in_frame: None,
-            history: Some(&history),
-        },
-    )
-}
-
 /// Checks one request against the remote write 1.0 spec and adds its samples to `data`.
 fn receive(request: &FakeRequest, data: &Mutex<Data>) {
     let header = |name: &str| {
@@ -94,7 +79,7 @@ fn import(source: &Server, dest: &str, extra: &[&str]) -> (Option<i32>, String) 
 
 #[test]
 fn a_receiver_that_is_busy_then_fine_gets_every_sample_after_the_wait_it_asked_for() {
-    let source = small_source("busy-src");
+    let source = history_source("busy-src", 2, true);
     let data = Arc::new(Mutex::new(Data::new()));
     let times = Arc::new(Mutex::new(Vec::new()));
     let (d, t) = (data.clone(), times.clone());
@@ -132,7 +117,7 @@ fn a_receiver_that_is_busy_then_fine_gets_every_sample_after_the_wait_it_asked_f
 
 #[test]
 fn too_old_as_http_500_is_a_rejection_counted_once_not_a_retry_loop() {
-    let source = small_source("too-old-src");
+    let source = history_source("too-old-src", 2, true);
     let dest = FakeServer::start(|_, _| FakeResponse::new(500, "text/plain", "too old sample"));
     let (code, log) = import(
         &source,
@@ -154,7 +139,7 @@ fn too_old_as_http_500_is_a_rejection_counted_once_not_a_retry_loop() {
 
 #[test]
 fn a_receiver_down_longer_than_the_retry_budget_fails_the_window_with_the_last_answer() {
-    let source = small_source("down-src");
+    let source = history_source("down-src", 2, true);
     let dest = FakeServer::start(|_, _| FakeResponse::new(503, "text/plain", "maintenance"));
     let (code, log) = import(
         &source,

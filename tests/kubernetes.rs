@@ -1,7 +1,8 @@
 //! The scheduler on a real Kubernetes control plane (../shared/k8s/up: kube-apiserver, the Job,
 //! garbage-collector and service-account controllers, and a test node that runs each pod as a
 //! local process of the built binary with its service account's token, so RBAC is real),
-//! importing between real Prometheus servers on loopback.
+//! importing between real Prometheus servers on loopback. Histories here have no 1.7e308 value:
+//! most of these tests write to VictoriaMetrics (see import_victoria_metrics.rs for why).
 
 mod common;
 
@@ -80,22 +81,6 @@ fn wait_for(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
     }
 }
 
-fn history_source(name: &str, hours: i64) -> Server {
-    let dir = temp_dir(&format!("{name}-history"));
-    let history = dir.join("history.om");
-    // No 1.7e308: most of these tests write to VictoriaMetrics (see import_victoria_metrics.rs).
-    write_history(&history, hours, false);
-    start_prometheus(
-        name,
-        PrometheusOptions {
-            receiver: true,
-            out_of_order_window: Some("3650d"),
-            max_bytes_in_frame: None,
-            history: Some(&history),
-        },
-    )
-}
-
 fn range_spec(
     source: &str,
     dest: &str,
@@ -115,7 +100,7 @@ fn range_spec(
 fn an_import_scheduled_as_jobs_lands_every_sample_once_and_the_ledger_says_finished() {
     let cluster = cluster();
     let scheduler = cluster.namespace("exact");
-    let source = history_source("k8s-exact-src", 6);
+    let source = history_source("k8s-exact-src", 6, false);
     // One window at a time keeps a Prometheus sink's appends in order (see prometheus_sink);
     // the tests below run windows concurrently into VictoriaMetrics.
     let sink = prometheus_sink("k8s-exact-sink");
@@ -229,7 +214,7 @@ fn a_killed_worker_pod_and_a_killed_scheduler_still_finish_with_exact_data_and_o
 {
     let cluster = cluster();
     let scheduler = cluster.namespace("chaos");
-    let source = history_source("k8s-chaos-src", 6);
+    let source = history_source("k8s-chaos-src", 6, false);
     let sink = start_victoria_metrics("k8s-chaos-sink", "100y");
     // Each request waits 150 ms: a window of 30 requests lasts about 5 s, long enough to kill.
     let slow = slow_proxy(
@@ -316,7 +301,7 @@ fn a_killed_worker_pod_and_a_killed_scheduler_still_finish_with_exact_data_and_o
 fn an_import_stopped_mid_way_and_resumed_ends_exact() {
     let cluster = cluster();
     let scheduler = cluster.namespace("pause");
-    let source = history_source("k8s-pause-src", 6);
+    let source = history_source("k8s-pause-src", 6, false);
     let sink = start_victoria_metrics("k8s-pause-sink", "100y");
     let slow = slow_proxy(
         format!("http://127.0.0.1:{}", sink.port),
@@ -432,8 +417,8 @@ fn two_imports_at_once_from_different_sources_are_both_exact_with_separate_ledge
     let cluster = cluster();
     let scheduler = cluster.namespace("twins");
     let (a, b) = (
-        history_source("k8s-twin-a", 4),
-        history_source("k8s-twin-b", 4),
+        history_source("k8s-twin-a", 4, false),
+        history_source("k8s-twin-b", 4, false),
     );
     let sink = start_victoria_metrics("k8s-twins-sink", "100y");
     let dir = temp_dir("k8s-twins");

@@ -5,23 +5,6 @@ mod common;
 
 use common::*;
 
-fn history(name: &str, huge: bool) -> Server {
-    let dir = temp_dir(&format!("{name}-history"));
-    let history = dir.join("history.om");
-    write_history(&history, 6, huge);
-    let source = start_prometheus(
-        name,
-        PrometheusOptions {
-            receiver: true,
-            out_of_order_window: Some("3650d"),
-            max_bytes_in_frame: None,
-            history: Some(&history),
-        },
-    );
-    seed_stale_series(&source);
-    source
-}
-
 fn import(source: &Server, dest: &str) {
     let state = temp_dir("verify-state");
     let out = promimport(&[
@@ -60,7 +43,8 @@ fn verify(source: &Server, dest: &str) -> (Option<i32>, String) {
 
 #[test]
 fn verify_passes_a_clean_import_and_names_the_windows_a_deleted_series_leaves_short() {
-    let source = history("verify-src", true);
+    let source = history_source("verify-src", 6, true);
+    seed_stale_series(&source);
     let sink = start_prometheus_with(
         "verify-sink",
         PrometheusOptions {
@@ -105,7 +89,8 @@ fn verify_passes_a_clean_import_and_names_the_windows_a_deleted_series_leaves_sh
 
 #[test]
 fn verify_catches_victoria_metrics_dropping_samples_past_its_retention_after_answering_204() {
-    let source = history("retention-src", false);
+    let source = history_source("retention-src", 6, false);
+    seed_stale_series(&source);
     // The history is three weeks old; this VictoriaMetrics keeps two.
     let short = start_victoria_metrics("retention-vm", "14d");
     import(&source, &short.url("/api/v1/write"));
@@ -133,7 +118,8 @@ fn verify_catches_victoria_metrics_dropping_samples_past_its_retention_after_ans
 
 #[test]
 fn query_shows_the_imported_data_as_a_table_or_json() {
-    let source = history("query-src", true);
+    let source = history_source("query-src", 6, true);
+    seed_stale_series(&source);
     let sink = prometheus_sink("query-sink");
     import(&source, &sink.url("/api/v1/write"));
     let at = rfc3339(BASE_MS + 2 * HOUR_MS);

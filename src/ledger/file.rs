@@ -28,18 +28,7 @@ impl ImportIdentity {
     /// The state directory used when the user names none: per source, destination and
     /// checksum of the identity, under $XDG_STATE_HOME (or ~/.local/state)/promimport.
     pub fn default_state_dir(&self) -> Result<PathBuf> {
-        let base = std::env::var_os("XDG_STATE_HOME")
-            .map(PathBuf::from)
-            .or_else(|| {
-                std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".local/state"))
-            })
-            .ok_or_else(|| {
-                Error::invalid(
-                    "--state",
-                    "",
-                    "neither XDG_STATE_HOME nor HOME is set: give --state DIR",
-                )
-            })?;
+        let base = state_home()?;
         let host = |url: &str| {
             reqwest::Url::parse(url)
                 .ok()
@@ -57,8 +46,23 @@ impl ImportIdentity {
             host(&self.dest),
             crc32c::crc32c(&json)
         );
-        Ok(base.join("promimport").join(name))
+        Ok(base.join(name))
     }
+}
+
+/// Where local state lives: $XDG_STATE_HOME/promimport, or ~/.local/state/promimport.
+pub fn state_home() -> Result<PathBuf> {
+    std::env::var_os("XDG_STATE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".local/state")))
+        .map(|base| base.join("promimport"))
+        .ok_or_else(|| {
+            Error::invalid(
+                "--state",
+                "",
+                "neither XDG_STATE_HOME nor HOME is set: give --state DIR",
+            )
+        })
 }
 
 pub struct FileLedger {

@@ -203,6 +203,23 @@ pub fn write_history(path: &Path, hours: i64, huge: bool) {
 /// Labels and (timestamp, value) samples of one series to remote-write.
 pub type SeriesToWrite<'a> = (&'a [(&'a str, &'a str)], Vec<(i64, f64)>);
 
+/// A source Prometheus holding `write_history` over [BASE, BASE + hours) and accepting remote
+/// write (with an out-of-order window, so stale markers can be seeded into its past).
+pub fn history_source(name: &str, hours: i64, huge: bool) -> Server {
+    let dir = temp_dir(&format!("{name}-history"));
+    let history = dir.join("history.om");
+    write_history(&history, hours, huge);
+    start_prometheus(
+        name,
+        PrometheusOptions {
+            receiver: true,
+            out_of_order_window: Some("3650d"),
+            max_bytes_in_frame: None,
+            history: Some(&history),
+        },
+    )
+}
+
 /// Writes samples with remote write, as a live Prometheus would; used to put stale markers into
 /// a source (promtool's OpenMetrics input cannot express them) and live data into a sink.
 pub fn remote_write(url: &str, series: &[SeriesToWrite]) {
