@@ -380,7 +380,7 @@ pub struct FakeRequest {
     pub body: Vec<u8>,
 }
 
-/// One scripted answer.
+/// One scripted answer; status 0 closes the connection without one.
 pub struct FakeResponse {
     pub status: u16,
     pub headers: Vec<(String, String)>,
@@ -463,6 +463,11 @@ impl FakeServer {
                             },
                             n,
                         );
+                        if response.status == 0 {
+                            // Status 0: hang up without an answer, as a crashed server does.
+                            let _ = stream.shutdown(std::net::Shutdown::Both);
+                            return;
+                        }
                         let mut out = format!(
                             "HTTP/1.1 {} Fake\r\nContent-Length: {}\r\n",
                             response.status,
