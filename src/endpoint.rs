@@ -193,7 +193,7 @@ impl EndpointConfig {
         }
         let client = builder.build().map_err(|source| Error::HttpClient {
             url: url.to_string(),
-            source: source.without_url(),
+            cause: source.without_url(),
         })?;
         Ok(Endpoint { url, client })
     }

@@ -25,20 +25,15 @@ pub enum Error {
         source: std::io::Error,
     },
 
-    #[error("cannot set up the HTTP client for {url}: {source}")]
-    HttpClient {
-        url: String,
-        #[source]
-        source: reqwest::Error,
-    },
+    #[error("cannot set up the HTTP client for {url}: {}", chain(cause))]
+    HttpClient { url: String, cause: reqwest::Error },
 
     /// The source could not be reached or the connection broke; worth another try.
-    #[error("source {url} is unreachable: {source}; check the URL and that the server runs")]
-    SourceUnreachable {
-        url: String,
-        #[source]
-        source: reqwest::Error,
-    },
+    #[error(
+        "source {url} is unreachable: {}; check the URL and that the server runs",
+        chain(cause)
+    )]
+    SourceUnreachable { url: String, cause: reqwest::Error },
 
     #[error("source {url} answered HTTP {status}: {body}")]
     SourceStatus {
@@ -84,12 +79,11 @@ pub enum Error {
         fix: &'static str,
     },
 
-    #[error("query API {url} is unreachable: {source}; check the URL and that the server runs")]
-    QueryUnreachable {
-        url: String,
-        #[source]
-        source: reqwest::Error,
-    },
+    #[error(
+        "query API {url} is unreachable: {}; check the URL and that the server runs",
+        chain(cause)
+    )]
+    QueryUnreachable { url: String, cause: reqwest::Error },
 
     #[error("query API {url} answered HTTP {status}: {body}")]
     QueryFailed {
@@ -133,6 +127,22 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+}
+
+/// An HTTP error with its causes ("error sending request: ... invalid peer certificate: ..."):
+/// reqwest's own message alone hides why a connection failed. Its URL was removed before.
+pub fn chain(error: &reqwest::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = std::error::Error::source(error);
+    while let Some(inner) = cause {
+        let part = inner.to_string();
+        if !text.contains(&part) {
+            text.push_str(": ");
+            text.push_str(&part);
+        }
+        cause = inner.source();
+    }
+    text
 }
 
 impl Error {

@@ -84,7 +84,7 @@ impl QueryClient {
                 .await
                 .map_err(|e| Error::QueryUnreachable {
                     url: shown.clone(),
-                    source: e.without_url(),
+                    cause: e.without_url(),
                 })?;
         let status = response.status().as_u16();
         let body = response
@@ -92,7 +92,7 @@ impl QueryClient {
             .await
             .map_err(|e| Error::QueryUnreachable {
                 url: shown.clone(),
-                source: e.without_url(),
+                cause: e.without_url(),
             })?;
         let json: Value = serde_json::from_slice(&body).map_err(|_| Error::QueryFailed {
             url: shown.clone(),

@@ -36,7 +36,10 @@ const DEST_PLAN: [Fault; 10] = [
 ];
 
 /// Forwards to `target` unless the plan says otherwise.
-fn fault_proxy(target: String, plan: &'static [Fault]) -> (FakeServer, Arc<Mutex<Vec<&'static str>>>) {
+fn fault_proxy(
+    target: String,
+    plan: &'static [Fault],
+) -> (FakeServer, Arc<Mutex<Vec<&'static str>>>) {
     let seen = Arc::new(Mutex::new(Vec::new()));
     let log = seen.clone();
     let client = reqwest::blocking::Client::new();
@@ -52,9 +55,19 @@ fn fault_proxy(target: String, plan: &'static [Fault]) -> (FakeServer, Arc<Mutex
         match fault {
             Fault::Status(code) => return FakeResponse::new(code, "text/plain", "injected fault"),
             Fault::RetryAfter => {
-                return FakeResponse { status: 503, headers: vec![("Retry-After".into(), "1".into())], body: b"busy".to_vec() };
+                return FakeResponse {
+                    status: 503,
+                    headers: vec![("Retry-After".into(), "1".into())],
+                    body: b"busy".to_vec(),
+                };
             }
-            Fault::Reset => return FakeResponse { status: 0, headers: Vec::new(), body: Vec::new() },
+            Fault::Reset => {
+                return FakeResponse {
+                    status: 0,
+                    headers: Vec::new(),
+                    body: Vec::new(),
+                };
+            }
             Fault::Slow => std::thread::sleep(Duration::from_millis(2_500)),
             Fault::Pass => {}
         }
@@ -63,8 +76,14 @@ fn fault_proxy(target: String, plan: &'static [Fault]) -> (FakeServer, Arc<Mutex
     (server, seen)
 }
 
-fn forward(client: &reqwest::blocking::Client, target: &str, request: &FakeRequest) -> FakeResponse {
-    let mut forward = client.post(format!("{target}{}", request.path)).body(request.body.clone());
+fn forward(
+    client: &reqwest::blocking::Client,
+    target: &str,
+    request: &FakeRequest,
+) -> FakeResponse {
+    let mut forward = client
+        .post(format!("{target}{}", request.path))
+        .body(request.body.clone());
     for (name, value) in &request.headers {
         if !matches!(name.as_str(), "host" | "content-length" | "connection") {
             forward = forward.header(name, value);
@@ -73,8 +92,17 @@ fn forward(client: &reqwest::blocking::Client, target: &str, request: &FakeReque
     match forward.send() {
         Ok(response) => {
             let status = response.status().as_u16();
-            let content_type = response.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("text/plain").to_string();
-            FakeResponse::new(status, &content_type, response.bytes().map(|b| b.to_vec()).unwrap_or_default())
+            let content_type = response
+                .headers()
+                .get("content-type")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("text/plain")
+                .to_string();
+            FakeResponse::new(
+                status,
+                &content_type,
+                response.bytes().map(|b| b.to_vec()).unwrap_or_default(),
+            )
         }
         Err(e) => FakeResponse::new(502, "text/plain", e.to_string()),
     }
@@ -82,10 +110,22 @@ fn forward(client: &reqwest::blocking::Client, target: &str, request: &FakeReque
 
 fn run(source: &str, dest: &str, state: &std::path::Path, extra: &[&str]) -> (Option<i32>, String) {
     let mut args = vec![
-        "run", "--source", source, "--dest", dest,
-        "--start", "2026-11-01T00:00:00Z", "--end", "2026-11-01T06:00:00Z", "--window", "1h",
+        "run",
+        "--source",
+        source,
+        "--dest",
+        dest,
+        "--start",
+        "2026-11-01T00:00:00Z",
+        "--end",
+        "2026-11-01T06:00:00Z",
+        "--window",
+        "1h",
         // One window at a time keeps a Prometheus sink's appends in order (see prometheus_sink).
-        "--parallel", "1", "--state", state.to_str().unwrap(),
+        "--parallel",
+        "1",
+        "--state",
+        state.to_str().unwrap(),
     ];
     args.extend_from_slice(extra);
     let out = promimport(&args);
@@ -99,14 +139,20 @@ fn windows_in_ledger(state: &std::path::Path) -> Vec<(String, String)> {
         .filter(|l| l.ends_with('}'))
         .map(|l| {
             let v: serde_json::Value = serde_json::from_str(l).unwrap();
-            (v["window"].to_string(), v["status"].as_str().unwrap().to_string())
+            (
+                v["window"].to_string(),
+                v["status"].as_str().unwrap().to_string(),
+            )
         })
         .collect()
 }
 
 fn assert_exact(source: &Server, sink: &Server) {
     let (from, to) = history_range();
-    assert_same_data(&read_samples(source, BASE_MS, BASE_MS + 6 * HOUR_MS), &read_samples(sink, from, to));
+    assert_same_data(
+        &read_samples(source, BASE_MS, BASE_MS + 6 * HOUR_MS),
+        &read_samples(sink, from, to),
+    );
 }
 
 #[test]
@@ -115,11 +161,19 @@ fn a_destination_that_fails_in_every_way_still_gets_every_sample_once() {
     let sink = prometheus_sink("faulty-dest-sink");
     let (proxy, seen) = fault_proxy(format!("http://127.0.0.1:{}", sink.port), &DEST_PLAN);
     let state = temp_dir("faulty-dest-state");
-    let (code, log) = run(&source.url("/api/v1/read"), &proxy.url("/api/v1/write"), &state, &["--batch-samples", "3000", "--dest-timeout", "1s"]);
+    let (code, log) = run(
+        &source.url("/api/v1/read"),
+        &proxy.url("/api/v1/write"),
+        &state,
+        &["--batch-samples", "3000", "--dest-timeout", "1s"],
+    );
     assert_eq!(code, Some(0), "{log}");
     let seen = seen.lock().unwrap();
     for fault in ["status", "retry-after", "slow", "reset"] {
-        assert!(seen.contains(&fault), "the {fault} fault was exercised: {seen:?}");
+        assert!(
+            seen.contains(&fault),
+            "the {fault} fault was exercised: {seen:?}"
+        );
     }
     assert_exact(&source, &sink);
     assert!(windows_in_ledger(&state).iter().all(|w| w.1 == "done"));
@@ -151,7 +205,12 @@ fn a_source_stream_cut_mid_frame_or_corrupted_is_read_again_never_recorded_half_
         response
     });
     let state = temp_dir("faulty-src-state");
-    let (code, log) = run(&proxy.url("/api/v1/read"), &sink.url("/api/v1/write"), &state, &["--window-attempts", "5"]);
+    let (code, log) = run(
+        &proxy.url("/api/v1/read"),
+        &sink.url("/api/v1/write"),
+        &state,
+        &["--window-attempts", "5"],
+    );
     assert_eq!(code, Some(0), "{log}");
     assert!(cuts.load(Ordering::SeqCst) >= 3, "faults were injected");
     assert!(log.contains("window failed; importing it again"), "{log}");
@@ -161,9 +220,17 @@ fn a_source_stream_cut_mid_frame_or_corrupted_is_read_again_never_recorded_half_
 
     // With no attempts to spare, a damaged window fails and says why; it is not "done".
     let state = temp_dir("faulty-src-state-2");
-    let (code, log) = run(&proxy.url("/api/v1/read"), &sink.url("/api/v1/write"), &state, &["--window-attempts", "1"]);
+    let (code, log) = run(
+        &proxy.url("/api/v1/read"),
+        &sink.url("/api/v1/write"),
+        &state,
+        &["--window-attempts", "1"],
+    );
     assert_eq!(code, Some(1), "{log}");
-    assert!(log.contains("corrupt remote read stream") || log.contains("is not valid protobuf"), "{log}");
+    assert!(
+        log.contains("corrupt remote read stream") || log.contains("is not valid protobuf"),
+        "{log}"
+    );
     assert!(windows_in_ledger(&state).iter().any(|w| w.1 == "failed"));
 }
 
@@ -183,13 +250,29 @@ fn a_destination_down_past_the_retry_budget_fails_the_window_and_a_resume_comple
         }
     });
     let state = temp_dir("down-state");
-    let (code, log) = run(&source.url("/api/v1/read"), &proxy.url("/api/v1/write"), &state, &["--retries", "1", "--window-attempts", "1"]);
+    let (code, log) = run(
+        &source.url("/api/v1/read"),
+        &proxy.url("/api/v1/write"),
+        &state,
+        &["--retries", "1", "--window-attempts", "1"],
+    );
     assert_eq!(code, Some(1), "{log}");
-    assert!(log.contains("unreachable after 2 attempts: last answer HTTP 503: down for maintenance"), "{log}");
-    assert!(windows_in_ledger(&state).iter().all(|w| w.1 == "failed"), "the ledger says so");
+    assert!(
+        log.contains("unreachable after 2 attempts: last answer HTTP 503: down for maintenance"),
+        "{log}"
+    );
+    assert!(
+        windows_in_ledger(&state).iter().all(|w| w.1 == "failed"),
+        "the ledger says so"
+    );
 
     up.store(true, Ordering::SeqCst);
-    let (code, log) = run(&source.url("/api/v1/read"), &proxy.url("/api/v1/write"), &state, &[]);
+    let (code, log) = run(
+        &source.url("/api/v1/read"),
+        &proxy.url("/api/v1/write"),
+        &state,
+        &[],
+    );
     assert_eq!(code, Some(0), "{log}");
     assert!(log.contains("6 done now, 0 done before"), "{log}");
     assert_exact(&source, &sink);
@@ -200,12 +283,29 @@ fn a_run_killed_again_and_again_ends_exact_with_each_window_done_once() {
     let source = history_source("kill-src", 6, true);
     let sink = prometheus_sink("kill-sink");
     // Slow the destination so that kills land mid-window.
-    let slow = slow_proxy(format!("http://127.0.0.1:{}", sink.port), Duration::from_millis(40));
+    let slow = slow_proxy(
+        format!("http://127.0.0.1:{}", sink.port),
+        Duration::from_millis(40),
+    );
     let state = temp_dir("kill-state");
     let args = [
-        "run", "--source", &source.url("/api/v1/read") as &str, "--dest", &slow.url("/api/v1/write"),
-        "--start", "2026-11-01T00:00:00Z", "--end", "2026-11-01T06:00:00Z", "--window", "20m",
-        "--parallel", "1", "--batch-samples", "500", "--state", state.to_str().unwrap(),
+        "run",
+        "--source",
+        &source.url("/api/v1/read") as &str,
+        "--dest",
+        &slow.url("/api/v1/write"),
+        "--start",
+        "2026-11-01T00:00:00Z",
+        "--end",
+        "2026-11-01T06:00:00Z",
+        "--window",
+        "20m",
+        "--parallel",
+        "1",
+        "--batch-samples",
+        "500",
+        "--state",
+        state.to_str().unwrap(),
     ];
     let mut rng = 0x2545_f491_4f6c_dd1du64;
     for _ in 0..8 {

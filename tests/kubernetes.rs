@@ -653,3 +653,172 @@ fn an_incremental_import_run_twice_imports_only_the_new_range() {
         &read_samples(&sink, start - HOUR_MS, second_end + HOUR_MS),
     );
 }
+
+#[test]
+fn the_worker_and_scheduler_accounts_can_do_only_what_they_use() {
+    let cluster = cluster();
+    cluster.namespace("rbac");
+    cluster.kubectl(&["create", "namespace", "rbac-other"]);
+    let can = |account: &str, verb: &str, resource: &str, namespace: &str| {
+        let out = Command::new("kubectl")
+            .args([
+                "auth",
+                "can-i",
+                verb,
+                resource,
+                "-n",
+                namespace,
+                "--as",
+                &format!("system:serviceaccount:rbac:{account}"),
+            ])
+            .env("KUBECONFIG", cluster.admin())
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim() == "yes"
+    };
+    let worker = "promimport-worker";
+    assert!(
+        can(worker, "patch", "configmaps", "rbac"),
+        "a worker records its window"
+    );
+    for (verb, resource, namespace) in [
+        ("create", "jobs", "rbac"),
+        ("get", "secrets", "rbac"),
+        ("list", "secrets", "rbac"),
+        ("get", "configmaps", "rbac"),
+        ("patch", "configmaps", "rbac-other"),
+        ("create", "pods", "rbac"),
+    ] {
+        assert!(
+            !can(worker, verb, resource, namespace),
+            "the worker may not {verb} {resource} in {namespace}"
+        );
+    }
+    let scheduler = "promimport-scheduler";
+    for (verb, resource) in [
+        ("create", "jobs"),
+        ("list", "jobs"),
+        ("delete", "jobs"),
+        ("create", "configmaps"),
+        ("patch", "configmaps"),
+    ] {
+        assert!(
+            can(scheduler, verb, resource, "rbac"),
+            "the scheduler may {verb} {resource}"
+        );
+    }
+    for (verb, resource, namespace) in [
+        ("create", "jobs", "rbac-other"),
+        ("patch", "configmaps", "rbac-other"),
+        ("get", "secrets", "rbac"),
+        ("create", "pods", "rbac"),
+        ("update", "jobs", "rbac"),
+    ] {
+        assert!(
+            !can(scheduler, verb, resource, namespace),
+            "the scheduler may not {verb} {resource} in {namespace}"
+        );
+    }
+}
+
+#[test]
+fn a_credential_from_a_secret_reaches_the_worker_and_nowhere_else() {
+    let cluster = cluster();
+    let scheduler = cluster.namespace("secrets");
+    cluster.kubectl(&[
+        "create",
+        "secret",
+        "generic",
+        "dest-token",
+        "-n",
+        "secrets",
+        "--from-literal=token=tok-PLANTED-K8S",
+    ]);
+    let source = history_source("k8s-secret-src", 2, false);
+    let sink = prometheus_sink("k8s-secret-sink");
+    // In front of the sink: records the Authorization header each request carries.
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let record = seen.clone();
+    let target = format!("http://127.0.0.1:{}", sink.port);
+    let client = reqwest::blocking::Client::new();
+    let proxy = FakeServer::start(move |request, _| {
+        let auth = request
+            .headers
+            .iter()
+            .find(|h| h.0 == "authorization")
+            .map(|h| h.1.clone())
+            .unwrap_or_default();
+        record.lock().unwrap().push(auth);
+        let response = client
+            .post(format!("{target}{}", request.path))
+            .body(request.body.clone())
+            .header("Content-Encoding", "snappy")
+            .header("Content-Type", "application/x-protobuf")
+            .header("X-Prometheus-Remote-Write-Version", "0.1.0")
+            .send()
+            .unwrap();
+        FakeResponse::new(
+            response.status().as_u16(),
+            "text/plain",
+            response.bytes().unwrap().to_vec(),
+        )
+    });
+    let dir = temp_dir("k8s-secrets");
+    let spec = write_spec(
+        &dir,
+        "secret",
+        &format!(
+            "source: {{url: \"{}\"}}\ndestination: {{url: \"{}\", bearerTokenSecret: {{name: dest-token, key: token}}}}\nstart: {}\nend: {}\nwindow: 1h\nparallelism: 1",
+            source.url("/api/v1/read"),
+            proxy.url("/api/v1/write"),
+            rfc3339(BASE_MS),
+            rfc3339(BASE_MS + 2 * HOUR_MS)
+        ),
+    );
+    let (code, log) = promimport_as(
+        &scheduler,
+        &[
+            "schedule",
+            "-f",
+            spec.to_str().unwrap(),
+            "--poll",
+            "300ms",
+            "--timeout",
+            "3m",
+        ],
+    );
+    assert_eq!(code, Some(0), "{log}");
+    let seen = seen.lock().unwrap();
+    assert!(
+        !seen.is_empty() && seen.iter().all(|a| a == "Bearer tok-PLANTED-K8S"),
+        "the worker sent the token: {seen:?}"
+    );
+
+    let (_, status) = promimport_as(&cluster.admin(), &["status", "-n", "secrets", "-o", "json"]);
+    let objects = cluster.kubectl(&["get", "jobs,pods,configmaps", "-n", "secrets", "-o", "yaml"]);
+    let mut pod_logs = String::new();
+    for entry in std::fs::read_dir(cluster.dir.join("pods"))
+        .unwrap()
+        .flatten()
+    {
+        if entry.file_name().to_string_lossy().starts_with("secrets_") && entry.path().is_file() {
+            pod_logs.push_str(&std::fs::read_to_string(entry.path()).unwrap_or_default());
+        }
+    }
+    assert!(!pod_logs.is_empty(), "the pods' logs were read");
+    for (what, text) in [
+        ("the scheduler's log", &log),
+        ("status", &status),
+        ("Jobs, pods and the ledger", &objects),
+        ("the pods' logs", &pod_logs),
+    ] {
+        assert!(
+            !text.contains("PLANTED"),
+            "the credential leaked into {what}"
+        );
+    }
+    assert!(
+        objects.contains("secretKeyRef"),
+        "the Job refers to the Secret instead"
+    );
+}

@@ -119,7 +119,7 @@ impl SourceReader {
                 .await
                 .map_err(|source| Error::SourceUnreachable {
                     url: self.url(),
-                    source: source.without_url(),
+                    cause: source.without_url(),
                 })?;
             let status = response.status();
             if status.is_success() {
@@ -187,7 +187,7 @@ impl SourceReader {
                 .await
                 .map_err(|source| Error::SourceUnreachable {
                     url: self.url(),
-                    source: source.without_url(),
+                    cause: source.without_url(),
                 })?
         {
             compressed.extend_from_slice(&piece);
@@ -255,7 +255,7 @@ impl ReadStream {
                     .await
                     .map_err(|source| Error::SourceUnreachable {
                         url: self.url.clone(),
-                        source: source.without_url(),
+                        cause: source.without_url(),
                     })?;
                 match piece {
                     Some(piece) => {

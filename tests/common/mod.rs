@@ -121,7 +121,14 @@ pub fn start_prometheus_with(name: &str, options: PrometheusOptions, extra: &[&s
         .spawn()
         .expect("prometheus runs (Debian package prometheus; scripts/test installs it)");
     let server = Server { child, port, dir };
-    wait_ready(&server, "/-/ready");
+    let tls = extra
+        .iter()
+        .any(|flag| flag.starts_with("--web.config.file"));
+    let scheme = if tls { "https" } else { "http" };
+    wait_ready_at(
+        &server,
+        &format!("{scheme}://127.0.0.1:{}/-/ready", server.port),
+    );
     server
 }
 
@@ -144,10 +151,18 @@ pub fn start_victoria_metrics(name: &str, retention: &str) -> Server {
 }
 
 fn wait_ready(server: &Server, path: &str) {
+    wait_ready_at(server, &server.url(path));
+}
+
+fn wait_ready_at(server: &Server, url: &str) {
     let deadline = Instant::now() + Duration::from_secs(30);
-    let client = reqwest::blocking::Client::new();
+    // Readiness only: a test server's self-signed certificate is not what is tested here.
+    let client = reqwest::blocking::Client::builder()
+        .tls_danger_accept_invalid_certs(true)
+        .build()
+        .unwrap();
     while Instant::now() < deadline {
-        if let Ok(response) = client.get(server.url(path)).send()
+        if let Ok(response) = client.get(url).send()
             && response.status().is_success()
         {
             return;

@@ -1,0 +1,144 @@
+//! TLS to a real Prometheus served over HTTPS: verification is on by default, a CA file makes
+//! it pass, and skipping it is explicit and warned about.
+
+mod common;
+
+use std::process::Command;
+
+use common::*;
+
+#[test]
+fn tls_is_verified_by_default_passes_with_the_ca_and_skipping_it_is_warned_about() {
+    let dir = temp_dir("tls");
+    // A CA and a server certificate it signs: rustls refuses a self-signed end certificate.
+    let openssl = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(&dir)
+            .output()
+            .expect("openssl runs");
+        assert!(out.status.success(), "openssl {args:?}: {}", text(&out));
+    };
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=test-ca",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.crt",
+    ]);
+    openssl(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        "/CN=localhost",
+        "-keyout",
+        "tls.key",
+        "-out",
+        "tls.csr",
+    ]);
+    std::fs::write(
+        dir.join("ext.cnf"),
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n",
+    )
+    .unwrap();
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "tls.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        "ext.cnf",
+        "-out",
+        "tls.crt",
+    ]);
+    let web = dir.join("web.yml");
+    std::fs::write(
+        &web,
+        format!(
+            "tls_server_config:\n  cert_file: {}\n  key_file: {}\n",
+            dir.join("tls.crt").display(),
+            dir.join("tls.key").display()
+        ),
+    )
+    .unwrap();
+    let history = dir.join("history.om");
+    write_history(&history, 2, true);
+    let https = start_prometheus_with(
+        "tls-src",
+        PrometheusOptions {
+            receiver: false,
+            out_of_order_window: None,
+            max_bytes_in_frame: None,
+            history: Some(&history),
+        },
+        &[&format!("--web.config.file={}", web.display())],
+    );
+    let sink = prometheus_sink("tls-sink");
+    let source = format!("https://127.0.0.1:{}/api/v1/read", https.port);
+    let import = |extra: &[&str]| {
+        let state = temp_dir("tls-state");
+        let mut args = vec![
+            "run",
+            "--source",
+            source.as_str(),
+            "--dest",
+            &sink.url("/api/v1/write") as &str,
+            "--start",
+            "2026-11-01T00:00:00Z",
+            "--end",
+            "2026-11-01T02:00:00Z",
+            "--retries",
+            "0",
+            "--window-attempts",
+            "1",
+            "--parallel",
+            "1",
+            "--state",
+            state.to_str().unwrap(),
+        ]
+        .into_iter()
+        .map(String::from)
+        .collect::<Vec<_>>();
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = promimport(&args);
+        (out.status.code(), text(&out))
+    };
+
+    let (code, log) = import(&[]);
+    assert_eq!(code, Some(1), "{log}");
+    assert!(
+        log.contains(&format!("source {source} is unreachable")),
+        "{log}"
+    );
+    assert!(
+        log.to_lowercase().contains("certificate"),
+        "the reason is the certificate: {log}"
+    );
+
+    let ca = dir.join("ca.crt");
+    let (code, log) = import(&["--source-ca-file", ca.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{log}");
+    assert!(!log.contains("verification is OFF"), "{log}");
+
+    let (code, log) = import(&["--source-insecure-skip-verify"]);
+    assert_eq!(code, Some(0), "{log}");
+    assert!(log.contains("TLS certificate verification is OFF"), "{log}");
+}
