@@ -222,3 +222,36 @@ fn credentials_never_reach_the_output() {
     );
     assert!(!recorded.contains("PLANTED-SECRET"), "{recorded}");
 }
+
+#[test]
+fn a_source_sending_a_monstrous_series_is_refused_by_a_limit_not_by_running_out_of_memory() {
+    use prost::Message;
+    let labels: Vec<promimport::proto::Label> = (0..300)
+        .map(|i| promimport::proto::Label {
+            name: format!("label_{i:03}"),
+            value: "v".into(),
+        })
+        .collect();
+    let message = promimport::proto::ChunkedReadResponse {
+        chunked_series: vec![promimport::proto::ChunkedSeries {
+            labels,
+            chunks: Vec::new(),
+        }],
+        query_index: 0,
+    };
+    let mut body = Vec::new();
+    promimport::remote_read::frame::encode_frame(&message.encode_to_vec(), &mut body);
+    let source = FakeServer::start(move |_, _| {
+        FakeResponse::new(
+            200,
+            "application/x-streamed-protobuf; proto=prometheus.ChunkedReadResponse",
+            body.clone(),
+        )
+    });
+    let (code, log) = run(&source.url("/api/v1/read"), DEST, &[]);
+    assert_eq!(code, Some(1), "{log}");
+    assert!(
+        log.contains("exceeded a limit: a series with 300 labels (at most 256)"),
+        "{log}"
+    );
+}

@@ -12,6 +12,33 @@ use crate::relabel::{LabelRules, render};
 use crate::remote_read::xor::{self, ChunkError, RawSamples};
 use crate::remote_write::batch::{Batch, BatchLimits, Batcher};
 
+/// Limits on what a source may send in one series, so hostile or broken data is a clear error
+/// rather than memory exhaustion: far above what any real series carries.
+pub const MAX_LABELS_PER_SERIES: usize = 256;
+pub const MAX_LABEL_BYTES: usize = 64 * 1024;
+/// Series in one window: a limit on what one worker holds open, not on an import.
+pub const MAX_SERIES_PER_WINDOW: u64 = 20_000_000;
+
+/// Checks a series' labels against the limits; the message names the series (cut short).
+pub fn check_limits(labels: &[Label]) -> std::result::Result<(), String> {
+    if labels.len() > MAX_LABELS_PER_SERIES {
+        return Err(format!(
+            "a series with {} labels (at most {MAX_LABELS_PER_SERIES})",
+            labels.len()
+        ));
+    }
+    if let Some(label) = labels
+        .iter()
+        .find(|l| l.name.len() > MAX_LABEL_BYTES || l.value.len() > MAX_LABEL_BYTES)
+    {
+        let name: String = label.name.chars().take(64).collect();
+        return Err(format!(
+            "label {name:?} longer than {MAX_LABEL_BYTES} bytes"
+        ));
+    }
+    Ok(())
+}
+
 pub const SKIP_HISTOGRAM: &str = "native histogram samples (not imported yet)";
 pub const SKIP_UNORDERED: &str = "samples out of order inside the source's answer";
 pub const SKIP_CONFLICT: &str = "samples at a timestamp the source sent twice with another value";
@@ -248,6 +275,27 @@ mod tests {
         a.sample(50, 0);
         assert_eq!(a.series, 0);
         assert!(drain(&mut a).is_empty());
+    }
+
+    #[test]
+    fn oversized_label_sets_are_refused() {
+        assert!(check_limits(&labels("ok")).is_ok());
+        let many: Vec<Label> = (0..=MAX_LABELS_PER_SERIES)
+            .map(|i| Label {
+                name: format!("l{i}"),
+                value: "v".into(),
+            })
+            .collect();
+        assert!(check_limits(&many).unwrap_err().contains("257 labels"));
+        let long = vec![Label {
+            name: "big".into(),
+            value: "x".repeat(MAX_LABEL_BYTES + 1),
+        }];
+        assert!(
+            check_limits(&long)
+                .unwrap_err()
+                .contains("\"big\" longer than")
+        );
     }
 
     #[test]

@@ -77,6 +77,22 @@ impl WindowReader {
         self.reader.url()
     }
 
+    fn check_limits(&self, labels: &[crate::proto::Label], series_so_far: u64) -> Result<()> {
+        let limit = |what: String| Error::SourceLimit {
+            url: self.url(),
+            what,
+            fix: "check that --source is the Prometheus you meant; if the data is real, narrow --match",
+        };
+        assembler::check_limits(labels).map_err(limit)?;
+        if series_so_far >= assembler::MAX_SERIES_PER_WINDOW {
+            return Err(limit(format!(
+                "more than {} series in one window",
+                assembler::MAX_SERIES_PER_WINDOW
+            )));
+        }
+        Ok(())
+    }
+
     pub async fn read(
         &self,
         window: Window,
@@ -99,6 +115,7 @@ impl WindowReader {
                     match part {
                         ReadPart::Chunked(response) => {
                             for series in response.chunked_series {
+                                self.check_limits(&series.labels, assembler.series)?;
                                 assembler.series(series.labels)?;
                                 for chunk in &series.chunks {
                                     assembler.chunk(chunk).map_err(|e| {
@@ -109,6 +126,7 @@ impl WindowReader {
                         }
                         ReadPart::Samples(result) => {
                             for series in result.timeseries {
+                                self.check_limits(&series.labels, assembler.series)?;
                                 assembler.series(series.labels)?;
                                 for sample in &series.samples {
                                     assembler.sample(sample.timestamp, sample.value.to_bits());
