@@ -18,9 +18,11 @@ pub fn parse_time(what: &'static str, input: &str, now_ms: i64) -> Result<i64> {
         if offset.is_empty() {
             return Ok(now_ms);
         }
-        let (sign, duration) = match offset.split_at(1) {
-            ("-", rest) => (-1, rest),
-            ("+", rest) => (1, rest),
+        // By character, not byte: "now" followed by a multi-byte character is an error, not
+        // a panic (found by fuzz/fuzz_targets/time_and_selector.rs).
+        let (sign, duration) = match (offset.strip_prefix('-'), offset.strip_prefix('+')) {
+            (Some(rest), _) => (-1, rest),
+            (_, Some(rest)) => (1, rest),
             _ => return Err(Error::invalid(what, input, TIME_FORMS)),
         };
         let duration = humantime::parse_duration(duration.trim())

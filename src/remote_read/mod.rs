@@ -195,30 +195,7 @@ impl SourceReader {
                 return Err(too_large(format!("SAMPLES answer over {limit} bytes")));
             }
         }
-        let decompressed_len =
-            snap::raw::decompress_len(&compressed).map_err(|e| Error::SourceLimit {
-                url: self.url(),
-                what: format!("SAMPLES answer is not valid snappy: {e}"),
-                fix: "check that --source is a Prometheus remote read endpoint",
-            })?;
-        if decompressed_len > limit {
-            return Err(too_large(format!(
-                "SAMPLES answer decompresses to {decompressed_len} bytes, over {limit}"
-            )));
-        }
-        let raw = snap::raw::Decoder::new()
-            .decompress_vec(&compressed)
-            .map_err(|e| Error::SourceLimit {
-                url: self.url(),
-                what: format!("SAMPLES answer is not valid snappy: {e}"),
-                fix: "check that --source is a Prometheus remote read endpoint",
-            })?;
-        let answer =
-            ReadResponse::decode(raw.as_slice()).map_err(|source| Error::SourceDecode {
-                url: self.url(),
-                source,
-            })?;
-        let results = answer.results.into_iter().collect();
+        let results = decode_samples_response(&compressed, limit, &self.url())?;
         Ok((results, compressed.len() as u64))
     }
 }
@@ -273,6 +250,37 @@ impl ReadStream {
             },
         }
     }
+}
+
+/// Decodes a whole SAMPLES answer (snappy block `ReadResponse`), refusing one that would
+/// decompress past `limit` before allocating for it.
+pub fn decode_samples_response(
+    compressed: &[u8],
+    limit: usize,
+    url: &str,
+) -> Result<Vec<QueryResult>> {
+    let not_snappy = |e: snap::Error| Error::SourceLimit {
+        url: url.to_string(),
+        what: format!("SAMPLES answer is not valid snappy: {e}"),
+        fix: "check that --source is a Prometheus remote read endpoint",
+    };
+    let decompressed_len = snap::raw::decompress_len(compressed).map_err(not_snappy)?;
+    if decompressed_len > limit {
+        return Err(Error::SourceLimit {
+            url: url.to_string(),
+            what: format!("SAMPLES answer decompresses to {decompressed_len} bytes, over {limit}"),
+            fix: "the source answered with SAMPLES, which holds a whole window in memory: \
+                  use a smaller --window, or raise --max-samples-response-bytes",
+        });
+    }
+    let raw = snap::raw::Decoder::new()
+        .decompress_vec(compressed)
+        .map_err(not_snappy)?;
+    let answer = ReadResponse::decode(raw.as_slice()).map_err(|source| Error::SourceDecode {
+        url: url.to_string(),
+        source,
+    })?;
+    Ok(answer.results)
 }
 
 /// Reads at most `limit` bytes of an error body: enough for a message, never a whole page.
