@@ -46,6 +46,16 @@ fn the_chart_lints_strictly_and_renders_each_mode() {
         "url: http://rancher-monitoring-prometheus.cattle-monitoring-system.svc:9090/api/v1/read"
     ));
     assert!(once.contains("start: now-10d"));
+    // The scheduler's pod is hardened like the workers' (whose spec promimport writes itself).
+    for hardening in [
+        "runAsNonRoot: true",
+        "readOnlyRootFilesystem: true",
+        "allowPrivilegeEscalation: false",
+        "- ALL",
+        "type: RuntimeDefault",
+    ] {
+        assert!(once.contains(hardening), "{hardening}: {once}");
+    }
 
     let (ok, cron) = helm(
         None,

@@ -210,8 +210,8 @@ fn an_import_scheduled_as_jobs_lands_every_sample_once_and_the_ledger_says_finis
 }
 
 #[test]
-fn a_killed_worker_pod_and_a_killed_scheduler_still_finish_with_exact_data_and_one_job_per_window()
-{
+fn worker_pods_deleted_again_and_again_and_a_killed_scheduler_still_finish_exact_with_one_job_per_window()
+ {
     let cluster = cluster();
     let scheduler = cluster.namespace("chaos");
     let source = history_source("k8s-chaos-src", 6, false);
@@ -236,9 +236,10 @@ fn a_killed_worker_pod_and_a_killed_scheduler_still_finish_with_exact_data_and_o
     );
     std::fs::write(
         &spec,
-        std::fs::read_to_string(&spec)
-            .unwrap()
-            .replace("worker:\n", "worker:\n  batchSamples: 100\n"),
+        std::fs::read_to_string(&spec).unwrap().replace(
+            "worker:\n",
+            "worker:\n  batchSamples: 100\n  backoffLimit: 10\n",
+        ),
     )
     .unwrap();
     let args = [
@@ -267,22 +268,44 @@ fn a_killed_worker_pod_and_a_killed_scheduler_still_finish_with_exact_data_and_o
             .count()
             >= 2
     });
-    // Kill the scheduler, then a worker mid-window.
+    // Kill the scheduler; then, while a new one runs, delete a running worker pod three times at
+    // uneven intervals (each Job may lose a pod: backoffLimit is raised for that).
     first.kill().unwrap();
     first.wait().unwrap();
-    let pod = cluster.kubectl(&[
-        "get",
-        "pods",
-        "-n",
-        "chaos",
-        "--field-selector=status.phase=Running",
-        "-o",
-        "jsonpath={.items[0].metadata.name}",
-    ]);
-    cluster.kubectl(&["delete", "pod", "-n", "chaos", &pod, "--wait=false"]);
-
-    let (code, log) = promimport_as(&scheduler, &args);
-    assert_eq!(code, Some(0), "{log}");
+    let mut second = spawn_as(&scheduler, &args);
+    for delay in [300u64, 1_100, 700] {
+        wait_for("a running worker pod", Duration::from_secs(60), || {
+            !cluster
+                .kubectl(&[
+                    "get",
+                    "pods",
+                    "-n",
+                    "chaos",
+                    "--field-selector=status.phase=Running",
+                    "-o",
+                    "name",
+                ])
+                .trim()
+                .is_empty()
+        });
+        std::thread::sleep(Duration::from_millis(delay));
+        let pod = cluster.kubectl(&[
+            "get",
+            "pods",
+            "-n",
+            "chaos",
+            "--field-selector=status.phase=Running",
+            "-o",
+            "jsonpath={.items[0].metadata.name}",
+        ]);
+        if !pod.is_empty() {
+            cluster.kubectl(&["delete", "pod", "-n", "chaos", &pod, "--wait=false"]);
+        }
+    }
+    assert!(
+        second.wait().unwrap().success(),
+        "the scheduler finished the import"
+    );
     assert_same_in_victoria_metrics(
         &read_samples(&source, BASE_MS, BASE_MS + 6 * HOUR_MS),
         &sink,
