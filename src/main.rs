@@ -296,7 +296,7 @@ struct StatusArgs {
     /// table or json
     #[arg(short, long, default_value = "table")]
     output: String,
-    /// Keep showing progress until every import shown is no longer running
+    /// Keep showing progress, with a bar per import, until none shown is running
     #[arg(short, long)]
     watch: bool,
 }
@@ -885,6 +885,11 @@ async fn status(args: StatusArgs) -> anyhow::Result<i32> {
                 print!("\x1b[2J\x1b[H");
             }
             print!("{}", control::render_table(&imports));
+            if args.watch {
+                for import in &imports {
+                    println!("{}", control::progress_bar(import));
+                }
+            }
         }
         if !args.watch || imports.iter().all(|i| i.state != "running") {
             return Ok(0);

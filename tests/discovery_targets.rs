@@ -323,6 +323,8 @@ fn local_targets_and_an_import_started_from_one() {
         "2026-11-01T02:00:00Z",
         "--parallelism",
         "1",
+        "--window",
+        "1h",
     ];
     start.extend(local);
     let out = promimport(&start);

@@ -38,8 +38,8 @@ fn an_import_lands_every_sample_once_and_nothing_outside_the_range() {
     let setup = source("exact-src");
     let sink = prometheus_sink("exact-sink");
     // Start and end fall inside TSDB chunks and mid-window, so clipping is exercised. One window
-    // at a time keeps every append in order: see prometheus_sink for why. Concurrent windows are
-    // compared exactly in tests/import_victoria_metrics.rs.
+    // of 1h at a time keeps every append in order: see prometheus_sink for why. Concurrent
+    // windows are compared exactly in tests/import_victoria_metrics.rs.
     let (start, end) = (
         BASE_MS + HOUR_MS + 7_500,
         BASE_MS + (setup.history_hours - 1) * HOUR_MS - 22_500,
@@ -56,7 +56,7 @@ fn an_import_lands_every_sample_once_and_nothing_outside_the_range() {
         "--end",
         &rfc3339(end),
         "--window",
-        "2h",
+        "1h",
         "--parallel",
         "1",
         "--batch-samples",
@@ -84,11 +84,11 @@ fn an_import_lands_every_sample_once_and_nothing_outside_the_range() {
     assert_same_data(&expected, &landed);
     let total = total_samples(&expected);
     // A series split across frames is one series: the summary counts it once per window.
-    let largest_window = (0..6)
+    let largest_window = (0..11)
         .map(|w| {
             let (from, to) = (
-                (start / (2 * HOUR_MS) + w) * 2 * HOUR_MS,
-                (start / (2 * HOUR_MS) + w + 1) * 2 * HOUR_MS,
+                (start / HOUR_MS + w) * HOUR_MS,
+                (start / HOUR_MS + w + 1) * HOUR_MS,
             );
             read_samples(&setup.source, from.max(start), to.min(end)).len()
         })

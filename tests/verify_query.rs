@@ -17,9 +17,12 @@ fn import(source: &Server, dest: &str) {
         &rfc3339(BASE_MS),
         "--end",
         &rfc3339(BASE_MS + 6 * HOUR_MS),
-        // One window at a time keeps a Prometheus sink's appends in order (see prometheus_sink).
+        // One window of 1h at a time keeps a Prometheus sink's appends in order (see
+        // prometheus_sink).
         "--parallel",
         "1",
+        "--window",
+        "1h",
         "--state",
         state.to_str().unwrap(),
     ]);

@@ -158,6 +158,26 @@ pub fn summarize(view: &LedgerView, running: usize) -> ImportStatus {
     }
 }
 
+/// `[=========>          ]  45%`: windows finished (done or failed) of all.
+pub fn progress_bar(status: &ImportStatus) -> String {
+    const WIDTH: usize = 30;
+    let finished = status.done + status.failed;
+    let fraction = if status.windows == 0 {
+        1.0
+    } else {
+        finished as f64 / status.windows as f64
+    };
+    let filled = ((fraction * WIDTH as f64).round() as usize).min(WIDTH);
+    let arrow = if filled < WIDTH { ">" } else { "" };
+    format!(
+        "{:<28} [{}{arrow}{}] {:>3.0}%",
+        status.name,
+        "=".repeat(filled),
+        " ".repeat(WIDTH - filled - arrow.len()),
+        fraction * 100.0
+    )
+}
+
 pub fn render_table(imports: &[ImportStatus]) -> String {
     let mut out = format!(
         "{:<28} {:<9} {:>7} {:>6} {:>7} {:>6} {:>7} {:>9} {:>9} {:>8} {:>9} {:>8}\n",
@@ -301,5 +321,42 @@ fn not_found(import: &str, namespace: &str) -> Error {
         message: format!(
             "no ledger ConfigMap promimport-{import} in namespace {namespace}; `promimport status -n {namespace}` lists the imports"
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_watch_bar_counts_finished_windows() {
+        let mut status = ImportStatus {
+            name: "a".into(),
+            state: "running".into(),
+            message: String::new(),
+            windows: 4,
+            done: 1,
+            running: 1,
+            failed: 1,
+            pending: 1,
+            samples_read: 0,
+            samples_written: 0,
+            samples_rejected: 0,
+            samples_skipped: 0,
+            samples_per_second: 0.0,
+            eta_seconds: None,
+            last_errors: Vec::new(),
+        };
+        assert!(
+            progress_bar(&status).ends_with("[===============>              ]  50%"),
+            "{}",
+            progress_bar(&status)
+        );
+        status.done = 3;
+        assert!(
+            progress_bar(&status).ends_with("[==============================] 100%"),
+            "{}",
+            progress_bar(&status)
+        );
     }
 }

@@ -539,20 +539,31 @@ pub fn raw_read(
     let body = snap::raw::Encoder::new()
         .compress_vec(&request.encode_to_vec())
         .unwrap();
-    let response = reqwest::blocking::Client::new()
-        .post(url)
-        .header("Content-Encoding", "snappy")
-        .header("Content-Type", "application/x-protobuf")
-        .header("X-Prometheus-Remote-Read-Version", "0.1.0")
-        .body(body)
-        .send()
-        .unwrap();
-    let status = response.status();
-    assert!(
-        status.is_success(),
-        "raw read of {url}: {status} {}",
-        response.text().unwrap_or_default()
-    );
+    // Prometheus 2.42 sometimes fails a read of out-of-order data it holds with 500 "cannot
+    // populate chunk ... not found" (see prometheus_sink); the same read a moment later works.
+    // promimport retries 5xx itself; this reader does too, a few times.
+    let mut attempt = 0;
+    let response = loop {
+        let response = reqwest::blocking::Client::new()
+            .post(url)
+            .header("Content-Encoding", "snappy")
+            .header("Content-Type", "application/x-protobuf")
+            .header("X-Prometheus-Remote-Read-Version", "0.1.0")
+            .body(body.clone())
+            .send()
+            .unwrap();
+        let status = response.status();
+        if status.is_success() {
+            break response;
+        }
+        let text = response.text().unwrap_or_default();
+        attempt += 1;
+        assert!(
+            attempt < 5 && text.contains("cannot populate chunk"),
+            "raw read of {url}: {status} {text}"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    };
     let content_type = response.headers()["content-type"]
         .to_str()
         .unwrap()
@@ -589,8 +600,10 @@ pub fn slow_proxy(target: String, delay: Duration) -> FakeServer {
 }
 
 /// A Prometheus sink for exact comparisons: an out-of-order window configured, an empty range,
-/// and (in the tests that use it) windows written one at a time, oldest first, so every sample is
-/// appended in order.
+/// and (in the tests that use it) windows of at most 1h written one at a time, oldest first, so
+/// every sample is appended in order. (Prometheus takes a sample in order only if it is no more
+/// than 1h older than the newest sample of any series: with 2h windows, the first series of a
+/// window moves that mark past the start of the next series.)
 ///
 /// Why not out of order: Prometheus 2.42's out-of-order ingestion acknowledges samples it then
 /// does not return, even after a restart, and sometimes fails queries with "cannot populate
