@@ -89,6 +89,16 @@ pub fn redact_url(input: &str) -> String {
 }
 
 impl EndpointConfig {
+    /// The URL as it may be shown to a person, without building a client (which reads
+    /// credential files and loads the system's root certificates).
+    pub fn display_url(&self) -> Result<String> {
+        let mut url = parse_url(self.role, &self.url)?;
+        // Cannot fail for http(s) URLs, which parse_url guarantees.
+        let _ = url.set_username("");
+        let _ = url.set_password(None);
+        Ok(url.to_string())
+    }
+
     pub fn build(&self) -> Result<Endpoint> {
         let mut url = parse_url(self.role, &self.url)?;
         let mut headers = HeaderMap::new();
@@ -257,6 +267,10 @@ mod tests {
         };
         let endpoint = config.build().unwrap();
         assert_eq!(endpoint.display_url(), "http://127.0.0.1:1/api/v1/write");
+        assert_eq!(
+            config.display_url().unwrap(),
+            "http://127.0.0.1:1/api/v1/write"
+        );
         assert_eq!(percent_decode("s%40cret"), "s@cret");
     }
 

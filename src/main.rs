@@ -944,8 +944,8 @@ async fn run(args: RunArgs) -> anyhow::Result<i32> {
         );
     }
     let identity = ImportIdentity {
-        source: settings.source.build()?.display_url(),
-        dest: settings.dest.build()?.display_url(),
+        source: settings.source.display_url()?,
+        dest: settings.dest.display_url()?,
         selectors: settings.selectors.iter().map(ToString::to_string).collect(),
         labels: settings.labels.clone(),
         dest_headers_crc32c: crc32c::crc32c(settings.dest.headers.join("\n").as_bytes()),
