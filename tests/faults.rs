@@ -76,38 +76,6 @@ fn fault_proxy(
     (server, seen)
 }
 
-fn forward(
-    client: &reqwest::blocking::Client,
-    target: &str,
-    request: &FakeRequest,
-) -> FakeResponse {
-    let mut forward = client
-        .post(format!("{target}{}", request.path))
-        .body(request.body.clone());
-    for (name, value) in &request.headers {
-        if !matches!(name.as_str(), "host" | "content-length" | "connection") {
-            forward = forward.header(name, value);
-        }
-    }
-    match forward.send() {
-        Ok(response) => {
-            let status = response.status().as_u16();
-            let content_type = response
-                .headers()
-                .get("content-type")
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("text/plain")
-                .to_string();
-            FakeResponse::new(
-                status,
-                &content_type,
-                response.bytes().map(|b| b.to_vec()).unwrap_or_default(),
-            )
-        }
-        Err(e) => FakeResponse::new(502, "text/plain", e.to_string()),
-    }
-}
-
 fn run(source: &str, dest: &str, state: &std::path::Path, extra: &[&str]) -> (Option<i32>, String) {
     let mut args = vec![
         "run",

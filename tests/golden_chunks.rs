@@ -28,18 +28,7 @@ fn golden_range() -> (i64, i64) {
 #[test]
 #[ignore = "rewrites tests/data/golden; run by scripts/record-golden"]
 fn record_golden_answers() {
-    let dir = temp_dir("golden-history");
-    let history = dir.join("history.om");
-    write_history(&history, 2, true);
-    let source = start_prometheus(
-        "golden",
-        PrometheusOptions {
-            receiver: true,
-            out_of_order_window: Some("3650d"),
-            max_bytes_in_frame: Some(1024),
-            history: Some(&history),
-        },
-    );
+    let source = history_source_framed("golden", 2, true, Some(1024));
     seed_stale_series(&source);
     let (start, end) = golden_range();
     let (content_type, streamed) = raw_read(

@@ -10,22 +10,11 @@ struct Setup {
     history_hours: i64,
 }
 
-/// A source whose frames are cut at 256 bytes, so every series of a 2h window (four chunks of
+/// A source whose frames are cut at 256 bytes, so every series of a 1h window (two chunks of
 /// 120 samples) is split across frames.
 fn source(name: &str) -> Setup {
-    let dir = temp_dir(&format!("{name}-history"));
-    let history = dir.join("history.om");
     let history_hours = 12;
-    write_history(&history, history_hours, true);
-    let source = start_prometheus(
-        name,
-        PrometheusOptions {
-            receiver: true,
-            out_of_order_window: Some("3650d"),
-            max_bytes_in_frame: Some(256),
-            history: Some(&history),
-        },
-    );
+    let source = history_source_framed(name, history_hours, true, Some(256));
     seed_stale_series(&source);
     Setup {
         source,

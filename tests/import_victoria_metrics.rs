@@ -10,20 +10,9 @@ use common::*;
 
 #[test]
 fn an_import_into_victoria_metrics_lands_every_series_timestamp_and_value() {
-    let dir = temp_dir("vm-history");
-    let history = dir.join("history.om");
     // No 1.7e308 here: VictoriaMetrics encodes a block of values as decimals with one exponent,
     // so next to 1.7e308 every ordinary value of the block reads back as 0 (seen on 1.79).
-    write_history(&history, 6, false);
-    let source = start_prometheus(
-        "vm-src",
-        PrometheusOptions {
-            receiver: true,
-            out_of_order_window: Some("3650d"),
-            max_bytes_in_frame: Some(1024),
-            history: Some(&history),
-        },
-    );
+    let source = history_source_framed("vm-src", 6, false, Some(1024));
     seed_stale_series(&source);
     let vm = start_victoria_metrics("vm-sink", "100y");
     let (start, end) = (BASE_MS + 30 * 60_000, BASE_MS + 6 * HOUR_MS - 45_000);

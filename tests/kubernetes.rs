@@ -772,19 +772,7 @@ fn a_credential_from_a_secret_reaches_the_worker_and_nowhere_else() {
             .map(|h| h.1.clone())
             .unwrap_or_default();
         record.lock().unwrap().push(auth);
-        let response = client
-            .post(format!("{target}{}", request.path))
-            .body(request.body.clone())
-            .header("Content-Encoding", "snappy")
-            .header("Content-Type", "application/x-protobuf")
-            .header("X-Prometheus-Remote-Write-Version", "0.1.0")
-            .send()
-            .unwrap();
-        FakeResponse::new(
-            response.status().as_u16(),
-            "text/plain",
-            response.bytes().unwrap().to_vec(),
-        )
+        forward(&client, &target, request)
     });
     let dir = temp_dir("k8s-secrets");
     let spec = write_spec(

@@ -221,6 +221,17 @@ pub type SeriesToWrite<'a> = (&'a [(&'a str, &'a str)], Vec<(i64, f64)>);
 /// A source Prometheus holding `write_history` over [BASE, BASE + hours) and accepting remote
 /// write (with an out-of-order window, so stale markers can be seeded into its past).
 pub fn history_source(name: &str, hours: i64, huge: bool) -> Server {
+    history_source_framed(name, hours, huge, None)
+}
+
+/// `history_source` whose streamed remote read frames are cut at `max_bytes_in_frame`, so that
+/// series are split across frames.
+pub fn history_source_framed(
+    name: &str,
+    hours: i64,
+    huge: bool,
+    max_bytes_in_frame: Option<usize>,
+) -> Server {
     let dir = temp_dir(&format!("{name}-history"));
     let history = dir.join("history.om");
     write_history(&history, hours, huge);
@@ -229,7 +240,7 @@ pub fn history_source(name: &str, hours: i64, huge: bool) -> Server {
         PrometheusOptions {
             receiver: true,
             out_of_order_window: Some("3650d"),
-            max_bytes_in_frame: None,
+            max_bytes_in_frame,
             history: Some(&history),
         },
     )
@@ -577,26 +588,42 @@ pub fn slow_proxy(target: String, delay: Duration) -> FakeServer {
     let client = reqwest::blocking::Client::new();
     FakeServer::start(move |request, _| {
         std::thread::sleep(delay);
-        let mut forward = client
-            .post(format!("{target}{}", request.path))
-            .body(request.body.clone());
-        for (name, value) in &request.headers {
-            if !matches!(name.as_str(), "host" | "content-length" | "connection") {
-                forward = forward.header(name, value);
-            }
-        }
-        match forward.send() {
-            Ok(response) => {
-                let status = response.status().as_u16();
-                FakeResponse::new(
-                    status,
-                    "text/plain",
-                    response.bytes().map(|b| b.to_vec()).unwrap_or_default(),
-                )
-            }
-            Err(e) => FakeResponse::new(502, "text/plain", e.to_string()),
-        }
+        forward(&client, &target, request)
     })
+}
+
+/// Passes a request on to `target` (a base URL) with its headers and body, and brings back the
+/// answer; a failure to reach `target` comes back as a 502.
+pub fn forward(
+    client: &reqwest::blocking::Client,
+    target: &str,
+    request: &FakeRequest,
+) -> FakeResponse {
+    let mut forward = client
+        .post(format!("{target}{}", request.path))
+        .body(request.body.clone());
+    for (name, value) in &request.headers {
+        if !matches!(name.as_str(), "host" | "content-length" | "connection") {
+            forward = forward.header(name, value);
+        }
+    }
+    match forward.send() {
+        Ok(response) => {
+            let status = response.status().as_u16();
+            let content_type = response
+                .headers()
+                .get("content-type")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("text/plain")
+                .to_string();
+            FakeResponse::new(
+                status,
+                &content_type,
+                response.bytes().map(|b| b.to_vec()).unwrap_or_default(),
+            )
+        }
+        Err(e) => FakeResponse::new(502, "text/plain", e.to_string()),
+    }
 }
 
 /// A Prometheus sink for exact comparisons: an out-of-order window configured, an empty range,
