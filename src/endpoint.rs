@@ -78,6 +78,59 @@ pub fn parse_url(role: &'static str, input: &str) -> Result<reqwest::Url> {
     Ok(url)
 }
 
+/// Tries before an endpoint is called unreachable, a second apart: enough for a restart's
+/// blink, short enough that a wrong URL ends an import in seconds.
+const PROBE_TRIES: usize = 3;
+const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Whether a connection can be made to the URL's host and port. Only a TCP connection is
+/// made: no request is sent, so no credential leaves, no certificate is judged (the first
+/// request does that, with the CA it is given) and a server counts no extra request. Skipped
+/// when a proxy is configured, since the connection then goes through it.
+pub async fn probe(role: &'static str, url: &reqwest::Url) -> Result<()> {
+    let proxied = ["HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY"]
+        .iter()
+        .any(|name| std::env::var_os(name).is_some_and(|v| !v.is_empty()));
+    let (Some(host), Some(port), false) = (url.host_str(), url.port_or_known_default(), proxied)
+    else {
+        return Ok(());
+    };
+    // An IPv6 host comes bracketed from the URL; the resolver takes it bare.
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let mut attempt = 1;
+    loop {
+        let tried = tokio::time::timeout(PROBE_TIMEOUT, tokio::net::TcpStream::connect((host, port))).await;
+        let cause = match tried {
+            Ok(Ok(_)) => return Ok(()),
+            Ok(Err(e)) => e.to_string(),
+            Err(_) => format!("no connection within {}s", PROBE_TIMEOUT.as_secs()),
+        };
+        if attempt == PROBE_TRIES {
+            let mut shown = url.clone();
+            // Cannot fail for http(s) URLs, which parse_url guarantees.
+            let _ = shown.set_username("");
+            let _ = shown.set_password(None);
+            return Err(Error::EndpointUnreachable {
+                role,
+                url: shown.to_string(),
+                attempts: PROBE_TRIES,
+                cause,
+                check: "check the host and port in the URL, that the server runs, and the network \
+                        path (in a cluster: the Service's name and namespace; from a laptop: a port-forward)",
+            });
+        }
+        attempt += 1;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+impl Endpoint {
+    /// `probe` of this endpoint's URL.
+    pub async fn probe(&self, role: &'static str) -> Result<()> {
+        probe(role, &self.url).await
+    }
+}
+
 /// Removes `user:password@` from a URL-ish string so it can appear in an error.
 pub fn redact_url(input: &str) -> String {
     match (input.find("://"), input.rfind('@')) {

@@ -111,8 +111,31 @@ pub enum Error {
     #[error("a series from the source has labels the destination cannot take: {0}")]
     BadLabels(String),
 
-    #[error("cannot {action}: {message}")]
-    Kubernetes { action: String, message: String },
+    /// A request to the Kubernetes API server failed; `cause` keeps its answer, so the retry
+    /// table (`retry::kube_is_transient`) can tell a conflict or an overload from a refusal.
+    #[error("cannot {action}: {}", kube_message(cause))]
+    Kubernetes { action: String, cause: kube::Error },
+
+    /// Something in the cluster is not as promimport can use it: an import that does not
+    /// exist, a ledger edited by hand, a name taken by another import.
+    #[error("{object}: {reason}")]
+    ClusterState { object: String, reason: String },
+
+    #[error(
+        "import {import} did not finish within {timeout}; it goes on when its scheduler runs again (`promimport resume {import}`)"
+    )]
+    SchedulerTimeout { import: String, timeout: String },
+
+    /// Nothing answered at an endpoint when an import began: checked once, quickly, so a wrong
+    /// URL ends the import in seconds instead of after every window's retries.
+    #[error("{role} {url} is unreachable ({attempts} tries): {cause}; {check}")]
+    EndpointUnreachable {
+        role: &'static str,
+        url: String,
+        attempts: usize,
+        cause: String,
+        check: &'static str,
+    },
 
     /// A bug: a task panicked or vanished.
     #[error("internal error: {0}; please report it")]
@@ -145,12 +168,37 @@ pub fn chain(error: &reqwest::Error) -> String {
     text
 }
 
+/// The API server's message, with the fix where the answer needs one from the user.
+fn kube_message(error: &kube::Error) -> String {
+    match error {
+        kube::Error::Api(status) if status.code == 403 => format!(
+            "{}; the service account lacks this permission: apply manifests/rbac.yaml (or the chart's Role)",
+            status.message
+        ),
+        kube::Error::Api(status) => format!("{} (HTTP {})", status.message, status.code),
+        other => {
+            let mut text = other.to_string();
+            let mut cause = std::error::Error::source(other);
+            while let Some(inner) = cause {
+                let part = inner.to_string();
+                if !text.contains(&part) {
+                    text.push_str(": ");
+                    text.push_str(&part);
+                }
+                cause = inner.source();
+            }
+            text
+        }
+    }
+}
+
 impl Error {
     /// Whether running the same window again may succeed without anyone changing anything:
     /// a broken connection or a stream cut short, as opposed to bad input or a refusal.
     pub fn is_transient(&self) -> bool {
         match self {
             Error::SourceUnreachable { .. } | Error::DestinationUnreachable { .. } => true,
+            Error::Kubernetes { cause, .. } => crate::retry::kube_is_transient(cause),
             Error::SourceStatus { status, .. } => *status == 429 || *status >= 500,
             // A frame cut short or failing its checksum is what a dropped connection looks like.
             Error::SourceFrame { source, .. } => source.is_transient(),
@@ -167,7 +215,8 @@ impl Error {
             | Error::DestinationRefused { .. }
             | Error::InvalidInput { .. }
             | Error::ReadFile { .. }
-            | Error::HttpClient { .. } => true,
+            | Error::HttpClient { .. }
+            | Error::EndpointUnreachable { .. } => true,
             _ => false,
         }
     }

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use tokio::signal::unix::SignalKind;
 use tokio::task::JoinSet;
 
 use crate::error::{Error, Result};
@@ -37,7 +38,10 @@ pub struct RunSummary {
     pub seconds: f64,
     /// Why the import stopped before its last window.
     pub stopped_early: Option<String>,
-    pub interrupted: bool,
+    /// The signal that stopped the run (SIGINT from Ctrl-C, or SIGTERM), if one did.
+    pub interrupted: Option<Signal>,
+    /// Samples read by the runs before this one, from the ledger.
+    pub samples_read_before: u64,
     /// The first few failed windows and why.
     pub failures: Vec<(Window, String)>,
 }
@@ -45,20 +49,43 @@ pub struct RunSummary {
 /// Exit codes, documented in the README.
 pub const EXIT_FAILED: i32 = 1;
 pub const EXIT_REJECTED: i32 = 3;
+/// 128 + the signal's number, as shells report a process a signal ended.
 pub const EXIT_INTERRUPTED: i32 = 130;
+pub const EXIT_TERMINATED: i32 = 143;
+
+/// The signals that stop a run and keep its promise: a summary, and a resume that is exact.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Signal {
+    /// Ctrl-C.
+    Interrupt,
+    /// What Kubernetes, systemd and `kill` send.
+    Terminate,
+}
+
+impl Signal {
+    fn name(self) -> &'static str {
+        match self {
+            Signal::Interrupt => "SIGINT",
+            Signal::Terminate => "SIGTERM",
+        }
+    }
+}
 
 impl RunSummary {
     pub fn is_complete(&self) -> bool {
         self.windows_rejected == 0
             && self.windows_failed == 0
             && self.windows_not_attempted == 0
-            && !self.interrupted
+            && self.interrupted.is_none()
             && self.totals.is_complete()
     }
 
     pub fn exit_code(&self) -> i32 {
-        if self.interrupted {
-            EXIT_INTERRUPTED
+        if let Some(signal) = self.interrupted {
+            match signal {
+                Signal::Interrupt => EXIT_INTERRUPTED,
+                Signal::Terminate => EXIT_TERMINATED,
+            }
         } else if self.windows_failed > 0 {
             EXIT_FAILED
         } else if !self.is_complete() {
@@ -73,11 +100,14 @@ impl std::fmt::Display for RunSummary {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let t = &self.totals;
         let verdict = if self.is_complete() {
-            "complete: every sample read was accepted"
-        } else if self.interrupted {
-            "interrupted: run the same command again to resume"
+            "complete: every sample read was accepted".to_string()
+        } else if let Some(signal) = self.interrupted {
+            format!(
+                "interrupted by {}: run the same command again to resume",
+                signal.name()
+            )
         } else {
-            "INCOMPLETE"
+            "INCOMPLETE".to_string()
         };
         if let Some(range) = self.range {
             writeln!(f, "import {range}: {verdict}")?;
@@ -132,7 +162,9 @@ impl std::fmt::Display for RunSummary {
         for (window, message) in &self.failures {
             write!(f, "\n  FAILED   {window}: {message}")?;
         }
-        if t.samples_read == 0 && self.windows_done > 0 {
+        // Only when no run of this import read anything: a resumed run whose last windows
+        // are empty says nothing about the range.
+        if t.samples_read == 0 && self.samples_read_before == 0 && self.windows_done > 0 {
             write!(
                 f,
                 "\n  NOTE     the source returned no samples: check the range against its retention and the --match selectors"
@@ -160,8 +192,16 @@ pub async fn run_local(
     let mut summary = RunSummary {
         range: Some(run.range),
         windows_done_before: all.len().saturating_sub(todo.len()) as u64,
+        samples_read_before: entries
+            .iter()
+            .filter(|e| e.status == WindowStatus::Done)
+            .map(|e| e.outcome.samples_read)
+            .sum(),
         ..Default::default()
     };
+    if !todo.is_empty() {
+        worker.probe().await?;
+    }
     tracing::info!(
         source = %worker.source_url(),
         dest = %worker.dest_url(),
@@ -177,12 +217,12 @@ pub async fn run_local(
     let mut pending = todo.into_iter();
     let mut running: JoinSet<(Window, WindowOutcome)> = JoinSet::new();
     let mut ticker = tokio::time::interval(Duration::from_millis(500));
-    let interrupt = tokio::signal::ctrl_c();
-    tokio::pin!(interrupt);
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    let mut terminate = signal(SignalKind::terminate())?;
 
     loop {
         while summary.stopped_early.is_none()
-            && !summary.interrupted
+            && summary.interrupted.is_none()
             && running.len() < run.parallel
         {
             let Some(window) = pending.next() else { break };
@@ -199,7 +239,13 @@ pub async fn run_local(
         tokio::select! {
             joined = running.join_next() => {
                 let Some(joined) = joined else { continue };
-                let (window, outcome) = joined.map_err(|e| Error::Internal(format!("a window task ended: {e}")))?;
+                let (window, outcome) = match joined {
+                    Ok(finished) => finished,
+                    // Aborted by a signal: nothing was recorded, so the window is imported
+                    // again, whole, on resume.
+                    Err(e) if e.is_cancelled() => continue,
+                    Err(e) => return Err(Error::Internal(format!("a window task ended: {e}"))),
+                };
                 let status = WindowStatus::of(&outcome);
                 ledger.record(&LedgerEntry { window, status, finished_at: format_ms(now_ms()), outcome: outcome.clone() })?;
                 progress.window_finished(window, &outcome);
@@ -229,10 +275,11 @@ pub async fn run_local(
                 summary.totals.absorb(&outcome);
             }
             _ = ticker.tick() => progress.tick(),
-            _ = &mut interrupt, if !summary.interrupted => {
-                tracing::warn!("interrupted: stopping; windows in flight will be imported again on resume");
-                summary.interrupted = true;
-                running.abort_all();
+            _ = interrupt.recv(), if summary.interrupted.is_none() => {
+                interrupted(&mut summary, &mut running, Signal::Interrupt);
+            }
+            _ = terminate.recv(), if summary.interrupted.is_none() => {
+                interrupted(&mut summary, &mut running, Signal::Terminate);
             }
         }
     }
@@ -240,6 +287,25 @@ pub async fn run_local(
     summary.windows_not_attempted = pending.count() as u64;
     summary.seconds = started.elapsed().as_secs_f64();
     Ok(summary)
+}
+
+fn interrupted(
+    summary: &mut RunSummary,
+    running: &mut JoinSet<(Window, WindowOutcome)>,
+    signal: Signal,
+) {
+    tracing::warn!(
+        signal = signal.name(),
+        windows_in_flight = running.len(),
+        "stopping; windows in flight are imported again on resume"
+    );
+    summary.interrupted = Some(signal);
+    running.abort_all();
+}
+
+fn signal(kind: SignalKind) -> Result<tokio::signal::unix::Signal> {
+    tokio::signal::unix::signal(kind)
+        .map_err(|e| Error::Internal(format!("cannot listen for signals: {e}")))
 }
 
 async fn import_with_attempts(

@@ -14,7 +14,7 @@ use promimport::kube::{self, control, scheduler};
 use promimport::ledger::file::ImportIdentity;
 use promimport::ledger::{LedgerEntry, WindowStatus};
 use promimport::local::{EXIT_FAILED, EXIT_REJECTED, LocalRun, run_local};
-use promimport::plan::{Window, plan_windows};
+use promimport::plan::{Window, check_plan, parse_window_length, plan_windows};
 use promimport::query::QueryClient;
 use promimport::spec::{EndpointSpec, ImportSpec, SecretKeyRef};
 use promimport::targets::TargetStore;
@@ -660,7 +660,7 @@ async fn verify(args: VerifyArgs) -> anyhow::Result<i32> {
             // An incremental import's range ends where its windows do.
             let end = view
                 .range_end_ms
-                .or_else(|| view.done().iter().map(|w| w.end_ms).max())
+                .or_else(|| view.done_windows().iter().map(|w| w.end_ms).max())
                 .unwrap_or(view.range_start_ms);
             settings.selectors = view
                 .spec
@@ -694,8 +694,7 @@ async fn verify(args: VerifyArgs) -> anyhow::Result<i32> {
                 parse_time("--start", start, now)?,
                 parse_time("--end", &args.end, now)?,
             )?;
-            let window_ms = i64::try_from(parse_duration("--window", &args.window)?.as_millis())
-                .context("--window is too long")?;
+            let window_ms = parse_window_length("--window", &args.window)?;
             (range, window_ms, None)
         }
     };
@@ -932,8 +931,8 @@ async fn run(args: RunArgs) -> anyhow::Result<i32> {
         parse_time("--start", &args.start, now)?,
         parse_time("--end", &args.end, now)?,
     )?;
-    let window = parse_duration("--window", &args.window)?;
-    let window_ms = i64::try_from(window.as_millis()).context("--window is too long")?;
+    let window_ms = parse_window_length("--window", &args.window)?;
+    check_plan(range, window_ms)?;
     if args.parallel == 0 || args.parallel > 64 {
         anyhow::bail!("invalid --parallel {}: give 1 to 64", args.parallel);
     }

@@ -1,11 +1,25 @@
 //! Splitting an import's time range into windows (shards). Windows are aligned to multiples of
 //! the window length since the epoch, like Prometheus' 2h TSDB blocks, so re-planning the same
-//! range with a later "now" yields the same windows, and a window reads whole blocks.
+//! range with a later "now" yields the same windows, and a window reads whole blocks. Only the
+//! first and the last window of a range may be shorter.
+//!
+//! A window's identity is its exact `[start_ms, end_ms)`: `Window::key` and `Window::from_key`
+//! are its one text form, used by the ledgers' keys and the Jobs' labels, so a window is found
+//! again from either, to the millisecond (a relative start such as `now-10d` carries
+//! milliseconds).
 
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::timespec::format_ms;
+use crate::timespec::{format_ms, parse_duration};
+
+/// The shortest window: below a scrape interval or two a window holds almost nothing, and a
+/// plan of millions of windows would only fill the ledger.
+pub const MIN_WINDOW_MS: i64 = 60_000;
+
+/// The most windows one import may plan: ten years of 1h windows. Done windows are kept as
+/// compact ranges in either ledger, so this bounds the plan held in memory, not the ledger.
+pub const MAX_WINDOWS: u64 = 100_000;
 
 /// A half-open time range `[start_ms, end_ms)` in unix milliseconds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -40,6 +54,96 @@ impl Window {
     pub fn contains(&self, t: i64) -> bool {
         self.start_ms <= t && t < self.end_ms
     }
+
+    /// `START_MS-END_MS`: digits and one dash, so it is at once a valid ConfigMap key suffix
+    /// and a valid label value (at most 27 characters). `from_key` is its inverse.
+    pub fn key(&self) -> String {
+        format!("{}-{}", self.start_ms, self.end_ms)
+    }
+
+    /// Reads a key written by `key`. `what` names where the key was found (a ledger key, a
+    /// Job's label), because a hand-edited object is the only way to get a bad one.
+    pub fn from_key(what: &str, key: &str) -> Result<Self> {
+        let bad = |reason: &str| {
+            Error::invalid(
+                "window key",
+                format!("{what}: {key}"),
+                format!("{reason}; expected START_MS-END_MS as promimport writes it (was the object edited by hand?)"),
+            )
+        };
+        let (start, end) = key
+            .split_once('-')
+            .ok_or_else(|| bad("no dash between start and end"))?;
+        let number = |text: &str| -> Result<i64> {
+            if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(bad("not unsigned whole milliseconds"));
+            }
+            text.parse::<i64>().map_err(|_| bad("a number out of range"))
+        };
+        let (start_ms, end_ms) = (number(start)?, number(end)?);
+        if start_ms >= end_ms {
+            return Err(bad("the start is not before the end"));
+        }
+        Ok(Window { start_ms, end_ms })
+    }
+}
+
+/// Parses a window length as a user types it (`2h`, `30m`) and checks it is usable.
+pub fn parse_window_length(what: &'static str, input: &str) -> Result<i64> {
+    let duration = parse_duration(what, input)?;
+    let ms = i64::try_from(duration.as_millis())
+        .map_err(|_| Error::invalid(what, input, "too long"))?;
+    if ms < MIN_WINDOW_MS {
+        return Err(Error::invalid(
+            what,
+            input,
+            "windows shorter than 1m hold too little to be worth a request each; give 1m or more (1h and 2h suit most imports)",
+        ));
+    }
+    Ok(ms)
+}
+
+/// Checks a range and window length before anything is planned: a range before 1970 has no
+/// key, and a plan of more than `MAX_WINDOWS` windows is refused with the window that fits.
+pub fn check_plan(range: Window, window_ms: i64) -> Result<u64> {
+    if range.start_ms < 0 {
+        return Err(Error::invalid(
+            "start",
+            format_ms(range.start_ms),
+            "is before 1970; Prometheus history starts later: give a later --start",
+        ));
+    }
+    if window_ms < 1 {
+        return Err(Error::invalid(
+            "window",
+            format!("{window_ms}ms"),
+            "must be longer than zero",
+        ));
+    }
+    let windows = count_windows(range, window_ms);
+    if windows > MAX_WINDOWS {
+        let span = range.end_ms - range.start_ms;
+        let fits = (span / MAX_WINDOWS as i64 / 3_600_000 + 1).max(1);
+        return Err(Error::invalid(
+            "window",
+            humantime::format_duration(std::time::Duration::from_millis(window_ms as u64))
+                .to_string(),
+            format!(
+                "the range {range} makes {windows} windows, more than the {MAX_WINDOWS} an import may plan; give --window {fits}h or longer, or a shorter range"
+            ),
+        ));
+    }
+    Ok(windows)
+}
+
+/// How many windows `plan_windows(range, window_ms, &[])` returns, without making them.
+pub fn count_windows(range: Window, window_ms: i64) -> u64 {
+    if range.start_ms >= range.end_ms {
+        return 0;
+    }
+    let first = range.start_ms.div_euclid(window_ms);
+    let last = (range.end_ms - 1).div_euclid(window_ms);
+    (last - first + 1) as u64
 }
 
 /// The windows of `range`, minus the parts already `done`, in time order.
@@ -149,4 +253,75 @@ mod tests {
         assert!(err.contains("swap --start and --end"), "{err}");
         assert!(Window::new(5, 5).is_err());
     }
+
+    #[test]
+    fn keys_round_trip_and_bad_keys_name_the_object() {
+        let window = w(1_793_491_200_123, 1_793_498_400_000);
+        assert_eq!(window.key(), "1793491200123-1793498400000");
+        assert_eq!(Window::from_key("x", &window.key()).unwrap(), window);
+        for bad in [
+            "",
+            "12",
+            "-5-10",
+            "5--10",
+            "10-5",
+            "1+2-3",
+            "99999999999999999999-1",
+            "1-2-3",
+        ] {
+            let err = Window::from_key("Job a-w1", bad).unwrap_err().to_string();
+            assert!(err.contains("Job a-w1"), "{err}");
+        }
+    }
+
+    #[test]
+    fn short_windows_and_huge_plans_are_refused_with_the_fix() {
+        let err = parse_window_length("--window", "1ms").unwrap_err().to_string();
+        assert!(err.contains("give 1m or more"), "{err}");
+        assert_eq!(parse_window_length("--window", "1m").unwrap(), 60_000);
+        let ten_years = w(0, 3650 * 24 * H);
+        assert_eq!(check_plan(ten_years, H).unwrap(), 87_600);
+        let err = check_plan(ten_years, 60_000).unwrap_err().to_string();
+        assert!(err.contains("5256000 windows") && err.contains("--window 1h"), "{err}");
+        let err = check_plan(w(-H, H), H).unwrap_err().to_string();
+        assert!(err.contains("before 1970"), "{err}");
+    }
+
+    proptest::proptest! {
+        /// Every planned window, whatever the range and length (starts with milliseconds
+        /// included), is found again from its key, the plan covers the range exactly, only
+        /// the first and last windows are partial, and a later "now" plans the same windows.
+        #[test]
+        fn every_planned_window_is_found_again_from_its_key(
+            start in 0i64..4_000_000_000_000,
+            span in 1i64..(40 * H),
+            window in MIN_WINDOW_MS..(6 * H),
+            later in 0i64..(10 * H),
+        ) {
+            let range = w(start, start + span);
+            let planned = plan_windows(range, window, &[]);
+            proptest::prop_assert_eq!(planned.len() as u64, count_windows(range, window));
+            proptest::prop_assert_eq!(planned[0].start_ms, range.start_ms);
+            proptest::prop_assert_eq!(planned[planned.len() - 1].end_ms, range.end_ms);
+            let mut keys = std::collections::BTreeSet::new();
+            for (i, x) in planned.iter().enumerate() {
+                proptest::prop_assert_eq!(Window::from_key("ledger", &x.key()).unwrap(), *x);
+                proptest::prop_assert!(keys.insert(x.key()), "two windows share a key");
+                if i > 0 {
+                    proptest::prop_assert_eq!(planned[i - 1].end_ms, x.start_ms);
+                    proptest::prop_assert_eq!(x.start_ms.rem_euclid(window), 0);
+                }
+                if i + 1 < planned.len() {
+                    proptest::prop_assert_eq!(x.end_ms.rem_euclid(window), 0);
+                }
+            }
+            // The same range planned again later (an incremental run's end moved on): every
+            // window but the old last one is planned again, identical.
+            let grown = plan_windows(w(start, start + span + later), window, &[]);
+            for x in &planned[..planned.len() - 1] {
+                proptest::prop_assert!(grown.contains(x), "{} not planned again", x);
+            }
+        }
+    }
 }
+

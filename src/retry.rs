@@ -258,6 +258,66 @@ mod tests {
     }
 }
 
+/// The Kubernetes rows: whether the API server's answer may change if the same request is
+/// sent again. A write that lost a race (409 `Conflict`, not 409 `AlreadyExists`), an API
+/// server shedding load (429) or failing (5xx), and a connection that broke are; anything
+/// else (forbidden, not found, invalid) needs a person.
+pub fn kube_is_transient(error: &kube::Error) -> bool {
+    match error {
+        kube::Error::Api(status) => match status.code {
+            409 => status.reason == "Conflict",
+            429 | 500..=599 => true,
+            _ => false,
+        },
+        kube::Error::HyperError(_) | kube::Error::Service(_) => true,
+        _ => false,
+    }
+}
+
+/// How often a Kubernetes request is tried when its answer is transient: five tries over
+/// about ten seconds, so a worker's ledger write survives an API server restart or a burst
+/// of conflicts instead of failing the Job and importing the window again.
+pub fn kube_backoff() -> backon::ExponentialBuilder {
+    backon::ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(200))
+        .with_max_delay(Duration::from_secs(5))
+        .with_max_times(5)
+        .with_jitter()
+}
+
+#[cfg(test)]
+mod kube_tests {
+    use super::*;
+
+    fn api(code: u16, reason: &str) -> kube::Error {
+        kube::Error::Api(Box::new(kube::core::Status {
+            code,
+            reason: reason.into(),
+            message: "m".into(),
+            ..Default::default()
+        }))
+    }
+
+    #[test]
+    fn a_lost_race_an_overload_and_a_server_failure_are_retried() {
+        assert!(kube_is_transient(&api(409, "Conflict")));
+        assert!(kube_is_transient(&api(429, "TooManyRequests")));
+        for code in [500, 502, 503, 504] {
+            assert!(kube_is_transient(&api(code, "InternalError")), "{code}");
+        }
+    }
+
+    #[test]
+    fn an_existing_object_a_refusal_and_a_missing_one_are_not() {
+        assert!(!kube_is_transient(&api(409, "AlreadyExists")));
+        for code in [400, 401, 403, 404, 422] {
+            assert!(!kube_is_transient(&api(code, "x")), "{code}");
+        }
+        let not_json = serde_json::from_str::<u8>("x").unwrap_err();
+        assert!(!kube_is_transient(&kube::Error::SerdeError(not_json)));
+    }
+}
+
 /// How hard to try before giving up on an endpoint: capped exponential backoff with jitter.
 #[derive(Debug, Clone, Copy)]
 pub struct RetryPolicy {

@@ -9,13 +9,14 @@ use crate::error::{Error, Result};
 use crate::selector::parse_selector;
 use crate::timespec::{parse_duration, parse_time};
 
-/// The longest import name: Job names add `-w` and ten digits and must stay within 63.
+/// The longest import name: Job names add `-w` and the window's start in milliseconds (13
+/// digits until the year 2286) and must stay within 63.
 pub const MAX_NAME_LEN: usize = 40;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct ImportSpec {
-    /// DNS-safe name; the ledger ConfigMap is `promimport-NAME`, Jobs `NAME-wSTART`.
+    /// DNS-safe name; the ledger ConfigMap is `promimport-NAME`, Jobs `NAME-wSTART_MS`.
     pub name: String,
     /// The target this import was started from (`promimport import start`), if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -182,7 +183,7 @@ impl ImportSpec {
         crate::endpoint::parse_url("destination.url", &self.destination.url)?;
         parse_time("start", &self.start, 0)?;
         parse_time("end", &self.end, 0)?;
-        parse_duration("window", &self.window)?;
+        self.window_ms()?;
         for selector in &self.selectors {
             parse_selector(selector)?;
         }
@@ -218,9 +219,7 @@ impl ImportSpec {
     }
 
     pub fn window_ms(&self) -> Result<i64> {
-        let window = parse_duration("window", &self.window)?;
-        i64::try_from(window.as_millis())
-            .map_err(|_| Error::invalid("window", &self.window, "too long"))
+        crate::plan::parse_window_length("window", &self.window)
     }
 
     pub fn ledger_name(&self) -> String {

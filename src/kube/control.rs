@@ -10,7 +10,7 @@ use super::scheduler::{JobPhase, job_info};
 use super::{LABEL_IMPORT, kube_error};
 use crate::error::{Error, Result};
 use crate::ledger::WindowStatus;
-use crate::plan::{Window, plan_windows};
+use crate::plan::{Window, count_windows};
 use crate::progress::human;
 use crate::timespec::now_ms;
 use crate::timespec::parse_time;
@@ -68,34 +68,40 @@ pub async fn status(
     Ok(out)
 }
 
-/// The numbers of one import, from its ledger and its count of running Jobs.
+/// The numbers of one import, from its ledger (compacted ranges and records) and its count of
+/// running Jobs.
 pub fn summarize(view: &LedgerView, running: usize) -> ImportStatus {
     let window_ms = view.spec.window_ms().unwrap_or(2 * 3_600_000);
     let end = view.range_end_ms.unwrap_or_else(now_ms);
     let planned = if view.range_start_ms < end {
-        plan_windows(
+        count_windows(
             Window {
                 start_ms: view.range_start_ms,
                 end_ms: end,
             },
             window_ms,
-            &[],
-        )
-        .len()
+        ) as usize
     } else {
         0
     };
-    let (mut done, mut failed) = (0, 0);
-    let (mut read, mut written, mut rejected, mut skipped) = (0, 0, 0, 0);
+    let mut totals = Totals::default();
+    for range in &view.done {
+        totals.done += range.windows as usize;
+        totals.read += range.read;
+        totals.written += range.written;
+    }
     let mut problems: Vec<(&str, String)> = Vec::new();
-    for record in view.windows.values() {
-        read += record.read;
-        written += record.written;
-        rejected += record.rejected;
-        skipped += record.skipped;
+    for (window, record) in &view.windows {
+        if view.compacted(*window) {
+            continue;
+        }
+        totals.read += record.read;
+        totals.written += record.written;
+        totals.rejected += record.rejected;
+        totals.skipped += record.skipped;
         match (record.status, record.is_final()) {
-            (WindowStatus::Done, _) => done += 1,
-            (_, true) => failed += 1,
+            (WindowStatus::Done, _) => totals.done += 1,
+            (_, true) => totals.failed += 1,
             (_, false) => {}
         }
         if record.status != WindowStatus::Done {
@@ -112,12 +118,15 @@ pub fn summarize(view: &LedgerView, running: usize) -> ImportStatus {
         }
     }
     problems.sort_by(|a, b| b.0.cmp(a.0));
+    let (done, failed) = (totals.done, totals.failed);
     let pending = planned.saturating_sub(done + failed + running);
     // A running import's rate is up to now; a finished one's up to its last window.
     let last_record = view
         .windows
         .values()
-        .filter_map(|r| parse_time("at", &r.at, 0).ok())
+        .map(|r| r.at.as_str())
+        .chain(view.done.iter().map(|r| r.at.as_str()))
+        .filter_map(|at| parse_time("at", at, 0).ok())
         .max();
     let until = match view.state {
         ImportState::Running => now_ms(),
@@ -128,7 +137,7 @@ pub fn summarize(view: &LedgerView, running: usize) -> ImportStatus {
         .as_deref()
         .and_then(|c| parse_time("created", c, 0).ok())
         .map(|created| ((until - created) as f64 / 1000.0).max(1.0));
-    let rate = elapsed.map_or(0.0, |e| written as f64 / e);
+    let rate = elapsed.map_or(0.0, |e| totals.written as f64 / e);
     let eta = match (elapsed, view.state) {
         (Some(e), ImportState::Running) if done > 0 => {
             Some(e / done as f64 * (pending + running) as f64)
@@ -144,10 +153,10 @@ pub fn summarize(view: &LedgerView, running: usize) -> ImportStatus {
         running,
         failed,
         pending,
-        samples_read: read,
-        samples_written: written,
-        samples_rejected: rejected,
-        samples_skipped: skipped,
+        samples_read: totals.read,
+        samples_written: totals.written,
+        samples_rejected: totals.rejected,
+        samples_skipped: totals.skipped,
         samples_per_second: rate,
         eta_seconds: eta,
         last_errors: problems
@@ -156,6 +165,16 @@ pub fn summarize(view: &LedgerView, running: usize) -> ImportStatus {
             .map(|p| p.1)
             .collect(),
     }
+}
+
+#[derive(Default)]
+struct Totals {
+    done: usize,
+    failed: usize,
+    read: u64,
+    written: u64,
+    rejected: u64,
+    skipped: u64,
 }
 
 /// `[=========>          ]  45%`: windows finished (done or failed) of all.
@@ -274,26 +293,16 @@ pub async fn prepare_resume(
         .await?
         .ok_or_else(|| not_found(import, namespace))?;
     let jobs: Api<Job> = Api::namespaced(client, namespace);
-    let retry: Vec<i64> = view
+    let retry: Vec<Window> = view
         .windows
         .iter()
-        .filter(|(_, r)| r.status != WindowStatus::Done)
-        .map(|(start, _)| *start)
+        .filter(|(w, r)| r.status != WindowStatus::Done && !view.compacted(**w))
+        .map(|(w, _)| *w)
         .collect();
-    for &start in &retry {
-        delete_job(
-            &jobs,
-            &super::jobs::job_name(
-                import,
-                Window {
-                    start_ms: start,
-                    end_ms: 0,
-                },
-            ),
-        )
-        .await?;
-        ledger.forget(start).await?;
+    for window in &retry {
+        delete_job(&jobs, &super::jobs::job_name(import, *window)).await?;
     }
+    ledger.forget(&retry).await?;
     ledger
         .set_state(
             ImportState::Running,
@@ -303,7 +312,8 @@ pub async fn prepare_resume(
     Ok(view.spec)
 }
 
-async fn delete_job(jobs: &Api<Job>, name: &str) -> Result<()> {
+/// Deletes a Job and, in the background, its pods; a Job already gone is fine.
+pub async fn delete_job(jobs: &Api<Job>, name: &str) -> Result<()> {
     let params = DeleteParams {
         propagation_policy: Some(PropagationPolicy::Background),
         ..Default::default()
@@ -316,9 +326,9 @@ async fn delete_job(jobs: &Api<Job>, name: &str) -> Result<()> {
 }
 
 fn not_found(import: &str, namespace: &str) -> Error {
-    Error::Kubernetes {
-        action: format!("find import {import}"),
-        message: format!(
+    Error::ClusterState {
+        object: format!("import {import}"),
+        reason: format!(
             "no ledger ConfigMap promimport-{import} in namespace {namespace}; `promimport status -n {namespace}` lists the imports"
         ),
     }

@@ -10,10 +10,11 @@ use crate::plan::Window;
 use crate::spec::{EndpointSpec, ImportSpec};
 use crate::timespec::format_ms;
 
-/// `NAME-wSTART`: deterministic, so a window never gets a second Job (the API server refuses
-/// a second create), and DNS-safe within 63 characters (names are at most 40).
+/// `NAME-wSTART_MS`: deterministic, so a window never gets a second Job (the API server
+/// refuses a second create), and DNS-safe within 63 characters (names are at most 40). The
+/// start alone is unique: the windows of one import never share a start.
 pub fn job_name(import: &str, window: Window) -> String {
-    format!("{import}-w{}", window.start_ms.div_euclid(1000))
+    format!("{import}-w{}", window.start_ms)
 }
 
 /// Where a CA Secret is mounted in the worker; the root filesystem is read-only.
@@ -26,7 +27,8 @@ pub fn job_for_window(
     window: Window,
 ) -> Result<Job> {
     let name = job_name(&spec.name, window);
-    let window_label = window.start_ms.div_euclid(1000).to_string();
+    // The window's key: the scheduler finds the window again from it, to the millisecond.
+    let window_label = window.key();
     let labels = json!({
         "app.kubernetes.io/name": "promimport",
         "app.kubernetes.io/component": "worker",
@@ -219,11 +221,11 @@ dropLabels: [prometheus_replica]
     #[test]
     fn names_are_deterministic_dns_labels() {
         let name = job_name("rancher-history", window());
-        assert_eq!(name, "rancher-history-w1793491200");
+        assert_eq!(name, "rancher-history-w1793491200000");
         let longest = job_name(
             &"a".repeat(crate::spec::MAX_NAME_LEN),
             Window {
-                start_ms: 9_999_999_999_000,
+                start_ms: 9_999_999_999_999,
                 end_ms: 0,
             },
         );
@@ -247,10 +249,11 @@ dropLabels: [prometheus_replica]
             "ALL"
         );
         assert_eq!(json["metadata"]["ownerReferences"][0]["uid"], "uid-1");
-        assert_eq!(
-            json["metadata"]["labels"]["promimport.io/window"],
-            "1793491200"
-        );
+        let label = json["metadata"]["labels"]["promimport.io/window"]
+            .as_str()
+            .unwrap();
+        assert_eq!(label, "1793491200000-1793498400000");
+        assert_eq!(Window::from_key("label", label).unwrap(), window());
         let env: std::collections::BTreeMap<String, Value> = container["env"]
             .as_array()
             .unwrap()

@@ -1,11 +1,17 @@
 //! The ConfigMap ledger: one per import (`promimport-NAME`), readable with kubectl. Each worker
-//! records its own window under its own key (`w-START`) with server-side apply and a field
-//! manager per window, so concurrent writers never overwrite each other: the API server merges
-//! their keys. The scheduler and the control commands own `state` and `message`.
+//! records its own window under its own key (`w-START_MS-END_MS`, `Window::key`) with
+//! server-side apply and a field manager per window, so concurrent writers never overwrite
+//! each other: the API server merges their keys.
 //!
-//! Size: a ConfigMap holds at most 1 MiB. A window's record is about 200 bytes, so an import is
-//! limited to `MAX_WINDOWS` windows (5 000: 200 days of 1h windows); a larger plan is refused
-//! with the fix (a longer window) before anything runs.
+//! Size: a ConfigMap holds at most 1 MiB, so the ledger is bounded by design. The scheduler
+//! compacts runs of done windows into ranges with summed counts (key `done`), so a year of
+//! windows costs a few hundred bytes; a record that is not done keeps bounded messages; and
+//! an import stops once `MAX_PROBLEM_RECORDS` windows have failed. What is left per window is
+//! at most `RECORD_BYTES`, so the ledger stays far below 1 MiB (measured in a test).
+//!
+//! State (`state`, `message`) changes are conditional: the scheduler moves an import only
+//! from the state it last read (a resourceVersion precondition), so `promimport stop`, which
+//! writes unconditionally, always wins over a scheduler mid-round.
 
 use std::collections::BTreeMap;
 
@@ -21,13 +27,22 @@ use crate::plan::Window;
 use crate::spec::ImportSpec;
 use crate::timespec::format_ms;
 
-pub const MAX_WINDOWS: usize = 5_000;
+/// Windows that did not import cleanly before the import stops by itself: each keeps a
+/// record (the scheduler cannot compact a failure), and a person should look long before.
+pub const MAX_PROBLEM_RECORDS: usize = 200;
+/// The most a window's record may take, messages included.
+pub const RECORD_BYTES: usize = 2_048;
+const MESSAGE_BYTES: usize = 300;
+const REASONS_KEPT: usize = 3;
 const KEY_SPEC: &str = "import.yaml";
 const KEY_STATE: &str = "state";
 const KEY_MESSAGE: &str = "message";
 const KEY_START: &str = "rangeStart";
 const KEY_END: &str = "rangeEnd";
+const KEY_DONE: &str = "done";
 const WINDOW_PREFIX: &str = "w-";
+/// Conditional state changes lose a race to every worker's record; they try again this often.
+const STATE_WRITE_TRIES: usize = 50;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -39,12 +54,18 @@ pub enum ImportState {
 }
 
 impl ImportState {
-    fn parse(text: &str) -> Self {
+    fn parse(object: &str, text: &str) -> Result<Self> {
         match text.trim() {
-            "stopped" => ImportState::Stopped,
-            "finished" => ImportState::Finished,
-            "failed" => ImportState::Failed,
-            _ => ImportState::Running,
+            "running" => Ok(ImportState::Running),
+            "stopped" => Ok(ImportState::Stopped),
+            "finished" => Ok(ImportState::Finished),
+            "failed" => Ok(ImportState::Failed),
+            other => Err(Error::ClusterState {
+                object: object.to_string(),
+                reason: format!(
+                    "state {other:?} is not running, stopped, finished or failed; was it edited by hand? `promimport stop` or `resume` sets it"
+                ),
+            }),
         }
     }
 
@@ -73,7 +94,7 @@ pub struct WindowRecord {
     pub skipped: u64,
     pub seconds: f64,
     pub at: String,
-    /// Why samples were refused or skipped, with the fix.
+    /// Why samples were refused or skipped, with the fix (the first few, each bounded).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub reasons: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -85,6 +106,18 @@ pub struct WindowRecord {
 
 fn is_zero(n: &u64) -> bool {
     *n == 0
+}
+
+/// At most about `bytes` bytes of `text`, cut at a character boundary and marked where cut.
+fn bounded(text: &str, bytes: usize) -> String {
+    if text.len() <= bytes {
+        return text.to_string();
+    }
+    let mut end = bytes;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &text[..end])
 }
 
 impl WindowRecord {
@@ -104,6 +137,7 @@ impl WindowRecord {
             })
             .collect();
         reasons.extend(o.skipped.iter().map(|(reason, n)| format!("{n} {reason}")));
+        reasons.truncate(REASONS_KEPT);
         WindowRecord {
             status: entry.status,
             start: format_ms(entry.window.start_ms),
@@ -115,8 +149,14 @@ impl WindowRecord {
             skipped: o.samples_skipped(),
             seconds: (o.seconds * 100.0).round() / 100.0,
             at: entry.finished_at.clone(),
-            reasons,
-            error: o.error.clone(),
+            reasons: reasons
+                .iter()
+                .map(|r| bounded(r, MESSAGE_BYTES))
+                .collect(),
+            error: o.error.as_ref().map(|e| WindowError {
+                message: bounded(&e.message, MESSAGE_BYTES),
+                ..e.clone()
+            }),
             stops_import: o.rejects_all_history()
                 || o.error.as_ref().is_some_and(|e| e.stops_import),
         }
@@ -128,6 +168,60 @@ impl WindowRecord {
     }
 }
 
+/// A run of adjacent windows recorded as done, compacted into one entry of the `done` key.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DoneRange {
+    pub window: Window,
+    pub windows: u64,
+    /// The most series of any one window.
+    pub series: u64,
+    pub read: u64,
+    pub written: u64,
+    pub seconds: f64,
+    /// When its newest window finished.
+    pub at: String,
+}
+
+impl DoneRange {
+    fn of(window: Window, record: &WindowRecord) -> Self {
+        DoneRange {
+            window,
+            windows: 1,
+            series: record.series,
+            read: record.read,
+            written: record.written,
+            seconds: record.seconds,
+            at: record.at.clone(),
+        }
+    }
+
+    fn absorb(&mut self, other: &DoneRange) {
+        self.window.start_ms = self.window.start_ms.min(other.window.start_ms);
+        self.window.end_ms = self.window.end_ms.max(other.window.end_ms);
+        self.windows += other.windows;
+        self.series = self.series.max(other.series);
+        self.read += other.read;
+        self.written += other.written;
+        self.seconds = ((self.seconds + other.seconds) * 100.0).round() / 100.0;
+        if other.at > self.at {
+            self.at = other.at.clone();
+        }
+    }
+}
+
+/// Merges ranges that touch or overlap into as few as cover the same time, keeping counts.
+pub fn merge_ranges(mut ranges: Vec<DoneRange>) -> Vec<DoneRange> {
+    ranges.sort_by_key(|r| r.window);
+    let mut merged: Vec<DoneRange> = Vec::with_capacity(ranges.len());
+    for range in ranges {
+        match merged.last_mut() {
+            Some(last) if range.window.start_ms <= last.window.end_ms => last.absorb(&range),
+            _ => merged.push(range),
+        }
+    }
+    merged
+}
+
 /// Everything a ledger says about an import.
 #[derive(Debug, Clone)]
 pub struct LedgerView {
@@ -137,10 +231,65 @@ pub struct LedgerView {
     pub range_start_ms: i64,
     /// `None` for an incremental import, whose end moves with time.
     pub range_end_ms: Option<i64>,
-    /// By window start.
-    pub windows: BTreeMap<i64, WindowRecord>,
+    /// Window records not yet compacted, by window.
+    pub windows: BTreeMap<Window, WindowRecord>,
+    /// Compacted runs of done windows, in time order, not overlapping.
+    pub done: Vec<DoneRange>,
     pub uid: String,
     pub created: Option<String>,
+    /// What conditional writes compare against.
+    pub resource_version: String,
+}
+
+impl LedgerView {
+    /// Whether a compacted range holds the whole window.
+    pub fn compacted(&self, window: Window) -> bool {
+        let i = self
+            .done
+            .partition_point(|r| r.window.end_ms < window.end_ms);
+        self.done.get(i).is_some_and(|r| {
+            r.window.start_ms <= window.start_ms && window.end_ms <= r.window.end_ms
+        })
+    }
+
+    /// The window's record, unless a compacted range already counts it as done.
+    pub fn record(&self, window: Window) -> Option<&WindowRecord> {
+        if self.compacted(window) {
+            return None;
+        }
+        self.windows.get(&window)
+    }
+
+    /// The parts of the range recorded as done, compacted or not.
+    pub fn done_windows(&self) -> Vec<Window> {
+        let mut done: Vec<Window> = self.done.iter().map(|r| r.window).collect();
+        done.extend(
+            self.windows
+                .iter()
+                .filter(|(_, r)| r.status == WindowStatus::Done)
+                .map(|(w, _)| *w),
+        );
+        done.sort();
+        done
+    }
+
+    /// Records the scheduler may fold into the `done` ranges, and ranges that result.
+    fn compaction(&self) -> Option<(Vec<DoneRange>, Vec<Window>)> {
+        let folded: Vec<Window> = self
+            .windows
+            .iter()
+            .filter(|(w, r)| r.status == WindowStatus::Done || self.compacted(**w))
+            .map(|(w, _)| *w)
+            .collect();
+        if folded.is_empty() {
+            return None;
+        }
+        let mut ranges = self.done.clone();
+        ranges.extend(folded.iter().filter(|w| !self.compacted(**w)).map(|w| {
+            DoneRange::of(*w, &self.windows[w])
+        }));
+        Some((merge_ranges(ranges), folded))
+    }
 }
 
 #[derive(Clone)]
@@ -149,12 +298,12 @@ pub struct ConfigMapLedger {
     pub name: String,
 }
 
-pub fn window_key(start_ms: i64) -> String {
-    format!("{WINDOW_PREFIX}{}", start_ms.div_euclid(1000))
+pub fn window_key(window: Window) -> String {
+    format!("{WINDOW_PREFIX}{}", window.key())
 }
 
-fn window_manager(start_ms: i64) -> String {
-    format!("promimport-w{}", start_ms.div_euclid(1000))
+fn window_manager(window: Window) -> String {
+    format!("promimport-w{}", window.key())
 }
 
 impl ConfigMapLedger {
@@ -163,6 +312,10 @@ impl ConfigMapLedger {
             api: Api::namespaced(client, namespace),
             name: name.to_string(),
         }
+    }
+
+    fn object(&self) -> String {
+        format!("ledger ConfigMap {}", self.name)
     }
 
     /// Creates the ledger of a new import, or returns the existing one. An existing ledger
@@ -183,12 +336,12 @@ impl ConfigMapLedger {
                 || stored.drop_labels != spec.drop_labels
                 || stored.set_labels != spec.set_labels
             {
-                return Err(Error::Kubernetes {
-                    action: format!("schedule import {}", spec.name),
-                    message: format!(
-                        "ConfigMap {} holds an import of that name with another source, destination, selectors, labels or window; \
+                return Err(Error::ClusterState {
+                    object: self.object(),
+                    reason: format!(
+                        "holds an import named {} with another source, destination, selectors, labels or window; \
                          choose another name, or delete the ConfigMap to start over",
-                        self.name
+                        spec.name
                     ),
                 });
             }
@@ -238,42 +391,83 @@ impl ConfigMapLedger {
             Ok(_) => {}
             // Another scheduler created it first: theirs is as good as ours.
             Err(e) if is_status(&e, 409) => {}
-            Err(e) => return Err(kube_error(format!("create ledger ConfigMap {}", self.name))(e)),
+            Err(e) => return Err(kube_error(format!("create {}", self.object()))(e)),
         }
-        self.load().await?.ok_or_else(|| Error::Kubernetes {
-            action: format!("read ledger ConfigMap {}", self.name),
-            message: "it vanished right after it was created".into(),
+        self.load().await?.ok_or_else(|| Error::ClusterState {
+            object: self.object(),
+            reason: "it vanished right after it was created; was it deleted?".into(),
         })
     }
 
     pub async fn load(&self) -> Result<Option<LedgerView>> {
-        let Some(config_map) = self
-            .api
-            .get_opt(&self.name)
-            .await
-            .map_err(kube_error(format!("read ledger ConfigMap {}", self.name)))?
-        else {
-            return Ok(None);
-        };
-        parse_view(&self.name, &config_map).map(Some)
+        let api = self.api.clone();
+        let name = self.name.clone();
+        let found = super::with_retries(format!("read {}", self.object()), || {
+            let (api, name) = (api.clone(), name.clone());
+            async move { api.get_opt(&name).await }
+        })
+        .await?;
+        match found {
+            Some(config_map) => parse_view(&self.name, &config_map).map(Some),
+            None => Ok(None),
+        }
     }
 
-    /// Records one window's outcome under the window's own field manager.
+    /// Records one window's outcome under the window's own field manager. A transient answer
+    /// of the API server (a conflict, an overload, a restart) is retried, so a finished
+    /// window is not imported again for want of its record.
     pub async fn record(&self, entry: &LedgerEntry) -> Result<()> {
         let record = serde_json::to_string(&WindowRecord::from_entry(entry))
             .map_err(|e| Error::Internal(e.to_string()))?;
-        let key = window_key(entry.window.start_ms);
         self.apply(
-            &window_manager(entry.window.start_ms),
-            BTreeMap::from([(key, record)]),
+            &window_manager(entry.window),
+            BTreeMap::from([(window_key(entry.window), record)]),
         )
         .await
     }
 
-    /// Removes a window's record, so the scheduler imports it again.
-    pub async fn forget(&self, start_ms: i64) -> Result<()> {
-        // Applying nothing as the key's only manager removes the key.
-        self.apply(&window_manager(start_ms), BTreeMap::new()).await
+    /// Removes windows' records, so the scheduler imports them again.
+    pub async fn forget(&self, windows: &[Window]) -> Result<()> {
+        if windows.is_empty() {
+            return Ok(());
+        }
+        let data: serde_json::Map<String, serde_json::Value> = windows
+            .iter()
+            .map(|w| (window_key(*w), serde_json::Value::Null))
+            .collect();
+        self.merge(serde_json::json!({ "data": data })).await
+    }
+
+    /// Folds done windows' records into the `done` ranges, in one write that holds only if
+    /// nothing changed since `view` was read (another scheduler compacting at once makes it
+    /// fail, harmlessly: the next round compacts again). Returns whether it wrote.
+    pub async fn compact(&self, view: &LedgerView) -> Result<bool> {
+        let Some((ranges, folded)) = view.compaction() else {
+            return Ok(false);
+        };
+        let mut data = serde_json::Map::new();
+        data.insert(
+            KEY_DONE.to_string(),
+            serde_json::Value::String(
+                serde_json::to_string(&ranges).map_err(|e| Error::Internal(e.to_string()))?,
+            ),
+        );
+        for window in &folded {
+            data.insert(window_key(*window), serde_json::Value::Null);
+        }
+        let patch = serde_json::json!({
+            "metadata": { "resourceVersion": view.resource_version },
+            "data": data,
+        });
+        match self
+            .api
+            .patch(&self.name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(e) if is_status(&e, 409) => Ok(false),
+            Err(e) => Err(kube_error(format!("compact {}", self.object()))(e)),
+        }
     }
 
     /// Records the last `promimport verify` of the import (key `verify`, one JSON line).
@@ -285,12 +479,66 @@ impl ConfigMapLedger {
         .await
     }
 
+    /// Sets the state whatever it is: what a person's `stop` and `resume` do.
     pub async fn set_state(&self, state: ImportState, message: &str) -> Result<()> {
-        let data = BTreeMap::from([
-            (KEY_STATE.to_string(), state.as_str().to_string()),
-            (KEY_MESSAGE.to_string(), message.to_string()),
-        ]);
-        self.apply("promimport-state", data).await
+        self.merge(serde_json::json!({
+            "data": { KEY_STATE: state.as_str(), KEY_MESSAGE: message },
+        }))
+        .await
+    }
+
+    /// Moves the import to `to` only while it is in one of `from`, as read just before the
+    /// write: a scheduler's change never overwrites a person's `stop` that came in between.
+    /// Returns the state found instead when it was not in `from`.
+    pub async fn transition(
+        &self,
+        from: &[ImportState],
+        to: ImportState,
+        message: &str,
+    ) -> Result<std::result::Result<(), ImportState>> {
+        for _ in 0..STATE_WRITE_TRIES {
+            let view = self.load().await?.ok_or_else(|| Error::ClusterState {
+                object: self.object(),
+                reason: "was deleted; the import is gone".into(),
+            })?;
+            if !from.contains(&view.state) {
+                return Ok(Err(view.state));
+            }
+            let patch = serde_json::json!({
+                "metadata": { "resourceVersion": view.resource_version },
+                "data": { KEY_STATE: to.as_str(), KEY_MESSAGE: message },
+            });
+            match self
+                .api
+                .patch(&self.name, &PatchParams::default(), &Patch::Merge(&patch))
+                .await
+            {
+                Ok(_) => return Ok(Ok(())),
+                // A worker's record changed the object since it was read: read it again.
+                Err(e) if is_status(&e, 409) => continue,
+                Err(e) => return Err(kube_error(format!("update {}", self.object()))(e)),
+            }
+        }
+        Err(Error::ClusterState {
+            object: self.object(),
+            reason: format!(
+                "changed under every one of {STATE_WRITE_TRIES} tries to set its state to {}; try again",
+                to.as_str()
+            ),
+        })
+    }
+
+    async fn merge(&self, patch: serde_json::Value) -> Result<()> {
+        let (api, name) = (self.api.clone(), self.name.clone());
+        super::with_retries(format!("update {}", self.object()), || {
+            let (api, name, patch) = (api.clone(), name.clone(), patch.clone());
+            async move {
+                api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+                    .await
+            }
+        })
+        .await?;
+        Ok(())
     }
 
     async fn apply(&self, manager: &str, data: BTreeMap<String, String>) -> Result<()> {
@@ -300,14 +548,13 @@ impl ConfigMapLedger {
             "metadata": { "name": self.name },
             "data": data,
         });
-        self.api
-            .patch(
-                &self.name,
-                &PatchParams::apply(manager).force(),
-                &Patch::Apply(&patch),
-            )
-            .await
-            .map_err(kube_error(format!("update ledger ConfigMap {}", self.name)))?;
+        let (api, name, manager) = (self.api.clone(), self.name.clone(), manager.to_string());
+        super::with_retries(format!("update {}", self.object()), || {
+            let (api, name, patch) = (api.clone(), name.clone(), patch.clone());
+            let params = PatchParams::apply(&manager).force();
+            async move { api.patch(&name, &params, &Patch::Apply(&patch)).await }
+        })
+        .await?;
         Ok(())
     }
 }
@@ -333,9 +580,10 @@ fn to_yaml(spec: &ImportSpec) -> Result<String> {
 }
 
 fn parse_view(name: &str, config_map: &ConfigMap) -> Result<LedgerView> {
-    let bad = |reason: String| Error::Kubernetes {
-        action: format!("read ledger ConfigMap {name}"),
-        message: format!("{reason}; was it edited by hand? delete it to start the import over"),
+    let object = format!("ledger ConfigMap {name}");
+    let bad = |reason: String| Error::ClusterState {
+        object: object.clone(),
+        reason: format!("{reason}; was it edited by hand? delete it to start the import over"),
     };
     let empty = BTreeMap::new();
     let data = config_map.data.as_ref().unwrap_or(&empty);
@@ -352,48 +600,45 @@ fn parse_view(name: &str, config_map: &ConfigMap) -> Result<LedgerView> {
     let range_start_ms = time(KEY_START)?.ok_or_else(|| bad(format!("no {KEY_START}")))?;
     let mut windows = BTreeMap::new();
     for (key, value) in data {
-        let Some(seconds) = key.strip_prefix(WINDOW_PREFIX) else {
+        let Some(window) = key.strip_prefix(WINDOW_PREFIX) else {
             continue;
         };
-        let start: i64 = seconds
-            .parse()
-            .map_err(|_| bad(format!("key {key} is not w-UNIXSECONDS")))?;
+        let window = Window::from_key(&format!("{object} key {key}"), window)?;
         let record: WindowRecord =
             serde_json::from_str(value).map_err(|e| bad(format!("{key}: {e}")))?;
-        windows.insert(start * 1000, record);
+        windows.insert(window, record);
     }
+    let done = match data.get(KEY_DONE) {
+        Some(text) => {
+            let ranges: Vec<DoneRange> =
+                serde_json::from_str(text).map_err(|e| bad(format!("{KEY_DONE}: {e}")))?;
+            if ranges.iter().any(|r| r.window.start_ms >= r.window.end_ms) {
+                return Err(bad(format!("{KEY_DONE} holds an empty range")));
+            }
+            merge_ranges(ranges)
+        }
+        None => Vec::new(),
+    };
     Ok(LedgerView {
         spec,
-        state: ImportState::parse(data.get(KEY_STATE).map_or("", String::as_str)),
+        state: ImportState::parse(&object, data.get(KEY_STATE).map_or("", String::as_str))?,
         message: data.get(KEY_MESSAGE).cloned().unwrap_or_default(),
         range_start_ms,
         range_end_ms: time(KEY_END)?,
         windows,
+        done,
         uid: config_map.metadata.uid.clone().unwrap_or_default(),
         created: config_map
             .metadata
             .creation_timestamp
             .as_ref()
             .map(|t| t.0.to_string()),
+        resource_version: config_map
+            .metadata
+            .resource_version
+            .clone()
+            .unwrap_or_default(),
     })
-}
-
-impl LedgerView {
-    /// The windows of the range recorded as done.
-    pub fn done(&self) -> Vec<Window> {
-        self.windows
-            .iter()
-            .filter(|(_, r)| r.status == WindowStatus::Done)
-            .filter_map(|(start, r)| {
-                crate::timespec::parse_time("ledger time", &r.end, 0)
-                    .ok()
-                    .map(|end_ms| Window {
-                        start_ms: *start,
-                        end_ms,
-                    })
-            })
-            .collect()
-    }
 }
 
 #[cfg(test)]
@@ -402,34 +647,107 @@ mod tests {
     use crate::outcome::WindowOutcome;
     use crate::retry::RejectReason;
 
-    #[test]
-    fn a_done_window_record_is_small_and_reads_back() {
-        let entry = LedgerEntry {
-            window: Window {
-                start_ms: 1_793_491_200_000,
-                end_ms: 1_793_494_800_000,
-            },
-            status: WindowStatus::Done,
+    const H: i64 = 3_600_000;
+    const BASE: i64 = 1_793_491_200_000;
+
+    fn entry(window: Window, status: WindowStatus, outcome: WindowOutcome) -> LedgerEntry {
+        LedgerEntry {
+            window,
+            status,
             finished_at: "2026-11-24T21:00:00Z".into(),
-            outcome: WindowOutcome {
-                series: 10_000,
-                samples_read: 4_800_000,
-                samples_written: 4_800_000,
-                seconds: 12.3456,
-                ..Default::default()
-            },
+            outcome,
+        }
+    }
+
+    fn done(i: i64) -> (Window, WindowRecord) {
+        let window = Window {
+            start_ms: BASE + i * H,
+            end_ms: BASE + (i + 1) * H,
         };
-        let json = serde_json::to_string(&WindowRecord::from_entry(&entry)).unwrap();
-        // The ledger's size limit (MAX_WINDOWS) rests on this.
-        assert!(
-            json.len() + window_key(0).len() < 1_048_576 / MAX_WINDOWS - 20,
-            "{} bytes: {json}",
-            json.len()
-        );
+        let outcome = WindowOutcome {
+            series: 10_000,
+            samples_read: 4_800_000,
+            samples_written: 4_800_000,
+            seconds: 12.3456,
+            ..Default::default()
+        };
+        (
+            window,
+            WindowRecord::from_entry(&entry(window, WindowStatus::Done, outcome)),
+        )
+    }
+
+    fn failed(i: i64, message: &str) -> (Window, WindowRecord) {
+        let window = Window {
+            start_ms: BASE + i * H,
+            end_ms: BASE + (i + 1) * H,
+        };
+        let mut outcome = WindowOutcome {
+            samples_read: 5,
+            ..Default::default()
+        };
+        for n in 0..6 {
+            outcome.add_rejection(RejectReason::Other(format!("{n}{message}")), 1, message);
+        }
+        outcome.error = Some(WindowError {
+            message: message.into(),
+            transient: false,
+            stops_import: false,
+        });
+        (
+            window,
+            WindowRecord::from_entry(&entry(window, WindowStatus::Failed, outcome)),
+        )
+    }
+
+    fn view(windows: BTreeMap<Window, WindowRecord>, done: Vec<DoneRange>) -> LedgerView {
+        LedgerView {
+            spec: ImportSpec::from_yaml(
+                "t",
+                "name: a\nsource: {url: \"http://s/api/v1/read\"}\ndestination: {url: \"http://d/api/v1/write\"}\n",
+            )
+            .unwrap(),
+            state: ImportState::Running,
+            message: String::new(),
+            range_start_ms: BASE,
+            range_end_ms: None,
+            windows,
+            done,
+            uid: String::new(),
+            created: None,
+            resource_version: "1".into(),
+        }
+    }
+
+    /// The ConfigMap's data as the scheduler leaves it after compacting: what the 1 MiB
+    /// limit applies to.
+    fn compacted_size(view: &LedgerView) -> usize {
+        let (ranges, folded) = view.compaction().unwrap_or((view.done.clone(), Vec::new()));
+        let mut size = serde_json::to_string(&ranges).unwrap().len() + KEY_DONE.len();
+        for (window, record) in &view.windows {
+            if !folded.contains(window) {
+                size += window_key(*window).len() + serde_json::to_string(record).unwrap().len();
+            }
+        }
+        size
+    }
+
+    #[test]
+    fn a_record_reads_back_and_its_key_is_the_window_to_the_millisecond() {
+        let (window, record) = done(0);
+        let json = serde_json::to_string(&record).unwrap();
         let back: WindowRecord = serde_json::from_str(&json).unwrap();
         assert_eq!(back.seconds, 12.35);
         assert!(back.is_final());
-        assert_eq!(window_key(entry.window.start_ms), "w-1793491200");
+        let odd = Window {
+            start_ms: window.start_ms + 123,
+            end_ms: window.end_ms,
+        };
+        assert_eq!(window_key(odd), "w-1793491200123-1793494800000");
+        assert_eq!(
+            Window::from_key("k", window_key(odd).strip_prefix(WINDOW_PREFIX).unwrap()).unwrap(),
+            odd
+        );
     }
 
     #[test]
@@ -439,21 +757,77 @@ mod tests {
             ..Default::default()
         };
         outcome.add_rejection(RejectReason::OutOfBounds, 5, "out of bounds");
-        let entry = LedgerEntry {
-            window: Window {
-                start_ms: 0,
-                end_ms: 1,
-            },
-            status: WindowStatus::Rejected,
-            finished_at: String::new(),
-            outcome,
+        let window = Window {
+            start_ms: 0,
+            end_ms: 1,
         };
-        let record = WindowRecord::from_entry(&entry);
+        let record = WindowRecord::from_entry(&entry(window, WindowStatus::Rejected, outcome));
         assert!(record.stops_import);
         assert!(
             record.reasons[0].contains("out_of_order_time_window"),
             "{:?}",
             record.reasons
         );
+    }
+
+    #[test]
+    fn a_record_with_huge_messages_stays_within_its_bound() {
+        let (_, record) = failed(0, &"é".repeat(100_000));
+        let json = serde_json::to_string(&record).unwrap();
+        assert!(json.len() < RECORD_BYTES, "{} bytes", json.len());
+        assert_eq!(record.reasons.len(), REASONS_KEPT);
+    }
+
+    #[test]
+    fn a_year_of_hourly_windows_compacts_to_one_small_range_with_summed_counts() {
+        let windows: BTreeMap<_, _> = (0..24 * 365).map(done).collect();
+        let uncompacted = view(windows, Vec::new());
+        let (ranges, folded) = uncompacted.compaction().unwrap();
+        assert_eq!(folded.len(), 24 * 365);
+        assert_eq!(ranges.len(), 1);
+        assert_eq!(ranges[0].windows, 24 * 365);
+        assert_eq!(ranges[0].read, 24 * 365 * 4_800_000);
+        assert_eq!(ranges[0].window.end_ms - ranges[0].window.start_ms, 24 * 365 * H);
+        let size = compacted_size(&uncompacted);
+        assert!(size < 1_024, "a year of windows takes {size} bytes");
+        // Compacted, every window reads as done and no record is left to count twice.
+        let after = view(BTreeMap::new(), ranges);
+        assert!((0..24 * 365).all(|i| after.compacted(done(i).0)));
+        assert!(!after.compacted(done(24 * 365).0));
+        assert_eq!(after.done_windows().len(), 1);
+    }
+
+    #[test]
+    fn many_failed_windows_with_long_messages_keep_the_ledger_under_a_mebibyte() {
+        // The worst the scheduler lets happen: MAX_PROBLEM_RECORDS failures with huge
+        // messages, each between two done windows so no two done runs merge, plus a full
+        // round of done records not yet compacted.
+        let mut windows = BTreeMap::new();
+        for i in 0..MAX_PROBLEM_RECORDS as i64 {
+            let (w, r) = failed(2 * i, &"x".repeat(50_000));
+            windows.insert(w, r);
+            let (w, r) = done(2 * i + 1);
+            windows.insert(w, r);
+        }
+        let size = compacted_size(&view(windows, Vec::new()));
+        assert!(size < 1_048_576 / 2, "{size} bytes");
+        eprintln!("ledger with {MAX_PROBLEM_RECORDS} long failures: {size} bytes");
+    }
+
+    #[test]
+    fn ranges_that_touch_merge_and_a_half_compacted_ledger_counts_each_window_once() {
+        let a = DoneRange::of(done(0).0, &done(0).1);
+        let b = DoneRange::of(done(1).0, &done(1).1);
+        let c = DoneRange::of(done(5).0, &done(5).1);
+        let merged = merge_ranges(vec![c.clone(), b, a]);
+        assert_eq!(merged.len(), 2);
+        assert_eq!(merged[0].windows, 2);
+        // A record the last compaction folded but did not remove (it failed in between):
+        // it is covered, so it is folded again without being added twice.
+        let half = view(BTreeMap::from([done(0)]), merged.clone());
+        assert!(half.record(done(0).0).is_none());
+        let (ranges, folded) = half.compaction().unwrap();
+        assert_eq!(ranges, merged);
+        assert_eq!(folded, vec![done(0).0]);
     }
 }

@@ -17,14 +17,14 @@ pub const LABEL_IMPORT: &str = "promimport.io/import";
 pub const LABEL_WINDOW: &str = "promimport.io/window";
 pub const LABEL_LEDGER: &str = "promimport.io/ledger";
 
-/// A client from the environment: KUBECONFIG or ~/.kube/config, else the pod's service account.
+/// A client from the environment: KUBECONFIG or ~/.kube/config (its current context), else the
+/// pod's service account.
 pub async fn client() -> Result<kube::Client> {
     kube::Client::try_default()
         .await
-        .map_err(|e| Error::Kubernetes {
-            action: "connect to the cluster".into(),
-            message: format!("{e}; set KUBECONFIG or run inside a pod"),
-        })
+        .map_err(kube_error(
+            "connect to the cluster (KUBECONFIG, else ~/.kube/config, else the pod's service account)",
+        ))
 }
 
 /// The namespace to work in: the flag, else the current context's, else the pod's, else default.
@@ -33,20 +33,26 @@ pub fn namespace(client: &kube::Client, flag: Option<&str>) -> String {
         .unwrap_or_else(|| client.default_namespace().to_string())
 }
 
-/// Wraps a kube error with what we were doing, keeping the API server's message.
+/// Wraps a kube error with what we were doing; the error keeps the API server's answer.
 pub fn kube_error(action: impl Into<String>) -> impl FnOnce(kube::Error) -> Error {
     let action = action.into();
-    move |e| {
-        let message = match &e {
-            kube::Error::Api(status) if status.code == 403 => format!(
-                "{}; the service account lacks this permission: apply manifests/rbac.yaml (or the chart's Role)",
-                status.message
-            ),
-            kube::Error::Api(status) => status.message.clone(),
-            other => other.to_string(),
-        };
-        Error::Kubernetes { action, message }
-    }
+    move |cause| Error::Kubernetes { action, cause }
+}
+
+/// Sends a request again while the API server's answer is transient (the Kubernetes rows of
+/// the retry table), within `retry::kube_backoff`.
+pub async fn with_retries<T, F, Fut>(action: String, request: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = std::result::Result<T, kube::Error>>,
+{
+    use backon::Retryable;
+    request
+        .retry(crate::retry::kube_backoff())
+        .when(crate::retry::kube_is_transient)
+        .notify(|e, after| tracing::warn!(%action, error = %e, ?after, "Kubernetes API answer is transient; trying again"))
+        .await
+        .map_err(kube_error(action.clone()))
 }
 
 /// Whether a kube error is the API server saying 404 / 409.

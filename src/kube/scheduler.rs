@@ -10,12 +10,12 @@ use k8s_openapi::api::batch::v1::Job;
 use kube::api::{Api, ListParams, PostParams};
 
 use super::jobs::job_for_window;
-use super::ledger::{ConfigMapLedger, ImportState, LedgerView, MAX_WINDOWS, WindowRecord};
+use super::ledger::{ConfigMapLedger, ImportState, LedgerView, MAX_PROBLEM_RECORDS, WindowRecord};
 use super::{LABEL_IMPORT, LABEL_MANAGED_BY, LABEL_WINDOW, MANAGED_BY, is_status, kube_error};
 use crate::error::{Error, Result};
 use crate::ledger::{LedgerEntry, WindowStatus};
 use crate::outcome::{WindowError, WindowOutcome};
-use crate::plan::{Window, plan_windows};
+use crate::plan::{Window, check_plan, plan_windows};
 use crate::spec::ImportSpec;
 use crate::timespec::now_ms;
 use crate::timespec::{format_ms, parse_duration, parse_time};
@@ -48,12 +48,15 @@ pub struct Decision {
     pub pending: usize,
 }
 
-/// The pure core of the loop: from the planned windows, the ledger's records and the Jobs that
-/// exist, what to create now (`free` Job slots at most) and whether the import is over.
+/// The pure core of the loop: from the planned windows, the ledger's records (and which
+/// windows its compacted ranges hold), and the Jobs that exist, what to create now (`free`
+/// Job slots at most) and whether the import is over. Windows are matched exactly, by their
+/// start and end to the millisecond.
 pub fn decide(
     planned: &[Window],
-    records: &BTreeMap<i64, WindowRecord>,
-    jobs: &BTreeMap<i64, JobInfo>,
+    records: &BTreeMap<Window, WindowRecord>,
+    compacted: &dyn Fn(Window) -> bool,
+    jobs: &BTreeMap<Window, JobInfo>,
     free: usize,
 ) -> Decision {
     let mut decision = Decision::default();
@@ -61,7 +64,11 @@ pub fn decide(
     let mut problems = Vec::new();
     let mut waiting = Vec::new();
     for window in planned {
-        if let Some(record) = records.get(&window.start_ms).filter(|r| r.is_final()) {
+        if compacted(*window) {
+            decision.done += 1;
+            continue;
+        }
+        if let Some(record) = records.get(window).filter(|r| r.is_final()) {
             if record.status == WindowStatus::Done {
                 decision.done += 1;
             } else {
@@ -76,10 +83,7 @@ pub fn decide(
             }
             continue;
         }
-        match jobs
-            .get(&window.start_ms)
-            .map(|j| (j.phase, j.message.as_str()))
-        {
+        match jobs.get(window).map(|j| (j.phase, j.message.as_str())) {
             // A succeeded Job has recorded its window; the record shows on a later read.
             Some((JobPhase::Active | JobPhase::Succeeded, _)) => decision.active += 1,
             Some((JobPhase::Failed, message)) => {
@@ -88,6 +92,13 @@ pub fn decide(
             }
             None => waiting.push(*window),
         }
+    }
+    if stop_reason.is_none() && decision.failed >= MAX_PROBLEM_RECORDS {
+        stop_reason = Some(format!(
+            "stopped early: {} windows did not import cleanly, first: {}; fix the cause, then `promimport resume`",
+            decision.failed,
+            problems.first().map_or("see the Jobs' logs", String::as_str)
+        ));
     }
     decision.pending = waiting.len();
     if stop_reason.is_none() {
@@ -152,7 +163,9 @@ pub async fn run(
         None => Some(parse_time("end", &spec.end, now)?),
     };
     if let Some(end) = range_end {
-        Window::new(range_start, end)?;
+        check_plan(Window::new(range_start, end)?, window_ms)?;
+    } else if range_start < now {
+        check_plan(Window::new(range_start, now)?, window_ms)?;
     }
     let ledger = ConfigMapLedger::new(client.clone(), &options.namespace, &spec.ledger_name());
     let owner = match &options.owner_config_map {
@@ -162,23 +175,32 @@ pub async fn run(
     let view = ledger
         .create_or_load(spec, range_start, range_end, owner)
         .await?;
-    if view.state != ImportState::Running
-        && spec.incremental.is_some()
-        && view.state != ImportState::Stopped
-    {
-        // A finished or failed incremental import runs again on the next schedule.
-        ledger.set_state(ImportState::Running, "").await?;
+    if spec.incremental.is_some() && matches!(view.state, ImportState::Finished | ImportState::Failed) {
+        // A finished or failed incremental import runs again on the next schedule; a stopped
+        // one stays stopped, even if `stop` comes in between this read and the write.
+        let from = [ImportState::Finished, ImportState::Failed];
+        if let Err(state) = ledger.transition(&from, ImportState::Running, "").await? {
+            return Ok(state);
+        }
+    }
+    if let Err(error) = probe_endpoints(spec).await {
+        let message = format!("stopped before the first window: {error}");
+        tracing::error!(import = %spec.name, %message, "an endpoint is unreachable");
+        return Ok(match ledger.transition(&[ImportState::Running], ImportState::Failed, &message).await? {
+            Ok(()) => ImportState::Failed,
+            Err(state) => state,
+        });
     }
     let jobs: Api<Job> = Api::namespaced(client.clone(), &options.namespace);
     tracing::info!(import = %spec.name, namespace = %options.namespace, ledger = %ledger.name, "scheduler starting");
     loop {
-        let view = ledger.load().await?.ok_or_else(|| Error::Kubernetes {
-            action: format!("schedule import {}", spec.name),
-            message: format!("the ledger ConfigMap {} was deleted", ledger.name),
-        })?;
+        let mut view = load(&ledger).await?;
         if view.state != ImportState::Running {
             tracing::info!(import = %spec.name, state = view.state.as_str(), message = %view.message, "import is not running; scheduler exits");
             return Ok(view.state);
+        }
+        if ledger.compact(&view).await? {
+            view = load(&ledger).await?;
         }
         let range = match range_of(&view, spec, window_ms)? {
             Some(range) => range,
@@ -187,17 +209,8 @@ pub async fn run(
                 return Ok(ImportState::Running);
             }
         };
+        check_plan(range, window_ms)?;
         let planned = plan_windows(range, window_ms, &[]);
-        if planned.len() > MAX_WINDOWS {
-            return Err(Error::invalid(
-                "window",
-                &spec.window,
-                format!(
-                    "{} windows do not fit the ConfigMap ledger (at most {MAX_WINDOWS}); use a longer window",
-                    planned.len()
-                ),
-            ));
-        }
         let (ours, active_everywhere) = list_jobs(&jobs, &spec.name).await?;
         let ours_active = ours
             .values()
@@ -207,17 +220,21 @@ pub async fn run(
             .parallelism
             .saturating_sub(ours_active)
             .min(options.max_active_jobs.saturating_sub(active_everywhere));
-        let decision = decide(&planned, &view.windows, &ours, free);
+        let decision = decide(&planned, &view.windows, &|w| view.compacted(w), &ours, free);
         for (window, message) in &decision.mark_failed {
             ledger.record(&failed_entry(*window, message)).await?;
         }
-        for window in &decision.create {
-            let job = job_for_window(spec, &ledger.name, &view.uid, *window)?;
-            match jobs.create(&PostParams::default(), &job).await {
-                Ok(_) => tracing::info!(import = %spec.name, window = %window, "created Job"),
-                // It exists: created by an earlier round or another scheduler, or still being deleted.
-                Err(e) if is_status(&e, 409) => {}
-                Err(e) => return Err(kube_error(format!("create the Job for window {window}"))(e)),
+        let created = create_jobs(&jobs, spec, &view, &decision.create).await?;
+        if !created.is_empty() {
+            // `stop` may have listed the Jobs before these were created: look again, and take
+            // them back if the import is no longer running, so a stop always wins.
+            let state = load(&ledger).await?.state;
+            if state != ImportState::Running {
+                for name in &created {
+                    super::control::delete_job(&jobs, name).await?;
+                }
+                tracing::info!(import = %spec.name, state = state.as_str(), "import changed state while Jobs were created; they were deleted");
+                return Ok(state);
             }
         }
         tracing::info!(
@@ -229,30 +246,72 @@ pub async fn run(
             "progress"
         );
         if let Some((state, message)) = decision.finished {
-            return match (&spec.incremental, state) {
-                (Some(_), ImportState::Finished) => {
-                    let message = format!("caught up to {}", format_ms(range.end_ms));
-                    ledger.set_state(ImportState::Running, &message).await?;
-                    tracing::info!(import = %spec.name, %message, "incremental run finished");
-                    Ok(ImportState::Finished)
-                }
-                _ => {
-                    ledger.set_state(state, &message).await?;
+            let (state, message) = match (&spec.incremental, state) {
+                (Some(_), ImportState::Finished) => (
+                    ImportState::Running,
+                    format!("caught up to {}", format_ms(range.end_ms)),
+                ),
+                _ => (state, message),
+            };
+            return match ledger.transition(&[ImportState::Running], state, &message).await? {
+                Ok(()) => {
                     tracing::info!(import = %spec.name, state = state.as_str(), %message, "import over");
-                    Ok(state)
+                    // An incremental import stays running between schedules; this run is done.
+                    Ok(if state == ImportState::Running { ImportState::Finished } else { state })
                 }
+                Err(other) => Ok(other),
             };
         }
         if let Some(timeout) = options.timeout
             && started.elapsed() > timeout
         {
-            return Err(Error::Kubernetes {
-                action: format!("finish import {} within {timeout:?}", spec.name),
-                message: "the scheduler timed out; the import goes on when it runs again".into(),
+            return Err(Error::SchedulerTimeout {
+                import: spec.name.clone(),
+                timeout: humantime::format_duration(timeout).to_string(),
             });
         }
         tokio::time::sleep(options.poll).await;
     }
+}
+
+async fn load(ledger: &ConfigMapLedger) -> Result<LedgerView> {
+    ledger.load().await?.ok_or_else(|| Error::ClusterState {
+        object: format!("ledger ConfigMap {}", ledger.name),
+        reason: "was deleted while the import ran; the import is gone".into(),
+    })
+}
+
+/// Creates the windows' Jobs; returns the names of those this call created.
+async fn create_jobs(
+    jobs: &Api<Job>,
+    spec: &ImportSpec,
+    view: &LedgerView,
+    windows: &[Window],
+) -> Result<Vec<String>> {
+    let mut created = Vec::new();
+    for window in windows {
+        let job = job_for_window(spec, &spec.ledger_name(), &view.uid, *window)?;
+        match jobs.create(&PostParams::default(), &job).await {
+            Ok(_) => {
+                tracing::info!(import = %spec.name, window = %window, "created Job");
+                created.push(job.metadata.name.unwrap_or_default());
+            }
+            // It exists: created by an earlier round or another scheduler, or still being deleted.
+            Err(e) if is_status(&e, 409) => {}
+            Err(e) => return Err(kube_error(format!("create the Job for window {window}"))(e)),
+        }
+    }
+    Ok(created)
+}
+
+/// Checks once, quickly, that a connection can be made to both ends, so a wrong URL fails the
+/// import in seconds instead of after every window's retries.
+async fn probe_endpoints(spec: &ImportSpec) -> Result<()> {
+    for (role, endpoint) in [("source", &spec.source), ("destination", &spec.destination)] {
+        let url = crate::endpoint::parse_url(role, &endpoint.url)?;
+        crate::endpoint::probe(role, &url).await?;
+    }
+    Ok(())
 }
 
 async fn owner_reference(
@@ -296,8 +355,9 @@ fn range_of(view: &LedgerView, spec: &ImportSpec, window_ms: i64) -> Result<Opti
     }))
 }
 
-/// This import's Jobs by window start, and the number of active Jobs of every import.
-async fn list_jobs(jobs: &Api<Job>, import: &str) -> Result<(BTreeMap<i64, JobInfo>, usize)> {
+/// This import's Jobs by window (from their labels), and the number of active Jobs of every
+/// import in the namespace.
+async fn list_jobs(jobs: &Api<Job>, import: &str) -> Result<(BTreeMap<Window, JobInfo>, usize)> {
     let all = jobs
         .list(&ListParams::default().labels(&format!("{LABEL_MANAGED_BY}={MANAGED_BY}")))
         .await
@@ -313,14 +373,16 @@ async fn list_jobs(jobs: &Api<Job>, import: &str) -> Result<(BTreeMap<i64, JobIn
         let is_ours = labels
             .and_then(|l| l.get(LABEL_IMPORT))
             .is_some_and(|i| i == import);
-        let start = labels
-            .and_then(|l| l.get(LABEL_WINDOW))
-            .and_then(|s| s.parse::<i64>().ok());
-        if let (true, Some(start), None) =
-            (is_ours, start, job.metadata.deletion_timestamp.as_ref())
-        {
-            ours.insert(start * 1000, info);
+        if !is_ours || job.metadata.deletion_timestamp.is_some() {
+            continue;
         }
+        let name = job.metadata.name.as_deref().unwrap_or("");
+        let key = labels.and_then(|l| l.get(LABEL_WINDOW)).ok_or_else(|| Error::ClusterState {
+            object: format!("Job {name}"),
+            reason: format!("has no {LABEL_WINDOW} label; was it edited by hand? delete it"),
+        })?;
+        let window = Window::from_key(&format!("Job {name} label {LABEL_WINDOW}"), key)?;
+        ours.insert(window, info);
     }
     Ok((ours, active_everywhere))
 }
@@ -415,68 +477,118 @@ mod tests {
         }
     }
 
+    fn w(i: i64) -> Window {
+        windows(i + 1)[i as usize]
+    }
+
+    fn none(_: Window) -> bool {
+        false
+    }
+
     #[test]
     fn creates_jobs_for_waiting_windows_up_to_the_free_slots_oldest_first() {
-        let records = BTreeMap::from([(0, record(WindowStatus::Done, false, None))]);
-        let jobs = BTreeMap::from([(H, job(JobPhase::Active))]);
-        let d = decide(&windows(5), &records, &jobs, 2);
+        let records = BTreeMap::from([(w(0), record(WindowStatus::Done, false, None))]);
+        let jobs = BTreeMap::from([(w(1), job(JobPhase::Active))]);
+        let d = decide(&windows(5), &records, &none, &jobs, 2);
         assert_eq!(d.create, windows(5)[2..4].to_vec());
         assert_eq!((d.done, d.active, d.pending), (1, 1, 3));
         assert!(d.finished.is_none());
     }
 
     #[test]
+    fn a_first_window_starting_mid_second_is_found_from_its_record_and_its_job() {
+        // `now-30h` carries milliseconds: the first window starts off a whole second.
+        let range = Window {
+            start_ms: 1_793_491_234_567,
+            end_ms: 1_793_491_234_567 + 5 * H,
+        };
+        let planned = plan_windows(range, H, &[]);
+        let first = planned[0];
+        let key = |w: Window| Window::from_key("test", &w.key()).unwrap();
+        let jobs = BTreeMap::from([(key(first), job(JobPhase::Succeeded))]);
+        let d = decide(&planned, &BTreeMap::new(), &none, &jobs, 10);
+        assert!(!d.create.contains(&first), "no second Job for {first}");
+        let records = BTreeMap::from([(key(first), record(WindowStatus::Done, false, None))]);
+        let all_done: BTreeMap<Window, WindowRecord> = planned
+            .iter()
+            .map(|w| (key(*w), record(WindowStatus::Done, false, None)))
+            .collect();
+        assert_eq!(decide(&planned, &records, &none, &jobs, 10).done, 1);
+        let d = decide(&planned, &all_done, &none, &BTreeMap::new(), 10);
+        assert_eq!(d.finished.unwrap().0, ImportState::Finished);
+    }
+
+    #[test]
+    fn compacted_windows_count_as_done_and_get_no_job() {
+        let d = decide(&windows(3), &BTreeMap::new(), &|w| w.end_ms <= 2 * H, &BTreeMap::new(), 10);
+        assert_eq!((d.done, d.create.clone()), (2, vec![w(2)]));
+    }
+
+    #[test]
     fn never_a_second_job_for_a_window_and_never_a_done_window_again() {
-        let records = BTreeMap::from([(0, record(WindowStatus::Done, false, None))]);
-        let jobs = BTreeMap::from([(0, job(JobPhase::Succeeded)), (H, job(JobPhase::Succeeded))]);
-        let d = decide(&windows(2), &records, &jobs, 10);
+        let records = BTreeMap::from([(w(0), record(WindowStatus::Done, false, None))]);
+        let jobs = BTreeMap::from([
+            (w(0), job(JobPhase::Succeeded)),
+            (w(1), job(JobPhase::Succeeded)),
+        ]);
+        let d = decide(&windows(2), &records, &none, &jobs, 10);
         assert!(d.create.is_empty());
         assert!(d.finished.is_none(), "waits for the second window's record");
     }
 
     #[test]
     fn a_transient_record_waits_for_the_job_and_a_failed_job_is_marked() {
-        let records = BTreeMap::from([(0, record(WindowStatus::Failed, false, Some(true)))]);
-        let jobs = BTreeMap::from([(0, job(JobPhase::Failed))]);
-        let d = decide(&windows(1), &records, &jobs, 10);
+        let records = BTreeMap::from([(w(0), record(WindowStatus::Failed, false, Some(true)))]);
+        let jobs = BTreeMap::from([(w(0), job(JobPhase::Failed))]);
+        let d = decide(&windows(1), &records, &none, &jobs, 10);
         assert_eq!(
             d.mark_failed,
-            vec![(
-                windows(1)[0],
-                "Job failed (BackoffLimitExceeded)".to_string()
-            )]
+            vec![(w(0), "Job failed (BackoffLimitExceeded)".to_string())]
         );
         assert!(d.create.is_empty());
     }
 
     #[test]
     fn a_window_refused_whole_stops_new_jobs_and_fails_the_import_once_the_rest_are_done() {
-        let records = BTreeMap::from([(0, record(WindowStatus::Rejected, true, None))]);
-        let jobs = BTreeMap::from([(H, job(JobPhase::Active))]);
-        let d = decide(&windows(4), &records, &jobs, 10);
+        let records = BTreeMap::from([(w(0), record(WindowStatus::Rejected, true, None))]);
+        let jobs = BTreeMap::from([(w(1), job(JobPhase::Active))]);
+        let d = decide(&windows(4), &records, &none, &jobs, 10);
         assert!(d.create.is_empty());
         assert!(d.finished.is_none(), "the running window finishes first");
-        let d = decide(&windows(4), &records, &BTreeMap::new(), 10);
+        let d = decide(&windows(4), &records, &none, &BTreeMap::new(), 10);
         let (state, message) = d.finished.unwrap();
         assert_eq!(state, ImportState::Failed);
         assert!(message.starts_with("stopped early"), "{message}");
     }
 
     #[test]
+    fn so_many_failed_windows_that_the_ledger_would_fill_stop_the_import() {
+        let n = MAX_PROBLEM_RECORDS as i64;
+        let records: BTreeMap<_, _> = (0..n)
+            .map(|i| (w(i), record(WindowStatus::Failed, false, Some(false))))
+            .collect();
+        let d = decide(&windows(n + 50), &records, &none, &BTreeMap::new(), 10);
+        assert!(d.create.is_empty());
+        let (state, message) = d.finished.unwrap();
+        assert_eq!(state, ImportState::Failed);
+        assert!(message.contains("promimport resume"), "{message}");
+    }
+
+    #[test]
     fn all_done_finishes_and_any_final_problem_fails() {
         let done: BTreeMap<_, _> = (0..3)
-            .map(|i| (i * H, record(WindowStatus::Done, false, None)))
+            .map(|i| (w(i), record(WindowStatus::Done, false, None)))
             .collect();
         assert_eq!(
-            decide(&windows(3), &done, &BTreeMap::new(), 1)
+            decide(&windows(3), &done, &none, &BTreeMap::new(), 1)
                 .finished
                 .unwrap()
                 .0,
             ImportState::Finished
         );
         let mut some_failed = done.clone();
-        some_failed.insert(H, record(WindowStatus::Failed, false, Some(false)));
-        let (state, message) = decide(&windows(3), &some_failed, &BTreeMap::new(), 1)
+        some_failed.insert(w(1), record(WindowStatus::Failed, false, Some(false)));
+        let (state, message) = decide(&windows(3), &some_failed, &none, &BTreeMap::new(), 1)
             .finished
             .unwrap();
         assert_eq!(state, ImportState::Failed);

@@ -1,6 +1,8 @@
 //! The local ledger: a state directory with `import.json` (what is imported from where to where,
 //! without credentials) and `ledger.jsonl` (one line per finished window, appended and synced).
-//! A crash can tear only the last line, which is then ignored: that window is simply redone.
+//! A crash or a full disk can tear only the last line: on open it is cut off (synced) before
+//! anything is appended, so a torn record is never glued to the next one; its window is simply
+//! imported again.
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -124,9 +126,17 @@ impl FileLedger {
         }
 
         let path = dir.join("ledger.jsonl");
-        let entries = match std::fs::read_to_string(&path) {
-            Ok(text) => parse_entries(&path, &text)?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        let (entries, whole) = match std::fs::read(&path) {
+            Ok(bytes) => {
+                // Everything after the last newline is a torn record (possibly not UTF-8).
+                let whole = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+                let text = String::from_utf8_lossy(&bytes[..whole]);
+                if whole < bytes.len() {
+                    tracing::warn!(ledger = %path.display(), bytes = bytes.len() - whole, "cutting off a torn last record; its window will be imported again");
+                }
+                (parse_entries(&path, &text)?, Some((whole, bytes.len())))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => (Vec::new(), None),
             Err(e) => return Err(io(&path)(e)),
         };
         let file = OpenOptions::new()
@@ -134,6 +144,15 @@ impl FileLedger {
             .append(true)
             .open(&path)
             .map_err(io(&path))?;
+        match whole {
+            Some((whole, len)) if whole < len => {
+                file.set_len(whole as u64).map_err(io(&path))?;
+                file.sync_all().map_err(io(&path))?;
+            }
+            Some(_) => {}
+            // A new file: its directory entry must survive a crash too, or so would its records.
+            None => sync_dir(dir).map_err(io(dir))?,
+        }
         Ok((
             FileLedger {
                 path,
@@ -160,17 +179,16 @@ impl FileLedger {
     }
 }
 
+fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+/// Parses whole lines (the caller cut off a torn tail); a bad whole line was edited by hand.
 fn parse_entries(path: &Path, text: &str) -> Result<Vec<LedgerEntry>> {
     let mut entries = Vec::new();
-    let complete = text.ends_with('\n');
-    let lines: Vec<&str> = text.lines().collect();
-    for (i, line) in lines.iter().enumerate() {
+    for (i, line) in text.lines().enumerate() {
         match serde_json::from_str(line) {
             Ok(entry) => entries.push(entry),
-            // A line torn by a crash: its window was not recorded, so it is imported again.
-            Err(_) if i + 1 == lines.len() && !complete => {
-                tracing::warn!(ledger = %path.display(), "ignoring a torn last line; its window will be imported again");
-            }
             Err(e) => {
                 return Err(Error::Ledger {
                     path: path.to_path_buf(),
@@ -223,6 +241,45 @@ mod tests {
             std::env::temp_dir().join(format!("promimport-ledger-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         dir
+    }
+
+    #[test]
+    fn a_record_torn_at_any_byte_is_cut_off_and_the_ledger_stays_readable() {
+        let dir = temp_dir("torn");
+        let id = identity("http://b/api/v1/write");
+        {
+            let (mut ledger, _) = FileLedger::open(&dir, &id).unwrap();
+            ledger.record(&entry(0)).unwrap();
+            ledger.record(&entry(10)).unwrap();
+        }
+        let path = dir.join("ledger.jsonl");
+        let whole = std::fs::read(&path).unwrap();
+        let last_line = serde_json::to_vec(&entry(20)).unwrap().len() + 1;
+        // Torn after 0..=len-1 bytes of a third record: every tear a crash can leave.
+        for kept in 0..last_line {
+            let mut torn = whole.clone();
+            torn.extend_from_slice(&[serde_json::to_vec(&entry(20)).unwrap(), b"\n".to_vec()].concat()[..kept]);
+            std::fs::write(&path, &torn).unwrap();
+            {
+                let (mut ledger, entries) = FileLedger::open(&dir, &id).unwrap();
+                assert_eq!(entries, vec![entry(0), entry(10)], "torn after {kept} bytes");
+                ledger.record(&entry(30)).unwrap();
+            }
+            let (_, entries) = FileLedger::open(&dir, &id).unwrap();
+            assert_eq!(
+                entries,
+                vec![entry(0), entry(10), entry(30)],
+                "a second run after a tear at {kept} bytes"
+            );
+        }
+        // A tail of zeros, as a file system may leave after a crash, is a tear too.
+        let mut zeros = whole.clone();
+        zeros.extend_from_slice(&[0; 64]);
+        std::fs::write(&path, &zeros).unwrap();
+        let (_, entries) = FileLedger::open(&dir, &id).unwrap();
+        assert_eq!(entries, vec![entry(0), entry(10)]);
+        assert_eq!(std::fs::read(&path).unwrap(), whole);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -75,6 +75,11 @@ impl SourceReader {
         self.endpoint.display_url()
     }
 
+    /// Whether a connection to the source can be made at all (see `endpoint::probe`).
+    pub async fn probe(&self) -> Result<()> {
+        self.endpoint.probe("source").await
+    }
+
     /// Starts reading `[start_ms, end_ms)`. Connection failures, 429 and 5xx are retried
     /// until the body starts; a stream that breaks later fails the window, which is then
     /// read again from the start (re-sent samples are accepted as identical).

@@ -63,6 +63,11 @@ impl DestinationWriter {
         self.endpoint.display_url()
     }
 
+    /// Whether a connection to the destination can be made at all (see `endpoint::probe`).
+    pub async fn probe(&self) -> Result<()> {
+        self.endpoint.probe("destination").await
+    }
+
     /// Sends one batch. `Err` means the import cannot go on against this destination as it is:
     /// the retry budget is spent, or every request will be refused (auth, URL, size).
     pub async fn send(&self, batch: &Batch, costs: &mut SendCosts) -> Result<Verdict> {

@@ -191,6 +191,12 @@ impl Worker {
         self.writer.url()
     }
 
+    /// Checks that both ends take a connection, before any window is planned to run.
+    pub async fn probe(&self) -> Result<()> {
+        self.reader.reader.probe().await?;
+        self.writer.probe().await
+    }
+
     /// Imports one window. Always returns an outcome: an error is recorded in it, along with
     /// whatever was written before the error.
     pub async fn import_window(&self, window: Window, live: Arc<LiveCounters>) -> WindowOutcome {
