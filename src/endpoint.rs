@@ -88,9 +88,15 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 /// request does that, with the CA it is given) and a server counts no extra request. Skipped
 /// when a proxy is configured, since the connection then goes through it.
 pub async fn probe(role: &'static str, url: &reqwest::Url) -> Result<()> {
-    let proxied = ["HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY"]
-        .iter()
-        .any(|name| std::env::var_os(name).is_some_and(|v| !v.is_empty()));
+    let proxied = [
+        "HTTPS_PROXY",
+        "https_proxy",
+        "HTTP_PROXY",
+        "http_proxy",
+        "ALL_PROXY",
+    ]
+    .iter()
+    .any(|name| std::env::var_os(name).is_some_and(|v| !v.is_empty()));
     let (Some(host), Some(port), false) = (url.host_str(), url.port_or_known_default(), proxied)
     else {
         return Ok(());
@@ -99,7 +105,8 @@ pub async fn probe(role: &'static str, url: &reqwest::Url) -> Result<()> {
     let host = host.trim_start_matches('[').trim_end_matches(']');
     let mut attempt = 1;
     loop {
-        let tried = tokio::time::timeout(PROBE_TIMEOUT, tokio::net::TcpStream::connect((host, port))).await;
+        let tried =
+            tokio::time::timeout(PROBE_TIMEOUT, tokio::net::TcpStream::connect((host, port))).await;
         let cause = match tried {
             Ok(Ok(_)) => return Ok(()),
             Ok(Err(e)) => e.to_string(),
@@ -291,11 +298,12 @@ fn read_secret(what: &'static str, path: &Path) -> Result<String> {
     Ok(text.trim_end_matches(['\n', '\r']).to_string())
 }
 
+/// Decodes a URL's user or password as RFC 3986 says: `%XX` only. Form decoding would turn
+/// a `+` in a password into a space.
 fn percent_decode(s: &str) -> String {
-    url::form_urlencoded::parse(format!("x={s}").as_bytes())
-        .next()
-        .map(|(_, v)| v.into_owned())
-        .unwrap_or_default()
+    percent_encoding::percent_decode_str(s)
+        .decode_utf8_lossy()
+        .into_owned()
 }
 
 #[cfg(test)]
@@ -325,6 +333,14 @@ mod tests {
             "http://127.0.0.1:1/api/v1/write"
         );
         assert_eq!(percent_decode("s%40cret"), "s@cret");
+        for (encoded, password) in [
+            ("pa+ss%2Bw", "pa+ss+w"),
+            ("a%3Ab%40c", "a:b@c"),
+            ("100%25+", "100%+"),
+            ("sp%20ace", "sp ace"),
+        ] {
+            assert_eq!(percent_decode(encoded), password, "{encoded}");
+        }
     }
 
     #[test]

@@ -704,6 +704,7 @@ async fn verify(args: VerifyArgs) -> anyhow::Result<i32> {
         settings.labels.clone(),
         &settings,
     )?;
+    check_plan(range, window_ms)?;
     let dest = DestinationReader::new(&settings)?;
     let precision = dest.precision();
     let mut checks = Vec::new();

@@ -68,7 +68,9 @@ impl Window {
             Error::invalid(
                 "window key",
                 format!("{what}: {key}"),
-                format!("{reason}; expected START_MS-END_MS as promimport writes it (was the object edited by hand?)"),
+                format!(
+                    "{reason}; expected START_MS-END_MS as promimport writes it (was the object edited by hand?)"
+                ),
             )
         };
         let (start, end) = key
@@ -78,7 +80,8 @@ impl Window {
             if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
                 return Err(bad("not unsigned whole milliseconds"));
             }
-            text.parse::<i64>().map_err(|_| bad("a number out of range"))
+            text.parse::<i64>()
+                .map_err(|_| bad("a number out of range"))
         };
         let (start_ms, end_ms) = (number(start)?, number(end)?);
         if start_ms >= end_ms {
@@ -91,8 +94,8 @@ impl Window {
 /// Parses a window length as a user types it (`2h`, `30m`) and checks it is usable.
 pub fn parse_window_length(what: &'static str, input: &str) -> Result<i64> {
     let duration = parse_duration(what, input)?;
-    let ms = i64::try_from(duration.as_millis())
-        .map_err(|_| Error::invalid(what, input, "too long"))?;
+    let ms =
+        i64::try_from(duration.as_millis()).map_err(|_| Error::invalid(what, input, "too long"))?;
     if ms < MIN_WINDOW_MS {
         return Err(Error::invalid(
             what,
@@ -276,13 +279,18 @@ mod tests {
 
     #[test]
     fn short_windows_and_huge_plans_are_refused_with_the_fix() {
-        let err = parse_window_length("--window", "1ms").unwrap_err().to_string();
+        let err = parse_window_length("--window", "1ms")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("give 1m or more"), "{err}");
         assert_eq!(parse_window_length("--window", "1m").unwrap(), 60_000);
         let ten_years = w(0, 3650 * 24 * H);
         assert_eq!(check_plan(ten_years, H).unwrap(), 87_600);
         let err = check_plan(ten_years, 60_000).unwrap_err().to_string();
-        assert!(err.contains("5256000 windows") && err.contains("--window 1h"), "{err}");
+        assert!(
+            err.contains("5256000 windows") && err.contains("--window 1h"),
+            "{err}"
+        );
         let err = check_plan(w(-H, H), H).unwrap_err().to_string();
         assert!(err.contains("before 1970"), "{err}");
     }
@@ -324,4 +332,3 @@ mod tests {
         }
     }
 }
-

@@ -39,16 +39,68 @@ fn run_in(
     (out.status.code(), log)
 }
 
-const DEST: &str = "http://127.0.0.1:9/api/v1/write";
+/// A destination that takes every request: these tests are about the source and the input.
+fn dest() -> String {
+    static SINK: std::sync::OnceLock<FakeServer> = std::sync::OnceLock::new();
+    SINK.get_or_init(|| FakeServer::start(|_, _| FakeResponse::new(204, "text/plain", "")))
+        .url("/api/v1/write")
+}
 
 #[test]
 fn an_unreachable_source_is_named() {
     let url = format!("http://127.0.0.1:{}/api/v1/read", free_port());
-    let (code, log) = run(&url, DEST, &[]);
+    let (code, log) = run(&url, &dest(), &[]);
     assert_eq!(code, Some(1), "{log}");
     assert!(
         log.contains(&format!("source {url} is unreachable")),
         "{log}"
+    );
+}
+
+#[test]
+fn a_destination_with_nothing_listening_ends_the_import_at_once_with_what_to_check() {
+    let source = FakeServer::start(|_, _| FakeResponse::new(500, "text/plain", "unused"));
+    let url = format!("http://127.0.0.1:{}/api/v1/write", free_port());
+    let (code, log) = run(&source.url("/api/v1/read"), &url, &[]);
+    assert_eq!(code, Some(1), "{log}");
+    assert!(
+        log.contains(&format!("destination {url} is unreachable (3 tries)"))
+            && log.contains("check the host and port in the URL"),
+        "{log}"
+    );
+    assert_eq!(source.request_count(), 0, "no window was started: {log}");
+}
+
+#[test]
+fn a_password_in_the_url_is_sent_as_typed_not_form_decoded() {
+    use base64::Engine;
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let record = seen.clone();
+    let source = FakeServer::start(move |request, _| {
+        let auth = request
+            .headers
+            .iter()
+            .find(|h| h.0 == "authorization")
+            .map(|h| h.1.clone())
+            .unwrap_or_default();
+        record.lock().unwrap().push(auth);
+        FakeResponse::new(401, "text/plain", "Unauthorized")
+    });
+    // `+` stays a plus; %2B, %40, %3A and %25 are a plus, an at sign, a colon and a percent.
+    let url = format!(
+        "http://im%40porter:pa+ss%2Bw%40x%3Ay%25@127.0.0.1:{}/api/v1/read",
+        source.port
+    );
+    let (code, log) = run(&url, &dest(), &[]);
+    assert_eq!(code, Some(1), "{log}");
+    assert!(!log.contains("pa+ss"), "the password is not shown: {log}");
+    let auth = seen.lock().unwrap()[0].clone();
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(auth.strip_prefix("Basic ").unwrap())
+        .unwrap();
+    assert_eq!(
+        String::from_utf8(decoded).unwrap(),
+        "im@porter:pa+ss+w@x:y%"
     );
 }
 
@@ -61,7 +113,7 @@ fn a_source_that_answers_html_is_not_mistaken_for_an_empty_one() {
             "<html>Log in to Rancher</html>",
         )
     });
-    let (code, log) = run(&proxy.url("/api/v1/read"), DEST, &[]);
+    let (code, log) = run(&proxy.url("/api/v1/read"), &dest(), &[]);
     assert_eq!(code, Some(1), "{log}");
     assert!(
         log.contains("\"text/html; charset=utf-8\" instead of a remote read response"),
@@ -86,7 +138,7 @@ fn a_corrupt_frame_fails_the_window_with_its_checksum() {
             body.clone(),
         )
     });
-    let (code, log) = run(&source.url("/api/v1/read"), DEST, &[]);
+    let (code, log) = run(&source.url("/api/v1/read"), &dest(), &[]);
     assert_eq!(code, Some(1), "{log}");
     assert!(
         log.contains("corrupt remote read stream: frame 0 fails its CRC32C check"),
@@ -103,7 +155,7 @@ fn a_source_refusing_credentials_stops_the_import_with_the_fix() {
     let source = FakeServer::start(|_, _| FakeResponse::new(401, "text/plain", "Unauthorized"));
     let (code, log) = run(
         &source.url("/api/v1/read"),
-        DEST,
+        &dest(),
         &["--window", "30m", "--parallel", "1"],
     );
     assert_eq!(code, Some(1), "{log}");
@@ -121,8 +173,9 @@ fn a_source_refusing_credentials_stops_the_import_with_the_fix() {
 
 #[test]
 fn an_inverted_time_range_says_to_swap() {
+    let dest = dest();
     let out = promimport(&[
-        "run", "--source", DEST, "--dest", DEST, "--start", "now", "--end", "now-1d",
+        "run", "--source", &dest, "--dest", &dest, "--start", "now", "--end", "now-1d",
     ]);
     let log = text(&out);
     assert_eq!(out.status.code(), Some(1), "{log}");
@@ -144,6 +197,11 @@ fn bad_times_matchers_and_urls_are_named() {
             "invalid --match selector \"{job=node}\"",
         ),
         (vec!["--window", "0s"], "invalid --window \"0s\""),
+        (vec!["--window", "1ms"], "give 1m or more"),
+        (
+            vec!["--start", "now-10y", "--window", "1m"],
+            "give --window 1h or longer",
+        ),
         (
             vec!["--set-label", "nolabel"],
             "invalid --set-label \"nolabel\"",
@@ -153,7 +211,8 @@ fn bad_times_matchers_and_urls_are_named() {
             "invalid --source-timeout \"soon\"",
         ),
     ] {
-        let mut full = vec!["run", "--source", DEST, "--dest", DEST];
+        let dest = dest();
+        let mut full = vec!["run", "--source", &dest, "--dest", &dest];
         if !args.contains(&"--start") {
             full.extend(["--start", "now-1h"]);
         }
@@ -169,7 +228,7 @@ fn bad_times_matchers_and_urls_are_named() {
         "--source",
         "prometheus:9090",
         "--dest",
-        DEST,
+        &dest(),
         "--start",
         "now-1h",
     ]);
@@ -196,12 +255,12 @@ fn credentials_never_reach_the_output() {
         assert_eq!(auth, "Bearer tok-PLANTED-SECRET");
         FakeResponse::new(503, "text/plain", "overloaded")
     });
-    let dest = "http://alice:pw-PLANTED-SECRET@127.0.0.1:9/api/v1/write";
+    let dest = dest().replace("http://", "http://alice:pw-PLANTED-SECRET@");
     let state = temp_dir("secret-state");
     let (code, log) = run_in(
         &state,
         &source.url("/api/v1/read"),
-        dest,
+        &dest,
         &[
             "--source-bearer-token-file",
             token.to_str().unwrap(),
@@ -248,7 +307,7 @@ fn a_source_sending_a_monstrous_series_is_refused_by_a_limit_not_by_running_out_
             body.clone(),
         )
     });
-    let (code, log) = run(&source.url("/api/v1/read"), DEST, &[]);
+    let (code, log) = run(&source.url("/api/v1/read"), &dest(), &[]);
     assert_eq!(code, Some(1), "{log}");
     assert!(
         log.contains("exceeded a limit: a series with 300 labels (at most 256)"),

@@ -149,10 +149,7 @@ impl WindowRecord {
             skipped: o.samples_skipped(),
             seconds: (o.seconds * 100.0).round() / 100.0,
             at: entry.finished_at.clone(),
-            reasons: reasons
-                .iter()
-                .map(|r| bounded(r, MESSAGE_BYTES))
-                .collect(),
+            reasons: reasons.iter().map(|r| bounded(r, MESSAGE_BYTES)).collect(),
             error: o.error.as_ref().map(|e| WindowError {
                 message: bounded(&e.message, MESSAGE_BYTES),
                 ..e.clone()
@@ -285,9 +282,12 @@ impl LedgerView {
             return None;
         }
         let mut ranges = self.done.clone();
-        ranges.extend(folded.iter().filter(|w| !self.compacted(**w)).map(|w| {
-            DoneRange::of(*w, &self.windows[w])
-        }));
+        ranges.extend(
+            folded
+                .iter()
+                .filter(|w| !self.compacted(**w))
+                .map(|w| DoneRange::of(*w, &self.windows[w])),
+        );
         Some((merge_ranges(ranges), folded))
     }
 }
@@ -787,7 +787,10 @@ mod tests {
         assert_eq!(ranges.len(), 1);
         assert_eq!(ranges[0].windows, 24 * 365);
         assert_eq!(ranges[0].read, 24 * 365 * 4_800_000);
-        assert_eq!(ranges[0].window.end_ms - ranges[0].window.start_ms, 24 * 365 * H);
+        assert_eq!(
+            ranges[0].window.end_ms - ranges[0].window.start_ms,
+            24 * 365 * H
+        );
         let size = compacted_size(&uncompacted);
         assert!(size < 1_024, "a year of windows takes {size} bytes");
         // Compacted, every window reads as done and no record is left to count twice.

@@ -20,11 +20,9 @@ pub const LABEL_LEDGER: &str = "promimport.io/ledger";
 /// A client from the environment: KUBECONFIG or ~/.kube/config (its current context), else the
 /// pod's service account.
 pub async fn client() -> Result<kube::Client> {
-    kube::Client::try_default()
-        .await
-        .map_err(kube_error(
-            "connect to the cluster (KUBECONFIG, else ~/.kube/config, else the pod's service account)",
-        ))
+    kube::Client::try_default().await.map_err(kube_error(
+        "connect to the cluster (KUBECONFIG, else ~/.kube/config, else the pod's service account)",
+    ))
 }
 
 /// The namespace to work in: the flag, else the current context's, else the pod's, else default.

@@ -97,7 +97,9 @@ pub fn decide(
         stop_reason = Some(format!(
             "stopped early: {} windows did not import cleanly, first: {}; fix the cause, then `promimport resume`",
             decision.failed,
-            problems.first().map_or("see the Jobs' logs", String::as_str)
+            problems
+                .first()
+                .map_or("see the Jobs' logs", String::as_str)
         ));
     }
     decision.pending = waiting.len();
@@ -175,7 +177,9 @@ pub async fn run(
     let view = ledger
         .create_or_load(spec, range_start, range_end, owner)
         .await?;
-    if spec.incremental.is_some() && matches!(view.state, ImportState::Finished | ImportState::Failed) {
+    if spec.incremental.is_some()
+        && matches!(view.state, ImportState::Finished | ImportState::Failed)
+    {
         // A finished or failed incremental import runs again on the next schedule; a stopped
         // one stays stopped, even if `stop` comes in between this read and the write.
         let from = [ImportState::Finished, ImportState::Failed];
@@ -186,10 +190,15 @@ pub async fn run(
     if let Err(error) = probe_endpoints(spec).await {
         let message = format!("stopped before the first window: {error}");
         tracing::error!(import = %spec.name, %message, "an endpoint is unreachable");
-        return Ok(match ledger.transition(&[ImportState::Running], ImportState::Failed, &message).await? {
-            Ok(()) => ImportState::Failed,
-            Err(state) => state,
-        });
+        return Ok(
+            match ledger
+                .transition(&[ImportState::Running], ImportState::Failed, &message)
+                .await?
+            {
+                Ok(()) => ImportState::Failed,
+                Err(state) => state,
+            },
+        );
     }
     let jobs: Api<Job> = Api::namespaced(client.clone(), &options.namespace);
     tracing::info!(import = %spec.name, namespace = %options.namespace, ledger = %ledger.name, "scheduler starting");
@@ -253,11 +262,18 @@ pub async fn run(
                 ),
                 _ => (state, message),
             };
-            return match ledger.transition(&[ImportState::Running], state, &message).await? {
+            return match ledger
+                .transition(&[ImportState::Running], state, &message)
+                .await?
+            {
                 Ok(()) => {
                     tracing::info!(import = %spec.name, state = state.as_str(), %message, "import over");
                     // An incremental import stays running between schedules; this run is done.
-                    Ok(if state == ImportState::Running { ImportState::Finished } else { state })
+                    Ok(if state == ImportState::Running {
+                        ImportState::Finished
+                    } else {
+                        state
+                    })
                 }
                 Err(other) => Ok(other),
             };
@@ -377,10 +393,12 @@ async fn list_jobs(jobs: &Api<Job>, import: &str) -> Result<(BTreeMap<Window, Jo
             continue;
         }
         let name = job.metadata.name.as_deref().unwrap_or("");
-        let key = labels.and_then(|l| l.get(LABEL_WINDOW)).ok_or_else(|| Error::ClusterState {
-            object: format!("Job {name}"),
-            reason: format!("has no {LABEL_WINDOW} label; was it edited by hand? delete it"),
-        })?;
+        let key = labels
+            .and_then(|l| l.get(LABEL_WINDOW))
+            .ok_or_else(|| Error::ClusterState {
+                object: format!("Job {name}"),
+                reason: format!("has no {LABEL_WINDOW} label; was it edited by hand? delete it"),
+            })?;
         let window = Window::from_key(&format!("Job {name} label {LABEL_WINDOW}"), key)?;
         ours.insert(window, info);
     }
@@ -520,7 +538,13 @@ mod tests {
 
     #[test]
     fn compacted_windows_count_as_done_and_get_no_job() {
-        let d = decide(&windows(3), &BTreeMap::new(), &|w| w.end_ms <= 2 * H, &BTreeMap::new(), 10);
+        let d = decide(
+            &windows(3),
+            &BTreeMap::new(),
+            &|w| w.end_ms <= 2 * H,
+            &BTreeMap::new(),
+            10,
+        );
         assert_eq!((d.done, d.create.clone()), (2, vec![w(2)]));
     }
 

@@ -258,11 +258,17 @@ mod tests {
         // Torn after 0..=len-1 bytes of a third record: every tear a crash can leave.
         for kept in 0..last_line {
             let mut torn = whole.clone();
-            torn.extend_from_slice(&[serde_json::to_vec(&entry(20)).unwrap(), b"\n".to_vec()].concat()[..kept]);
+            torn.extend_from_slice(
+                &[serde_json::to_vec(&entry(20)).unwrap(), b"\n".to_vec()].concat()[..kept],
+            );
             std::fs::write(&path, &torn).unwrap();
             {
                 let (mut ledger, entries) = FileLedger::open(&dir, &id).unwrap();
-                assert_eq!(entries, vec![entry(0), entry(10)], "torn after {kept} bytes");
+                assert_eq!(
+                    entries,
+                    vec![entry(0), entry(10)],
+                    "torn after {kept} bytes"
+                );
                 ledger.record(&entry(30)).unwrap();
             }
             let (_, entries) = FileLedger::open(&dir, &id).unwrap();

@@ -179,6 +179,13 @@ fn wait_ready_at(server: &Server, url: &str) {
 /// values), series that start and stop mid-range, at 15 s and 30 s intervals, over
 /// [BASE, BASE + hours).
 pub fn write_history(path: &Path, hours: i64, huge: bool) {
+    write_history_at(path, BASE_MS, hours, huge);
+}
+
+/// `write_history` over [base, base + hours); `base_ms` is cut to whole seconds (OpenMetrics
+/// timestamps are seconds).
+pub fn write_history_at(path: &Path, base_ms: i64, hours: i64, huge: bool) {
+    let base_s = base_ms.div_euclid(1000);
     let mut out = String::new();
     let end_s = hours * 3600;
     out.push_str("# HELP test_requests_total Requests.\n# TYPE test_requests_total counter\n");
@@ -189,7 +196,7 @@ pub fn write_history(path: &Path, hours: i64, huge: bool) {
                 value += (t % 7 + instance) as f64 * if code == "200" { 1.0 } else { 0.01 };
                 out.push_str(&format!(
                     "test_requests_total{{instance=\"host-{instance}:9100\",code=\"{code}\",job=\"node\"}} {value} {}\n",
-                    BASE_MS / 1000 + t
+                    base_s + t
                 ));
             }
         }
@@ -207,7 +214,7 @@ pub fn write_history(path: &Path, hours: i64, huge: bool) {
             };
             out.push_str(&format!(
                 "test_temperature{{sensor=\"s{sensor}\",job=\"env\"}} {value} {}\n",
-                BASE_MS / 1000 + t
+                base_s + t
             ));
         }
     }
@@ -244,6 +251,43 @@ pub fn history_source_framed(
             history: Some(&history),
         },
     )
+}
+
+/// A source Prometheus holding `write_history` (no huge values) over the hours before now,
+/// ending `hours_ago_end` hours ago: history as a user's Prometheus holds it, for the ranges
+/// users type (`now-30h`). It accepts remote write too, for live samples.
+pub fn recent_history_source(name: &str, hours: i64, hours_ago_end: i64) -> Server {
+    let dir = temp_dir(&format!("{name}-history"));
+    let history = dir.join("history.om");
+    let now = promimport::timespec::now_ms();
+    write_history_at(
+        &history,
+        now - (hours + hours_ago_end) * HOUR_MS,
+        hours,
+        false,
+    );
+    start_prometheus(
+        name,
+        PrometheusOptions {
+            receiver: true,
+            out_of_order_window: Some("3650d"),
+            max_bytes_in_frame: None,
+            history: Some(&history),
+        },
+    )
+}
+
+/// The range a `promimport run` summary names (`import [START, END): ...`), to the
+/// millisecond: what a relative `--start` resolved to.
+pub fn summary_range(log: &str) -> (i64, i64) {
+    let line = log
+        .lines()
+        .find_map(|l| l.strip_prefix("import ["))
+        .unwrap_or_else(|| panic!("no summary in: {log}"));
+    let (start, rest) = line.split_once(", ").unwrap();
+    let end = rest.split_once(')').unwrap().0;
+    let parse = |t: &str| promimport::timespec::parse_time("summary", t, 0).unwrap();
+    (parse(start), parse(end))
 }
 
 /// Writes samples with remote write, as a live Prometheus would; used to put stale markers into
@@ -662,6 +706,16 @@ pub fn history_range() -> (i64, i64) {
 /// so those may only be absent (or NaN). Returns the samples compared and the NaNs among them.
 pub fn assert_same_in_victoria_metrics(expected: &Data, vm: &Server) -> (usize, usize) {
     let (from, to) = history_range();
+    assert_same_in_victoria_metrics_over(expected, vm, from, to)
+}
+
+/// `assert_same_in_victoria_metrics` over what VictoriaMetrics holds in [from, to).
+pub fn assert_same_in_victoria_metrics_over(
+    expected: &Data,
+    vm: &Server,
+    from: i64,
+    to: i64,
+) -> (usize, usize) {
     let landed = export(vm, from, to);
     assert_eq!(
         landed.keys().collect::<Vec<_>>(),
