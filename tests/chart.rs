@@ -275,3 +275,316 @@ fn helm_install_runs_a_migration_and_helm_uninstall_removes_everything() {
         std::thread::sleep(Duration::from_millis(500));
     }
 }
+
+/// The chart's ledger ConfigMap as JSON, or `None` before the scheduler made it.
+fn ledger_data(namespace: &str, import: &str) -> Option<serde_json::Value> {
+    let json = cluster().kubectl(&[
+        "get",
+        "configmap",
+        &format!("promimport-{import}"),
+        "-n",
+        namespace,
+        "-o",
+        "json",
+        "--ignore-not-found",
+    ]);
+    (!json.trim().is_empty())
+        .then(|| serde_json::from_str::<serde_json::Value>(&json).unwrap()["data"].clone())
+}
+
+fn ledger_time(data: &serde_json::Value, key: &str) -> i64 {
+    promimport::timespec::parse_time("ledger", data[key].as_str().unwrap(), 0).unwrap()
+}
+
+/// The windows the ledger's compacted `done` ranges hold, and the ranges.
+fn done_windows(data: &serde_json::Value) -> (u64, Vec<(i64, i64)>) {
+    let ranges: Vec<serde_json::Value> =
+        serde_json::from_str(data["done"].as_str().unwrap_or("[]")).unwrap();
+    let windows = ranges.iter().map(|r| r["windows"].as_u64().unwrap()).sum();
+    let spans = ranges
+        .iter()
+        .map(|r| {
+            (
+                r["window"]["start_ms"].as_i64().unwrap(),
+                r["window"]["end_ms"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    (windows, spans)
+}
+
+/// This import's worker Jobs, by the window label each carries.
+fn worker_job_windows(namespace: &str, import: &str) -> Vec<promimport::plan::Window> {
+    let labels = cluster().kubectl(&[
+        "get",
+        "jobs",
+        "-n",
+        namespace,
+        "-l",
+        &format!("promimport.io/import={import}"),
+        "-o",
+        "jsonpath={range .items[*]}{.metadata.labels.promimport\\.io/window}{\"\\n\"}{end}",
+    ]);
+    let mut windows: Vec<_> = labels
+        .lines()
+        .map(|l| promimport::plan::Window::from_key("Job label", l).unwrap())
+        .collect();
+    windows.sort();
+    windows
+}
+
+#[test]
+fn helm_install_with_only_the_urls_and_a_relative_start_finishes_exact_with_one_job_per_window() {
+    let cluster = cluster();
+    cluster.kubectl(&["create", "namespace", "helm-defaults"]);
+    let source = recent_history_source("chart-defaults-src", 30, 2);
+    let vm = start_victoria_metrics("chart-defaults-vm", "100y");
+    // What a user types: the two URLs and how far back. The window (2h) and the parallelism
+    // (4) are the chart's defaults; `now-30h` resolves to a start with milliseconds.
+    let sets = [
+        format!("source.url={}", source.url("/api/v1/read")),
+        format!("destination.url={}", vm.url("/api/v1/write")),
+        "start=now-30h".to_string(),
+    ];
+    let mut args = vec![
+        "install",
+        "defaults",
+        "charts/promimport",
+        "-n",
+        "helm-defaults",
+    ];
+    for set in &sets {
+        args.extend(["--set", set.as_str()]);
+    }
+    let (ok, log) = helm(Some(&cluster.admin()), &args);
+    assert!(ok, "{log}");
+    let deadline = Instant::now() + Duration::from_secs(300);
+    let data = loop {
+        let data = ledger_data("helm-defaults", "rancher-monitoring");
+        let state = data
+            .as_ref()
+            .and_then(|d| d["state"].as_str())
+            .unwrap_or("");
+        assert_ne!(state, "failed", "the import failed: {data:?}");
+        if state == "finished" {
+            break data.unwrap();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the chart's import did not finish: {data:?}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    let (start, end) = (
+        ledger_time(&data, "rangeStart"),
+        ledger_time(&data, "rangeEnd"),
+    );
+    let planned = promimport::plan::plan_windows(
+        promimport::plan::Window::new(start, end).unwrap(),
+        2 * HOUR_MS,
+        &[],
+    );
+    assert_eq!(
+        worker_job_windows("helm-defaults", "rancher-monitoring"),
+        planned,
+        "one Job per window"
+    );
+    let (done, spans) = done_windows(&data);
+    assert_eq!(
+        (done, spans),
+        (planned.len() as u64, vec![(start, end)]),
+        "{data}"
+    );
+    let expected = read_samples(&source, start, end);
+    assert!(total_samples(&expected) > 1_000);
+    assert_same_in_victoria_metrics_over(&expected, &vm, start - 48 * HOUR_MS, end + HOUR_MS);
+}
+
+/// Remote-writes a sample of a few live series every second at the current time, as a
+/// scraping Prometheus would, until dropped.
+struct LiveWriter {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl LiveWriter {
+    fn start(url: String) -> Self {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let mut n = 0.0;
+            while !flag.load(std::sync::atomic::Ordering::SeqCst) {
+                let now = promimport::timespec::now_ms();
+                n += 1.0;
+                for instance in ["a", "b", "c"] {
+                    remote_write(
+                        &url,
+                        &[(
+                            &[("__name__", "live_requests_total"), ("instance", instance)],
+                            vec![(now, n)],
+                        )],
+                    );
+                }
+                std::thread::sleep(Duration::from_secs(1));
+            }
+        });
+        LiveWriter {
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for LiveWriter {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// The scheduler Jobs the CronJob created that succeeded.
+fn succeeded_cron_runs(namespace: &str) -> usize {
+    let json: serde_json::Value =
+        serde_json::from_str(&cluster().kubectl(&["get", "jobs", "-n", namespace, "-o", "json"]))
+            .unwrap();
+    json["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|j| j["metadata"]["ownerReferences"][0]["kind"] == "CronJob")
+        .filter(|j| j["status"]["succeeded"].as_i64() == Some(1))
+        .count()
+}
+
+/// "caught up to TIME" in the ledger's message: where the last incremental run stopped.
+fn caught_up(data: &serde_json::Value) -> Option<i64> {
+    let message = data["message"].as_str()?;
+    let time = message.strip_prefix("caught up to ")?;
+    promimport::timespec::parse_time("ledger", time, 0).ok()
+}
+
+#[test]
+fn the_charts_cronjob_fires_twice_and_each_run_imports_only_what_is_new() {
+    let cluster = cluster();
+    let namespace = "helm-cron";
+    cluster.kubectl(&["create", "namespace", namespace]);
+    let source = recent_history_source("chart-cron-src", 1, 0);
+    let live = LiveWriter::start(source.url("/api/v1/write"));
+    let vm = start_victoria_metrics("chart-cron-vm", "100y");
+    let sets = [
+        format!("source.url={}", source.url("/api/v1/read")),
+        format!("destination.url={}", vm.url("/api/v1/write")),
+        "start=now-20m".to_string(),
+        "window=1m".to_string(),
+        "once.enabled=false".to_string(),
+        "incremental.enabled=true".to_string(),
+        "incremental.schedule=* * * * *".to_string(),
+        "incremental.lag=1s".to_string(),
+    ];
+    let mut args = vec!["install", "cron", "charts/promimport", "-n", namespace];
+    for set in &sets {
+        args.extend(["--set", set.as_str()]);
+    }
+    let (ok, log) = helm(Some(&cluster.admin()), &args);
+    assert!(ok, "{log}");
+
+    // The CronJob controller fires at the next whole minute, then every minute (give or take
+    // its 10 s sync). Two runs in the same minute may catch up to the same window boundary, so
+    // this waits for runs until one has gone further than the first.
+    let mut runs: Vec<(i64, Vec<promimport::plan::Window>)> = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while runs.len() < 2 || runs.last().unwrap().0 == runs[0].0 {
+        assert!(
+            Instant::now() < deadline,
+            "the CronJob did not fire twice with new data: {runs:?}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+        if succeeded_cron_runs(namespace) <= runs.len() {
+            continue;
+        }
+        let data = ledger_data(namespace, "rancher-monitoring").unwrap();
+        let end = caught_up(&data).unwrap_or_else(|| panic!("no 'caught up' message: {data}"));
+        runs.push((end, worker_job_windows(namespace, "rancher-monitoring")));
+    }
+    cluster.kubectl(&[
+        "patch",
+        "cronjob",
+        "cron-promimport-incremental",
+        "-n",
+        namespace,
+        "-p",
+        r#"{"spec":{"suspend":true}}"#,
+    ]);
+    drop(live);
+
+    let data = ledger_data(namespace, "rancher-monitoring").unwrap();
+    let start = ledger_time(&data, "rangeStart");
+    // One Job per window over everything imported, and each run's Jobs are the earlier runs'
+    // plus new ones after where the run before stopped: it imported only what was new.
+    let planned = |end: i64| {
+        promimport::plan::plan_windows(
+            promimport::plan::Window::new(start, end).unwrap(),
+            60_000,
+            &[],
+        )
+    };
+    for (end, jobs) in &runs {
+        assert_eq!(jobs, &planned(*end));
+    }
+    for pair in runs.windows(2) {
+        let ((before_end, before), (_, after)) = (&pair[0], &pair[1]);
+        assert_eq!(&after[..before.len()], &before[..]);
+        assert!(
+            after[before.len()..]
+                .iter()
+                .all(|w| w.start_ms >= *before_end)
+        );
+    }
+    let second_end = &runs.last().unwrap().0;
+    // A later run may have landed more since; what the second run covered is compared.
+    let expected = read_samples(&source, start, *second_end);
+    assert!(
+        expected.keys().any(|k| k.contains("live_requests_total")),
+        "live samples were imported"
+    );
+    let landed = export(&vm, start - HOUR_MS, *second_end);
+    let landed: std::collections::BTreeMap<String, Vec<(i64, Option<f64>)>> = landed
+        .into_iter()
+        .map(|(k, v)| {
+            (
+                k,
+                v.into_iter()
+                    .filter(|s| s.0 < *second_end)
+                    .collect::<Vec<_>>(),
+            )
+        })
+        .filter(|(_, v)| !v.is_empty())
+        .collect();
+    assert_eq!(
+        landed.keys().collect::<Vec<_>>(),
+        expected.keys().collect::<Vec<_>>()
+    );
+    for (key, samples) in &expected {
+        let want: Vec<(i64, Option<f64>)> = samples
+            .iter()
+            .filter(|s| !f64::from_bits(s.1).is_nan())
+            .map(|s| (s.0, Some(f64::from_bits(s.1))))
+            .collect();
+        let got: Vec<(i64, Option<f64>)> = landed[key]
+            .iter()
+            .copied()
+            .filter(|s| s.1.is_some_and(|v| !v.is_nan()))
+            .collect();
+        assert_eq!(got.len(), want.len(), "{key}");
+        for (g, w) in got.iter().zip(&want) {
+            assert_eq!(g.0, w.0, "{key}");
+            let (g, w) = (g.1.unwrap(), w.1.unwrap());
+            assert!(
+                (g - w).abs() <= w.abs() * 1e-11,
+                "{key}: {w} expected, {g} found"
+            );
+        }
+    }
+}

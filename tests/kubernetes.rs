@@ -10,8 +10,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use std::collections::BTreeMap;
+
 use common::cluster::{Cluster, cluster};
 use common::*;
+use promimport::plan::Window;
 
 fn write_spec(dir: &Path, name: &str, body: &str) -> PathBuf {
     let path = dir.join(format!("{name}.yaml"));
@@ -43,12 +46,52 @@ fn spawn_as(kubeconfig: &Path, args: &[&str]) -> Child {
         .unwrap()
 }
 
-/// The ledger's window records (key → JSON) and state.
-fn ledger(
-    cluster: &Cluster,
-    namespace: &str,
-    import: &str,
-) -> (String, Vec<(String, serde_json::Value)>) {
+/// What an import's ledger ConfigMap says: its state, the window records not yet compacted
+/// (key → JSON), and the compacted ranges of done windows.
+struct Ledger {
+    state: String,
+    records: Vec<(String, serde_json::Value)>,
+    ranges: Vec<serde_json::Value>,
+}
+
+impl Ledger {
+    /// Windows recorded, compacted or not.
+    fn windows(&self) -> u64 {
+        self.records.len() as u64
+            + self
+                .ranges
+                .iter()
+                .map(|r| r["windows"].as_u64().unwrap())
+                .sum::<u64>()
+    }
+
+    /// Every window done, with every sample read written.
+    fn all_exact(&self) -> bool {
+        self.records
+            .iter()
+            .all(|(_, w)| w["status"] == "done" && w["read"] == w["written"])
+            && self.ranges.iter().all(|r| r["read"] == r["written"])
+    }
+
+    /// Which of `planned` the ledger holds as done.
+    fn done_of(&self, planned: &[Window]) -> Vec<Window> {
+        planned
+            .iter()
+            .copied()
+            .filter(|w| {
+                self.ranges.iter().any(|r| {
+                    r["window"]["start_ms"].as_i64().unwrap() <= w.start_ms
+                        && w.end_ms <= r["window"]["end_ms"].as_i64().unwrap()
+                }) || self
+                    .records
+                    .iter()
+                    .any(|(k, r)| k == &format!("w-{}", w.key()) && r["status"] == "done")
+            })
+            .collect()
+    }
+}
+
+fn ledger(cluster: &Cluster, namespace: &str, import: &str) -> Ledger {
     let json: serde_json::Value = serde_json::from_str(&cluster.kubectl(&[
         "get",
         "configmap",
@@ -60,7 +103,7 @@ fn ledger(
     ]))
     .unwrap();
     let data = json["data"].as_object().unwrap();
-    let windows = data
+    let records = data
         .iter()
         .filter(|(k, _)| k.starts_with("w-"))
         .map(|(k, v)| {
@@ -70,7 +113,44 @@ fn ledger(
             )
         })
         .collect();
-    (data["state"].as_str().unwrap().to_string(), windows)
+    let ranges = data
+        .get("done")
+        .map(|d| serde_json::from_str(d.as_str().unwrap()).unwrap())
+        .unwrap_or_default();
+    Ledger {
+        state: data["state"].as_str().unwrap().to_string(),
+        records,
+        ranges,
+    }
+}
+
+/// This import's Jobs: window → the Job's uid (a new uid is a window imported again).
+fn job_uids(cluster: &Cluster, namespace: &str, import: &str) -> BTreeMap<Window, String> {
+    cluster
+        .kubectl(&[
+            "get",
+            "jobs",
+            "-n",
+            namespace,
+            "-l",
+            &format!("promimport.io/import={import}"),
+            "-o",
+            "jsonpath={range .items[*]}{.metadata.labels.promimport\\.io/window} {.metadata.uid}{\"\\n\"}{end}",
+        ])
+        .lines()
+        .map(|l| {
+            let (window, uid) = l.split_once(' ').unwrap();
+            (Window::from_key("Job label", window).unwrap(), uid.to_string())
+        })
+        .collect()
+}
+
+fn hourly(start_ms: i64, hours: i64) -> Vec<Window> {
+    promimport::plan::plan_windows(
+        Window::new(start_ms, start_ms + hours * HOUR_MS).unwrap(),
+        HOUR_MS,
+        &[],
+    )
 }
 
 fn wait_for(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
@@ -137,15 +217,12 @@ fn an_import_scheduled_as_jobs_lands_every_sample_once_and_the_ledger_says_finis
         &read_samples(&source, BASE_MS, BASE_MS + 6 * HOUR_MS),
         &read_samples(&sink, from, to),
     );
-    let (state, windows) = ledger(cluster, "exact", "exact");
-    assert_eq!(state, "finished");
-    assert_eq!(windows.len(), 6);
-    assert!(
-        windows
-            .iter()
-            .all(|(_, w)| w["status"] == "done" && w["read"] == w["written"]),
-        "{windows:?}"
-    );
+    let recorded = ledger(cluster, "exact", "exact");
+    assert_eq!(recorded.state, "finished");
+    assert_eq!(recorded.windows(), 6);
+    assert!(recorded.all_exact(), "{:?}", recorded.ranges);
+    // The scheduler compacted the done windows into one range.
+    assert!(recorded.records.is_empty(), "{:?}", recorded.records);
     // kubectl finds the Jobs by import and window, one per window, owned by the ledger.
     let jobs = cluster.kubectl(&["get", "jobs", "-n", "exact", "-l", "promimport.io/import=exact", "-o", "jsonpath={range .items[*]}{.metadata.name} {.metadata.ownerReferences[0].name}{\"\\n\"}{end}"]);
     assert_eq!(jobs.lines().count(), 6, "{jobs}");
@@ -159,11 +236,11 @@ fn an_import_scheduled_as_jobs_lands_every_sample_once_and_the_ledger_says_finis
         "-n",
         "exact",
         "-l",
-        "promimport.io/window=1793491200",
+        &format!("promimport.io/window={}", hourly(BASE_MS, 1)[0].key()),
         "-o",
         "name",
     ]);
-    assert_eq!(one.trim(), "job.batch/exact-w1793491200");
+    assert_eq!(one.trim(), "job.batch/exact-w1793491200000");
 
     // verify takes the range, window and selectors from the ledger and records its result there.
     let (code, log) = promimport_as(
@@ -310,8 +387,12 @@ fn worker_pods_deleted_again_and_again_and_a_killed_scheduler_still_finish_exact
         &read_samples(&source, BASE_MS, BASE_MS + 6 * HOUR_MS),
         &sink,
     );
-    let (state, windows) = ledger(cluster, "chaos", "chaos");
-    assert_eq!((state.as_str(), windows.len()), ("finished", 6));
+    let recorded = ledger(cluster, "chaos", "chaos");
+    assert_eq!(
+        (recorded.state.as_str(), recorded.windows()),
+        ("finished", 6)
+    );
+    assert!(recorded.all_exact());
     let jobs = cluster.kubectl(&["get", "jobs", "-n", "chaos", "-o", "name"]);
     assert_eq!(
         jobs.lines().count(),
@@ -371,7 +452,7 @@ fn an_import_stopped_mid_way_and_resumed_ends_exact() {
             .filter(|l| l.trim() == "1")
             .count();
         most_running = most_running.max(running);
-        ledger(cluster, "pause", "pause").1.len() >= 2
+        ledger(cluster, "pause", "pause").windows() >= 2
     });
     assert!(
         most_running <= 2,
@@ -383,13 +464,15 @@ fn an_import_stopped_mid_way_and_resumed_ends_exact() {
         running.wait().unwrap().success(),
         "the scheduler exits when the import is stopped"
     );
-    let (state, before) = ledger(cluster, "pause", "pause");
-    assert_eq!(state, "stopped");
+    let stopped = ledger(cluster, "pause", "pause");
+    assert_eq!(stopped.state, "stopped");
+    let before = stopped.done_of(&hourly(BASE_MS, 12));
     assert!(
         before.len() < 12,
         "stopped before the end: {}",
         before.len()
     );
+    let uids_before = job_uids(cluster, "pause", "pause");
     wait_for("no running Jobs", Duration::from_secs(30), || {
         cluster
             .kubectl(&[
@@ -420,13 +503,14 @@ fn an_import_stopped_mid_way_and_resumed_ends_exact() {
     );
     assert_eq!(code, Some(0), "{log}");
     assert!(log.contains("import pause: finished"), "{log}");
-    let (_, after) = ledger(cluster, "pause", "pause");
-    assert_eq!(after.len(), 12);
-    for (key, record) in &before {
-        let now = &after.iter().find(|(k, _)| k == key).unwrap().1;
+    let after = ledger(cluster, "pause", "pause");
+    assert_eq!(after.windows(), 12);
+    let uids_after = job_uids(cluster, "pause", "pause");
+    for window in &before {
         assert_eq!(
-            &record["at"], &now["at"],
-            "window {key} finished before the stop was not imported again"
+            uids_before.get(window),
+            uids_after.get(window),
+            "window {window} finished before the stop was not imported again"
         );
     }
     assert_same_in_victoria_metrics(
@@ -511,10 +595,10 @@ fn two_imports_at_once_from_different_sources_are_both_exact_with_separate_ledge
         }
     }
     assert_same_in_victoria_metrics(&expected, &sink);
-    let (state_a, windows_a) = ledger(cluster, "twins", "twin-a");
-    let (state_b, windows_b) = ledger(cluster, "twins", "twin-b");
-    assert_eq!((state_a.as_str(), windows_a.len()), ("finished", 4));
-    assert_eq!((state_b.as_str(), windows_b.len()), ("finished", 8));
+    let a = ledger(cluster, "twins", "twin-a");
+    let b = ledger(cluster, "twins", "twin-b");
+    assert_eq!((a.state.as_str(), a.windows()), ("finished", 4));
+    assert_eq!((b.state.as_str(), b.windows()), ("finished", 8));
 }
 
 #[test]
@@ -559,7 +643,7 @@ fn the_ledger_loses_no_update_under_25_concurrent_workers() {
         // The source is unreachable: each window fails transiently and says so (exit 1).
         assert_eq!(writer.wait().unwrap().code(), Some(1));
     }
-    let (_, windows) = ledger(cluster, "ledger", "busy");
+    let windows = ledger(cluster, "ledger", "busy").records;
     assert_eq!(windows.len(), 25, "every worker's record is there");
     assert!(
         windows.iter().all(|(_, w)| w["error"]["transient"] == true),
@@ -581,8 +665,8 @@ fn an_incremental_import_run_twice_imports_only_the_new_range() {
         },
     );
     let sink = prometheus_sink("k8s-cron-sink");
-    let window = 20_000i64;
-    let start = (promimport::timespec::now_ms() / window - 30) * window;
+    let window = 60_000i64;
+    let start = (promimport::timespec::now_ms() / window - 8) * window;
     let write = |from: i64, to: i64| {
         let samples: Vec<(i64, f64)> = (from..to)
             .step_by(2_000)
@@ -601,7 +685,7 @@ fn an_incremental_import_run_twice_imports_only_the_new_range() {
         "cron",
         &format!(
             // One window at a time, so a Prometheus sink appends in order (see prometheus_sink).
-            "source: {{url: \"{}\"}}\ndestination: {{url: \"{}\"}}\nstart: {}\nwindow: 20s\nparallelism: 1\nincremental: {{lag: 3s}}",
+            "source: {{url: \"{}\"}}\ndestination: {{url: \"{}\"}}\nstart: {}\nwindow: 1m\nparallelism: 1\nincremental: {{lag: 3s}}",
             source.url("/api/v1/read"),
             sink.url("/api/v1/write"),
             rfc3339(start)
@@ -616,21 +700,32 @@ fn an_incremental_import_run_twice_imports_only_the_new_range() {
         "--timeout",
         "3m",
     ];
+    let caught_up = || {
+        let message = cluster.kubectl(&[
+            "get",
+            "configmap",
+            "promimport-cron",
+            "-n",
+            "cron",
+            "-o",
+            "jsonpath={.data.message}",
+        ]);
+        let time = message
+            .strip_prefix("caught up to ")
+            .unwrap_or_else(|| panic!("{message}"));
+        promimport::timespec::parse_time("message", time, 0).unwrap()
+    };
+    let plan =
+        |end: i64| promimport::plan::plan_windows(Window::new(start, end).unwrap(), window, &[]);
     let (code, log) = promimport_as(&scheduler, &args);
     assert_eq!(code, Some(0), "{log}");
-    let (_, first) = ledger(cluster, "cron", "cron");
-    let first_end = first
-        .iter()
-        .map(|(_, w)| {
-            promimport::timespec::parse_time("end", w["end"].as_str().unwrap(), 0).unwrap()
-        })
-        .max()
-        .unwrap();
-    assert_eq!(first.len() as i64, (first_end - start) / window);
+    let first_end = caught_up();
+    let first = job_uids(cluster, "cron", "cron");
+    assert_eq!(first.keys().copied().collect::<Vec<_>>(), plan(first_end));
 
     // New data arrives after the first run's end; the second run starts there.
-    wait_for("two more windows to pass", Duration::from_secs(60), || {
-        promimport::timespec::now_ms() - 3_000 >= first_end + 2 * window
+    wait_for("another window to pass", Duration::from_secs(90), || {
+        promimport::timespec::now_ms() - 3_000 >= first_end + window
     });
     // (Data arriving later than the lag, inside a window already imported, is not imported
     // again: that is what the lag is for. So the new data starts at the first run's end.)
@@ -640,37 +735,25 @@ fn an_incremental_import_run_twice_imports_only_the_new_range() {
     );
     let (code, log) = promimport_as(&scheduler, &args);
     assert_eq!(code, Some(0), "{log}");
-    let (state, second) = ledger(cluster, "cron", "cron");
+    let recorded = ledger(cluster, "cron", "cron");
     assert_eq!(
-        state, "running",
+        recorded.state, "running",
         "an incremental import waits for its next run"
     );
-    assert!(
-        second.len() >= first.len() + 2,
-        "{} then {}",
-        first.len(),
-        second.len()
-    );
-    for (key, record) in &first {
-        let again = &second.iter().find(|(k, _)| k == key).unwrap().1;
-        assert_eq!(
-            &record["at"], &again["at"],
-            "window {key} was not imported twice"
-        );
-    }
-    let second_end = second
-        .iter()
-        .map(|(_, w)| {
-            promimport::timespec::parse_time("end", w["end"].as_str().unwrap(), 0).unwrap()
-        })
-        .max()
-        .unwrap();
-    let jobs = cluster.kubectl(&["get", "jobs", "-n", "cron", "-o", "name"]);
+    let second_end = caught_up();
+    assert!(second_end > first_end, "{first_end} then {second_end}");
+    let second = job_uids(cluster, "cron", "cron");
     assert_eq!(
-        jobs.lines().count(),
-        second.len(),
+        second.keys().copied().collect::<Vec<_>>(),
+        plan(second_end),
         "one Job per window over both runs"
     );
+    for (window, uid) in &first {
+        assert_eq!(
+            &second[window], uid,
+            "window {window} was not imported twice"
+        );
+    }
     assert_same_data(
         &read_samples(&source, start, second_end),
         &read_samples(&sink, start - HOUR_MS, second_end + HOUR_MS),
@@ -832,4 +915,204 @@ fn a_credential_from_a_secret_reaches_the_worker_and_nowhere_else() {
         objects.contains("secretKeyRef"),
         "the Job refers to the Secret instead"
     );
+}
+
+#[test]
+fn stop_wins_over_a_scheduler_mid_round_again_and_again_and_the_resume_is_exact() {
+    let cluster = cluster();
+    let scheduler = cluster.namespace("race");
+    let source = history_source("k8s-race-src", 12, false);
+    let sink = start_victoria_metrics("k8s-race-sink", "100y");
+    let dir = temp_dir("k8s-race");
+    let spec = write_spec(
+        &dir,
+        "race",
+        &range_spec(
+            &source.url("/api/v1/read"),
+            &sink.url("/api/v1/write"),
+            12,
+            "1h",
+            4,
+            "",
+        ),
+    );
+    let spec = spec.to_str().unwrap();
+    let active_jobs = || {
+        let json: serde_json::Value =
+            serde_json::from_str(&cluster.kubectl(&["get", "jobs", "-n", "race", "-o", "json"]))
+                .unwrap();
+        json["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|j| j["metadata"]["deletionTimestamp"].is_null())
+            .filter(|j| j["status"]["active"].as_i64().unwrap_or(0) > 0)
+            .filter(|j| j["status"]["succeeded"].as_i64().unwrap_or(0) == 0)
+            .map(|j| j["metadata"]["name"].as_str().unwrap().to_string())
+            .collect::<Vec<_>>()
+    };
+    // The stop lands at a different point of the scheduler's round each time.
+    for (round, delay_ms) in [350u64, 820, 1_270, 560, 1_930].into_iter().enumerate() {
+        if round > 0 {
+            let (code, log) =
+                promimport_as(&scheduler, &["resume", "race", "-n", "race", "--detach"]);
+            assert_eq!(code, Some(0), "{log}");
+        }
+        let mut running = spawn_as(
+            &scheduler,
+            &["schedule", "-f", spec, "--poll", "100ms", "--timeout", "2m"],
+        );
+        std::thread::sleep(Duration::from_millis(delay_ms));
+        let (code, log) = promimport_as(&cluster.admin(), &["stop", "race", "-n", "race"]);
+        assert_eq!(code, Some(0), "{log}");
+        assert!(
+            running.wait().unwrap().success(),
+            "the scheduler exits on stop"
+        );
+        let recorded = ledger(cluster, "race", "race");
+        if recorded.state == "finished" {
+            // It finished before the stop came: nothing left to race.
+            break;
+        }
+        assert_eq!(recorded.state, "stopped", "round {round}: the stop stands");
+        let survivors = active_jobs();
+        assert!(
+            survivors.is_empty(),
+            "round {round}: Jobs running after the stop: {survivors:?}"
+        );
+    }
+    let (code, log) = promimport_as(
+        &scheduler,
+        &[
+            "resume",
+            "race",
+            "-n",
+            "race",
+            "--poll",
+            "300ms",
+            "--timeout",
+            "3m",
+        ],
+    );
+    assert_eq!(code, Some(0), "{log}");
+    assert!(log.contains("import race: finished"), "{log}");
+    let recorded = ledger(cluster, "race", "race");
+    assert_eq!(recorded.windows(), 12);
+    assert!(recorded.all_exact());
+    // A Job that `stop` deleted after its window was recorded done leaves no Job behind; no
+    // window has more than its one (names are per window), and none is outside the plan.
+    let planned = hourly(BASE_MS, 12);
+    assert!(
+        job_uids(cluster, "race", "race")
+            .keys()
+            .all(|w| planned.contains(w))
+    );
+    assert_same_in_victoria_metrics(
+        &read_samples(&source, BASE_MS, BASE_MS + 12 * HOUR_MS),
+        &sink,
+    );
+}
+
+#[test]
+fn import_start_of_a_cluster_target_with_its_default_range_lands_exact_with_one_job_per_window() {
+    let cluster = cluster();
+    let admin = cluster.admin();
+    cluster.namespace("defaults");
+    let source = recent_history_source("k8s-defaults-src", 30, 2);
+    let sink = start_victoria_metrics("k8s-defaults-sink", "100y");
+    let (code, log) = promimport_as(
+        &admin,
+        &[
+            "target",
+            "add",
+            "old",
+            "-n",
+            "defaults",
+            "--source",
+            &source.url("/api/v1/read"),
+            "--dest",
+            &sink.url("/api/v1/write"),
+        ],
+    );
+    assert_eq!(code, Some(0), "{log}");
+    // No range: the last 10 days (`now-10d`, milliseconds and all) in 2h windows.
+    let (code, log) = promimport_as(
+        &admin,
+        &[
+            "import",
+            "start",
+            "old",
+            "-n",
+            "defaults",
+            "--parallelism",
+            "10",
+            "--image",
+            "promimport",
+            "--poll",
+            "300ms",
+            "--timeout",
+            "5m",
+        ],
+    );
+    assert_eq!(code, Some(0), "{log}");
+    assert!(log.contains("import old: finished"), "{log}");
+    let data: serde_json::Value = serde_json::from_str(&cluster.kubectl(&[
+        "get",
+        "configmap",
+        "promimport-old",
+        "-n",
+        "defaults",
+        "-o",
+        "jsonpath={.data}",
+    ]))
+    .unwrap();
+    let time = |key: &str| {
+        promimport::timespec::parse_time("ledger", data[key].as_str().unwrap(), 0).unwrap()
+    };
+    let (start, end) = (time("rangeStart"), time("rangeEnd"));
+    assert_eq!(end - start, 10 * 24 * HOUR_MS);
+    let planned =
+        promimport::plan::plan_windows(Window::new(start, end).unwrap(), 2 * HOUR_MS, &[]);
+    assert_eq!(
+        job_uids(cluster, "defaults", "old")
+            .keys()
+            .copied()
+            .collect::<Vec<_>>(),
+        planned,
+        "one Job per window"
+    );
+    let recorded = ledger(cluster, "defaults", "old");
+    assert_eq!(recorded.windows(), planned.len() as u64);
+    assert!(recorded.all_exact());
+    let expected = read_samples(&source, start, end);
+    assert!(total_samples(&expected) > 1_000);
+    assert_same_in_victoria_metrics_over(&expected, &sink, start - HOUR_MS, end + HOUR_MS);
+}
+
+#[test]
+fn a_source_with_nothing_listening_fails_the_import_before_any_job_with_what_to_check() {
+    let cluster = cluster();
+    let scheduler = cluster.namespace("nowhere");
+    let sink = start_victoria_metrics("k8s-nowhere-sink", "100y");
+    let source = format!("http://127.0.0.1:{}/api/v1/read", free_port());
+    let dir = temp_dir("k8s-nowhere");
+    let spec = write_spec(
+        &dir,
+        "nowhere",
+        &range_spec(&source, &sink.url("/api/v1/write"), 6, "1h", 2, ""),
+    );
+    let (code, log) = promimport_as(
+        &scheduler,
+        &["schedule", "-f", spec.to_str().unwrap(), "--timeout", "1m"],
+    );
+    assert_eq!(code, Some(3), "{log}");
+    assert!(log.contains("import nowhere: failed"), "{log}");
+    let (_, status) = promimport_as(&cluster.admin(), &["status", "nowhere", "-n", "nowhere"]);
+    assert!(
+        status.contains(&format!("source {source} is unreachable (3 tries)"))
+            && status.contains("check the host and port"),
+        "{status}"
+    );
+    let jobs = cluster.kubectl(&["get", "jobs", "-n", "nowhere", "-o", "name"]);
+    assert!(jobs.trim().is_empty(), "no Job was created: {jobs}");
 }

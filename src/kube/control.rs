@@ -299,13 +299,26 @@ pub async fn prepare_resume(
         .filter(|(w, r)| r.status != WindowStatus::Done && !view.compacted(**w))
         .map(|(w, _)| *w)
         .collect();
-    for window in &retry {
-        delete_job(&jobs, &super::jobs::job_name(import, *window)).await?;
+    // Their Jobs, whatever generation named them, found by the window label.
+    let listed = jobs
+        .list(&ListParams::default().labels(&format!("{LABEL_IMPORT}={import}")))
+        .await
+        .map_err(kube_error("list Jobs"))?;
+    for job in &listed.items {
+        let window = job
+            .metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(super::LABEL_WINDOW))
+            .and_then(|key| Window::from_key("Job label", key).ok());
+        if window.is_some_and(|w| retry.contains(&w)) {
+            delete_job(&jobs, job.metadata.name.as_deref().unwrap_or_default()).await?;
+        }
     }
     ledger.forget(&retry).await?;
     ledger
-        .set_state(
-            ImportState::Running,
+        .resume(
+            &view,
             &format!("resumed; {} windows to import again", retry.len()),
         )
         .await?;

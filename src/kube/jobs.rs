@@ -10,11 +10,22 @@ use crate::plan::Window;
 use crate::spec::{EndpointSpec, ImportSpec};
 use crate::timespec::format_ms;
 
-/// `NAME-wSTART_MS`: deterministic, so a window never gets a second Job (the API server
-/// refuses a second create), and DNS-safe within 63 characters (names are at most 40). The
-/// start alone is unique: the windows of one import never share a start.
-pub fn job_name(import: &str, window: Window) -> String {
-    format!("{import}-w{}", window.start_ms)
+/// The most resumes an import may have: its Job names must stay within 63 characters.
+pub const MAX_GENERATION: u32 = 9_999_999;
+
+/// `NAME-wSTART_MS`, and `NAME-wSTART_MS-G` after the import's G-th resume: deterministic, so
+/// a window never gets a second Job (the API server refuses a second create), and DNS-safe
+/// within 63 characters (names are at most 40). The start alone is unique: the windows of one
+/// import never share a start. The generation is there because a Job re-created under the name
+/// of one deleted moments before (by `stop`, or by `resume` for a failed window) can wait five
+/// minutes for its first pod: the Job controller keeps its expectations by name (seen on
+/// Kubernetes 1.20).
+pub fn job_name(import: &str, window: Window, generation: u32) -> String {
+    debug_assert!(generation <= MAX_GENERATION);
+    match generation {
+        0 => format!("{import}-w{}", window.start_ms),
+        g => format!("{import}-w{}-{g}", window.start_ms),
+    }
 }
 
 /// Where a CA Secret is mounted in the worker; the root filesystem is read-only.
@@ -25,8 +36,9 @@ pub fn job_for_window(
     ledger_name: &str,
     ledger_uid: &str,
     window: Window,
+    generation: u32,
 ) -> Result<Job> {
-    let name = job_name(&spec.name, window);
+    let name = job_name(&spec.name, window, generation);
     // The window's key: the scheduler finds the window again from it, to the millisecond.
     let window_label = window.key();
     let labels = json!({
@@ -220,21 +232,27 @@ dropLabels: [prometheus_replica]
 
     #[test]
     fn names_are_deterministic_dns_labels() {
-        let name = job_name("rancher-history", window());
+        let name = job_name("rancher-history", window(), 0);
         assert_eq!(name, "rancher-history-w1793491200000");
+        assert_eq!(
+            job_name("rancher-history", window(), 3),
+            "rancher-history-w1793491200000-3"
+        );
         let longest = job_name(
             &"a".repeat(crate::spec::MAX_NAME_LEN),
             Window {
                 start_ms: 9_999_999_999_999,
                 end_ms: 0,
             },
+            MAX_GENERATION,
         );
         assert!(longest.len() <= 63, "{longest}");
     }
 
     #[test]
     fn the_job_runs_hardened_with_the_window_and_no_credential_inline() {
-        let job = job_for_window(&spec(), "promimport-rancher-history", "uid-1", window()).unwrap();
+        let job =
+            job_for_window(&spec(), "promimport-rancher-history", "uid-1", window(), 0).unwrap();
         let json = serde_json::to_value(&job).unwrap();
         let pod = &json["spec"]["template"]["spec"];
         let container = &pod["containers"][0];

@@ -40,6 +40,7 @@ const KEY_MESSAGE: &str = "message";
 const KEY_START: &str = "rangeStart";
 const KEY_END: &str = "rangeEnd";
 const KEY_DONE: &str = "done";
+const KEY_GENERATION: &str = "generation";
 const WINDOW_PREFIX: &str = "w-";
 /// Conditional state changes lose a race to every worker's record; they try again this often.
 const STATE_WRITE_TRIES: usize = 50;
@@ -236,6 +237,8 @@ pub struct LedgerView {
     pub created: Option<String>,
     /// What conditional writes compare against.
     pub resource_version: String,
+    /// How often the import was resumed: part of the names of the Jobs made since.
+    pub generation: u32,
 }
 
 impl LedgerView {
@@ -479,7 +482,28 @@ impl ConfigMapLedger {
         .await
     }
 
-    /// Sets the state whatever it is: what a person's `stop` and `resume` do.
+    /// Makes the import runnable again under the next generation of Job names (see
+    /// `jobs::job_name`).
+    pub async fn resume(&self, view: &LedgerView, message: &str) -> Result<()> {
+        let generation = view.generation + 1;
+        if generation > super::jobs::MAX_GENERATION {
+            return Err(Error::ClusterState {
+                object: self.object(),
+                reason: "was resumed more times than Job names can count; delete it to start over"
+                    .into(),
+            });
+        }
+        self.merge(serde_json::json!({
+            "data": {
+                KEY_STATE: ImportState::Running.as_str(),
+                KEY_MESSAGE: message,
+                KEY_GENERATION: generation.to_string(),
+            },
+        }))
+        .await
+    }
+
+    /// Sets the state whatever it is: what a person's `stop` does.
     pub async fn set_state(&self, state: ImportState, message: &str) -> Result<()> {
         self.merge(serde_json::json!({
             "data": { KEY_STATE: state.as_str(), KEY_MESSAGE: message },
@@ -638,6 +662,17 @@ fn parse_view(name: &str, config_map: &ConfigMap) -> Result<LedgerView> {
             .resource_version
             .clone()
             .unwrap_or_default(),
+        generation: data
+            .get(KEY_GENERATION)
+            .map(|g| match g.parse::<u32>() {
+                Ok(g) if g <= super::jobs::MAX_GENERATION => Ok(g),
+                _ => Err(bad(format!(
+                    "{KEY_GENERATION} {g:?} is not a whole number up to {}",
+                    super::jobs::MAX_GENERATION
+                ))),
+            })
+            .transpose()?
+            .unwrap_or(0),
     })
 }
 
@@ -716,6 +751,7 @@ mod tests {
             uid: String::new(),
             created: None,
             resource_version: "1".into(),
+            generation: 0,
         }
     }
 

@@ -306,7 +306,13 @@ async fn create_jobs(
 ) -> Result<Vec<String>> {
     let mut created = Vec::new();
     for window in windows {
-        let job = job_for_window(spec, &spec.ledger_name(), &view.uid, *window)?;
+        let job = job_for_window(
+            spec,
+            &spec.ledger_name(),
+            &view.uid,
+            *window,
+            view.generation,
+        )?;
         match jobs.create(&PostParams::default(), &job).await {
             Ok(_) => {
                 tracing::info!(import = %spec.name, window = %window, "created Job");
