@@ -952,6 +952,7 @@ fn stop_wins_over_a_scheduler_mid_round_again_and_again_and_the_resume_is_exact(
             .collect::<Vec<_>>()
     };
     // The stop lands at a different point of the scheduler's round each time.
+    let mut stopped_rounds = 0;
     for (round, delay_ms) in [350u64, 820, 1_270, 560, 1_930].into_iter().enumerate() {
         if round > 0 {
             let (code, log) =
@@ -975,12 +976,14 @@ fn stop_wins_over_a_scheduler_mid_round_again_and_again_and_the_resume_is_exact(
             break;
         }
         assert_eq!(recorded.state, "stopped", "round {round}: the stop stands");
+        stopped_rounds += 1;
         let survivors = active_jobs();
         assert!(
             survivors.is_empty(),
             "round {round}: Jobs running after the stop: {survivors:?}"
         );
     }
+    assert!(stopped_rounds >= 3, "only {stopped_rounds} rounds were stopped mid-import");
     let (code, log) = promimport_as(
         &scheduler,
         &[
