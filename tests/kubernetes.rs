@@ -983,7 +983,10 @@ fn stop_wins_over_a_scheduler_mid_round_again_and_again_and_the_resume_is_exact(
             "round {round}: Jobs running after the stop: {survivors:?}"
         );
     }
-    assert!(stopped_rounds >= 3, "only {stopped_rounds} rounds were stopped mid-import");
+    assert!(
+        stopped_rounds >= 3,
+        "only {stopped_rounds} rounds were stopped mid-import"
+    );
     let (code, log) = promimport_as(
         &scheduler,
         &[

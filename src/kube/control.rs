@@ -349,7 +349,81 @@ fn not_found(import: &str, namespace: &str) -> Error {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
     use super::*;
+
+    #[test]
+    fn status_counts_compacted_ranges_and_records_once_each() {
+        use crate::kube::ledger::{DoneRange, WindowRecord};
+        let spec = crate::spec::ImportSpec::from_yaml(
+            "t",
+            "name: a\nsource: {url: \"http://s/api/v1/read\"}\ndestination: {url: \"http://d/api/v1/write\"}\nwindow: 1h\n",
+        )
+        .unwrap();
+        let h = 3_600_000;
+        let w = |i: i64| Window {
+            start_ms: i * h,
+            end_ms: (i + 1) * h,
+        };
+        let record = |status: WindowStatus, read: u64, written: u64| WindowRecord {
+            status,
+            start: String::new(),
+            end: String::new(),
+            series: 1,
+            read,
+            written,
+            rejected: read - written,
+            skipped: 0,
+            seconds: 0.0,
+            at: "2026-11-24T00:00:00Z".into(),
+            reasons: Vec::new(),
+            error: None,
+            stops_import: false,
+        };
+        let view = LedgerView {
+            spec,
+            state: ImportState::Running,
+            message: String::new(),
+            range_start_ms: 0,
+            range_end_ms: Some(6 * h),
+            // Window 0 is both compacted and still recorded (a compaction cut short).
+            windows: BTreeMap::from([
+                (w(0), record(WindowStatus::Done, 10, 10)),
+                (w(4), record(WindowStatus::Done, 5, 5)),
+                (w(5), record(WindowStatus::Rejected, 7, 3)),
+            ]),
+            done: vec![DoneRange {
+                window: Window {
+                    start_ms: 0,
+                    end_ms: 3 * h,
+                },
+                windows: 3,
+                series: 1,
+                read: 30,
+                written: 30,
+                seconds: 0.0,
+                at: "2026-11-24T00:00:00Z".into(),
+            }],
+            uid: String::new(),
+            created: None,
+            resource_version: String::new(),
+            generation: 0,
+        };
+        let status = summarize(&view, 0);
+        assert_eq!(
+            (status.windows, status.done, status.failed, status.pending),
+            (6, 4, 1, 1)
+        );
+        assert_eq!(
+            (
+                status.samples_read,
+                status.samples_written,
+                status.samples_rejected
+            ),
+            (42, 38, 4)
+        );
+    }
 
     #[test]
     fn the_watch_bar_counts_finished_windows() {

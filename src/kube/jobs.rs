@@ -300,4 +300,27 @@ dropLabels: [prometheus_replica]
         );
         assert_eq!(pod["volumes"][0]["secret"]["secretName"], "prom-ca");
     }
+
+    proptest::proptest! {
+        /// Every planned window, starts with milliseconds included, is found again from its
+        /// Job's label, and its Job's name is a unique DNS label within 63 characters.
+        #[test]
+        fn every_planned_window_is_found_again_from_its_jobs_label(
+            start in 0i64..4_000_000_000_000,
+            span in 1i64..(30 * 3_600_000),
+            window in crate::plan::MIN_WINDOW_MS..(6 * 3_600_000),
+            generation in 0u32..=MAX_GENERATION,
+        ) {
+            let range = Window { start_ms: start, end_ms: start + span };
+            let mut names = std::collections::BTreeSet::new();
+            for planned in crate::plan::plan_windows(range, window, &[]) {
+                let job = job_for_window(&spec(), "promimport-rancher-history", "uid", planned, generation).unwrap();
+                let label = &job.metadata.labels.as_ref().unwrap()[super::LABEL_WINDOW];
+                proptest::prop_assert_eq!(Window::from_key("label", label).unwrap(), planned);
+                let name = job.metadata.name.unwrap();
+                proptest::prop_assert!(name.len() <= 63, "{}", name);
+                proptest::prop_assert!(names.insert(name));
+            }
+        }
+    }
 }
