@@ -46,6 +46,9 @@ pub struct RunSummary {
     pub failures: Vec<(Window, String)>,
 }
 
+/// Tries per window after a transient failure (a cut stream, a source restart).
+pub const DEFAULT_WINDOW_ATTEMPTS: usize = 3;
+
 /// Exit codes, documented in the README.
 pub const EXIT_FAILED: i32 = 1;
 pub const EXIT_REJECTED: i32 = 3;

@@ -1113,7 +1113,29 @@ fn a_source_with_nothing_listening_fails_the_import_before_any_job_with_what_to_
     );
     assert_eq!(code, Some(3), "{log}");
     assert!(log.contains("import nowhere: failed"), "{log}");
-    let (_, status) = promimport_as(&cluster.admin(), &["status", "nowhere", "-n", "nowhere"]);
+    // As kubectl users say which cluster: --kubeconfig and --context, no KUBECONFIG.
+    let out = Command::new(env!("CARGO_BIN_EXE_promimport"))
+        .args([
+            "status",
+            "nowhere",
+            "-n",
+            "nowhere",
+            "--context",
+            "c",
+            "--kubeconfig",
+        ])
+        .arg(&scheduler)
+        .env_remove("KUBECONFIG")
+        .output()
+        .unwrap();
+    let status = text(&out);
+    assert!(out.status.success(), "{status}");
+    let (code, log) = promimport_as(
+        &scheduler,
+        &["status", "nowhere", "-n", "nowhere", "--context", "nope"],
+    );
+    assert_eq!(code, Some(1), "{log}");
+    assert!(log.contains("invalid --context \"nope\""), "{log}");
     assert!(
         status.contains(&format!("source {source} is unreachable (3 tries)"))
             && status.contains("check the host and port"),

@@ -15,6 +15,7 @@ use crate::remote_read::ReadLimits;
 use crate::remote_write::batch::BatchLimits;
 use crate::retry::RetryPolicy;
 use crate::selector::{ALL_SERIES, parse_selector};
+use crate::spec::ImportSpec;
 use crate::timespec::parse_duration;
 
 use super::WorkerSettings;
@@ -220,7 +221,75 @@ fn lines<'de, D: Deserializer<'de>>(deserializer: D) -> std::result::Result<Vec<
         .collect())
 }
 
+impl Default for WorkerOptions {
+    /// No endpoints, and every limit and timeout at its documented default.
+    fn default() -> Self {
+        WorkerOptions {
+            source: String::new(),
+            dest: String::new(),
+            selectors: Vec::new(),
+            drop_label: Vec::new(),
+            set_label: Vec::new(),
+            source_header: Vec::new(),
+            dest_header: Vec::new(),
+            source_bearer_token_file: None,
+            source_basic_user: None,
+            source_basic_password_file: None,
+            source_ca_file: None,
+            source_cert_file: None,
+            source_key_file: None,
+            source_insecure_skip_verify: false,
+            dest_bearer_token_file: None,
+            dest_basic_user: None,
+            dest_basic_password_file: None,
+            dest_ca_file: None,
+            dest_cert_file: None,
+            dest_key_file: None,
+            dest_insecure_skip_verify: false,
+            source_timeout: default_source_timeout(),
+            dest_timeout: default_dest_timeout(),
+            batch_samples: default_batch_samples(),
+            batch_bytes: default_batch_bytes(),
+            max_frame_bytes: default_max_frame_bytes(),
+            max_samples_response_bytes: default_max_samples_response_bytes(),
+            retries: default_retries(),
+            source_bearer_token: None,
+            dest_bearer_token: None,
+            source_basic_password: None,
+            dest_basic_password: None,
+            ledger: None,
+            namespace: None,
+            window_start: None,
+            window_end: None,
+        }
+    }
+}
+
 impl WorkerOptions {
+    /// What a worker here needs of an import spec (`import start --local`): the endpoints with
+    /// their headers and TLS choice, selectors, relabelling and the worker's limits. Secrets are
+    /// references a local process cannot read; the caller refuses specs that name any.
+    pub fn for_spec(spec: &ImportSpec) -> Self {
+        let pairs = |map: &std::collections::BTreeMap<String, String>| -> Vec<String> {
+            map.iter().map(|(k, v)| format!("{k}={v}")).collect()
+        };
+        let defaults = WorkerOptions::default();
+        WorkerOptions {
+            source: spec.source.url.clone(),
+            dest: spec.destination.url.clone(),
+            selectors: spec.selectors.clone(),
+            drop_label: spec.drop_labels.clone(),
+            set_label: pairs(&spec.set_labels),
+            source_header: pairs(&spec.source.headers),
+            dest_header: pairs(&spec.destination.headers),
+            source_insecure_skip_verify: spec.source.insecure_skip_verify,
+            dest_insecure_skip_verify: spec.destination.insecure_skip_verify,
+            batch_samples: spec.worker.batch_samples.unwrap_or(defaults.batch_samples),
+            retries: spec.worker.retries.unwrap_or(defaults.retries),
+            ..defaults
+        }
+    }
+
     /// Reads `PROMIMPORT_*` environment variables.
     pub fn from_env() -> Result<Self> {
         envy::prefixed(ENV_PREFIX)
