@@ -22,9 +22,11 @@ pub async fn worker() -> Result<i32> {
     let time = |variable: &'static str, value: &Option<String>| match value {
         Some(text) => parse_time(variable, text, now),
         None => Err(Error::invalid(
+            "environment",
             variable,
-            "",
-            "is not set: give the window's start and end",
+            format!(
+                "{variable} is not set: give the window, PROMIMPORT_WINDOW_START and PROMIMPORT_WINDOW_END"
+            ),
         )),
     };
     let window = Window::new(
