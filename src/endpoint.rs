@@ -138,6 +138,20 @@ impl Endpoint {
     }
 }
 
+/// Reads at most `limit` bytes of an error body: enough for a message, never a whole page. A
+/// body cut short by the connection is shown as far as it came.
+pub async fn read_bounded(mut response: reqwest::Response, limit: usize) -> String {
+    let mut bytes = Vec::new();
+    while bytes.len() < limit {
+        match response.chunk().await {
+            Ok(Some(piece)) => bytes.extend_from_slice(&piece),
+            _ => break,
+        }
+    }
+    bytes.truncate(limit);
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
 /// Removes `user:password@` from a URL-ish string so it can appear in an error.
 pub fn redact_url(input: &str) -> String {
     match (input.find("://"), input.rfind('@')) {
@@ -224,7 +238,7 @@ impl EndpointConfig {
 
         let mut builder = reqwest::Client::builder()
             .default_headers(headers)
-            .user_agent(concat!("promimport/", env!("CARGO_PKG_VERSION")))
+            .user_agent(crate::protocol::USER_AGENT)
             .connect_timeout(self.connect_timeout)
             .read_timeout(self.timeout);
         if let Some(path) = &self.ca_file {

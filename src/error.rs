@@ -25,6 +25,14 @@ pub enum Error {
         source: std::io::Error,
     },
 
+    #[error("cannot write {what} {}: {source}", path.display())]
+    WriteFile {
+        what: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
     #[error("cannot set up the HTTP client for {url}: {}", chain(cause))]
     HttpClient { url: String, cause: reqwest::Error },
 
@@ -71,6 +79,17 @@ pub enum Error {
         #[source]
         source: prost::DecodeError,
     },
+
+    #[error(
+        "source {url} sent a SAMPLES answer that is not valid snappy ({cause}); check that --source is a Prometheus remote read endpoint"
+    )]
+    SourceNotSnappy { url: String, cause: snap::Error },
+
+    /// Snappy refused a request body; only a body past its 4 GiB limit can be.
+    #[error(
+        "a remote write request of {bytes} bytes could not be compressed ({cause}); lower --batch-samples and --batch-bytes"
+    )]
+    Compress { bytes: usize, cause: snap::Error },
 
     #[error("source {url} exceeded a limit: {what}; {fix}")]
     SourceLimit {
@@ -216,7 +235,9 @@ impl Error {
             | Error::InvalidInput { .. }
             | Error::ReadFile { .. }
             | Error::HttpClient { .. }
-            | Error::EndpointUnreachable { .. } => true,
+            | Error::EndpointUnreachable { .. }
+            | Error::Compress { .. }
+            | Error::SourceNotSnappy { .. } => true,
             _ => false,
         }
     }

@@ -13,6 +13,7 @@ pub mod logging;
 pub mod outcome;
 pub mod plan;
 pub mod progress;
+pub mod protocol;
 pub mod query;
 pub mod relabel;
 pub mod remote_read;

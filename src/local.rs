@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use tokio::signal::unix::SignalKind;
 use tokio::task::JoinSet;
+use tracing::Instrument;
 
 use crate::error::{Error, Result};
 use crate::ledger::file::{FileLedger, ImportIdentity};
@@ -187,6 +188,17 @@ pub async fn run_local(
     run: &LocalRun,
     identity: &ImportIdentity,
 ) -> Result<RunSummary> {
+    let span = tracing::info_span!("import", state = %run.state_dir.display());
+    run_local_in_span(settings, run, identity)
+        .instrument(span)
+        .await
+}
+
+async fn run_local_in_span(
+    settings: &WorkerSettings,
+    run: &LocalRun,
+    identity: &ImportIdentity,
+) -> Result<RunSummary> {
     let started = Instant::now();
     let worker = Worker::new(settings)?;
     let (mut ledger, entries) = FileLedger::open(&run.state_dir, identity)?;
@@ -229,12 +241,12 @@ pub async fn run_local(
             && running.len() < run.parallel
         {
             let Some(window) = pending.next() else { break };
-            running.spawn(import_with_attempts(
-                worker.clone(),
-                window,
-                run.window_attempts,
-                live.clone(),
-            ));
+            // Every log line of a window says which window it belongs to.
+            let span = tracing::info_span!("window", window = %window);
+            running.spawn(
+                import_with_attempts(worker.clone(), window, run.window_attempts, live.clone())
+                    .instrument(span),
+            );
         }
         if running.is_empty() {
             break;

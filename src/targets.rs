@@ -232,12 +232,17 @@ impl TargetStore {
                     .map_err(kube_error(format!("save target {}", target.name)))
             }
             TargetStore::Local { dir } => {
-                std::fs::create_dir_all(dir).map_err(|source| Error::LedgerIo {
-                    path: dir.clone(),
-                    source,
-                })?;
+                let failed = |path: &std::path::Path| {
+                    let path = path.to_path_buf();
+                    move |source| Error::WriteFile {
+                        what: "target",
+                        path,
+                        source,
+                    }
+                };
+                std::fs::create_dir_all(dir).map_err(failed(dir))?;
                 let path = dir.join(format!("{}.yaml", target.name));
-                std::fs::write(&path, text).map_err(|source| Error::LedgerIo { path, source })
+                std::fs::write(&path, text).map_err(failed(&path))
             }
         }
     }
@@ -259,7 +264,11 @@ impl TargetStore {
             }
             TargetStore::Local { dir } => {
                 let path = dir.join(format!("{name}.yaml"));
-                std::fs::remove_file(&path).map_err(|source| Error::LedgerIo { path, source })
+                std::fs::remove_file(&path).map_err(|source| Error::WriteFile {
+                    what: "target",
+                    path,
+                    source,
+                })
             }
         }
     }

@@ -16,6 +16,7 @@ use std::time::Instant;
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use promimport::proto::{Label, Sample, TimeSeries, WriteRequest};
+use promimport::protocol;
 use prost::Message;
 
 #[derive(Parser)]
@@ -199,9 +200,12 @@ fn generate(
             snap::raw::Encoder::new().compress_vec(&WriteRequest { timeseries }.encode_to_vec())?;
         let response = client
             .post(url)
-            .header("Content-Encoding", "snappy")
-            .header("Content-Type", "application/x-protobuf")
-            .header("X-Prometheus-Remote-Write-Version", "0.1.0")
+            .header("Content-Encoding", protocol::CONTENT_ENCODING)
+            .header("Content-Type", protocol::PROTOBUF)
+            .header(
+                protocol::REMOTE_WRITE_VERSION_HEADER,
+                protocol::REMOTE_WRITE_VERSION,
+            )
             .body(body)
             .send()
             .with_context(|| format!("writing to {url}"))?;

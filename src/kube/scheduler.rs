@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::batch::v1::Job;
 use kube::api::{Api, ListParams, PostParams};
+use tracing::Instrument;
 
 use super::jobs::job_for_window;
 use super::ledger::{ConfigMapLedger, ImportState, LedgerView, MAX_PROBLEM_RECORDS, WindowRecord};
@@ -152,6 +153,15 @@ pub struct SchedulerOptions {
 /// Runs the loop until the import is finished, failed or stopped (an incremental import: until
 /// it has caught up). Returns the final state.
 pub async fn run(
+    client: kube::Client,
+    spec: &ImportSpec,
+    options: &SchedulerOptions,
+) -> Result<ImportState> {
+    let span = tracing::info_span!("import", import = %spec.name, namespace = %options.namespace);
+    reconcile(client, spec, options).instrument(span).await
+}
+
+async fn reconcile(
     client: kube::Client,
     spec: &ImportSpec,
     options: &SchedulerOptions,

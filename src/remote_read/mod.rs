@@ -19,11 +19,9 @@ use crate::proto::{
     ChunkedReadResponse, LabelMatcher, Query, QueryResult, ReadRequest, ReadResponse,
     read_request::ResponseType,
 };
+use crate::protocol;
 use crate::retry::RetryPolicy;
 use frame::FrameReader;
-
-const STREAMED_CONTENT_TYPE: &str = "application/x-streamed-protobuf";
-const SAMPLES_CONTENT_TYPE: &str = "application/x-protobuf";
 
 /// What a source may send before we call it hostile or misconfigured.
 #[derive(Debug, Clone, Copy)]
@@ -83,6 +81,12 @@ impl SourceReader {
     /// Starts reading `[start_ms, end_ms)`. Connection failures, 429 and 5xx are retried
     /// until the body starts; a stream that breaks later fails the window, which is then
     /// read again from the start (re-sent samples are accepted as identical).
+    #[tracing::instrument(
+        level = "debug",
+        name = "request",
+        skip_all,
+        fields(kind = "remote read")
+    )]
     pub async fn open(
         &self,
         start_ms: i64,
@@ -116,9 +120,15 @@ impl SourceReader {
                 .endpoint
                 .client
                 .post(self.endpoint.url.clone())
-                .header(reqwest::header::CONTENT_TYPE, SAMPLES_CONTENT_TYPE)
-                .header(reqwest::header::CONTENT_ENCODING, "snappy")
-                .header("X-Prometheus-Remote-Read-Version", "0.1.0")
+                .header(reqwest::header::CONTENT_TYPE, protocol::PROTOBUF)
+                .header(
+                    reqwest::header::CONTENT_ENCODING,
+                    protocol::CONTENT_ENCODING,
+                )
+                .header(
+                    protocol::REMOTE_READ_VERSION_HEADER,
+                    protocol::REMOTE_READ_VERSION,
+                )
                 .body(body.clone())
                 .send()
                 .await
@@ -130,7 +140,7 @@ impl SourceReader {
             if status.is_success() {
                 return Ok(response);
             }
-            let text = read_bounded(response, 4096).await.unwrap_or_default();
+            let text = crate::endpoint::read_bounded(response, 4096).await;
             Err(Error::SourceStatus {
                 url: self.url(),
                 status: status.as_u16(),
@@ -149,7 +159,7 @@ impl SourceReader {
             .and_then(|v| v.to_str().ok())
             .unwrap_or("")
             .to_string();
-        if content_type.starts_with(STREAMED_CONTENT_TYPE) {
+        if content_type.starts_with(protocol::STREAMED_PROTOBUF) {
             return Ok(ReadStream {
                 url: self.url(),
                 body: Body::Streamed {
@@ -159,7 +169,7 @@ impl SourceReader {
                 bytes_read: 0,
             });
         }
-        if content_type.starts_with(SAMPLES_CONTENT_TYPE) {
+        if content_type.starts_with(protocol::PROTOBUF) {
             let (results, bytes_read) = self.read_samples(response).await?;
             return Ok(ReadStream {
                 url: self.url(),
@@ -264,10 +274,9 @@ pub fn decode_samples_response(
     limit: usize,
     url: &str,
 ) -> Result<Vec<QueryResult>> {
-    let not_snappy = |e: snap::Error| Error::SourceLimit {
+    let not_snappy = |e: snap::Error| Error::SourceNotSnappy {
         url: url.to_string(),
-        what: format!("SAMPLES answer is not valid snappy: {e}"),
-        fix: "check that --source is a Prometheus remote read endpoint",
+        cause: e,
     };
     let decompressed_len = snap::raw::decompress_len(compressed).map_err(not_snappy)?;
     if decompressed_len > limit {
@@ -286,19 +295,6 @@ pub fn decode_samples_response(
         source,
     })?;
     Ok(answer.results)
-}
-
-/// Reads at most `limit` bytes of an error body: enough for a message, never a whole page.
-pub(crate) async fn read_bounded(mut response: reqwest::Response, limit: usize) -> Option<String> {
-    let mut bytes = Vec::new();
-    while bytes.len() < limit {
-        match response.chunk().await {
-            Ok(Some(piece)) => bytes.extend_from_slice(&piece),
-            _ => break,
-        }
-    }
-    bytes.truncate(limit);
-    Some(String::from_utf8_lossy(&bytes).into_owned())
 }
 
 fn source_hint(status: u16, message: &str) -> String {

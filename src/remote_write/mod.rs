@@ -11,7 +11,7 @@ use prost::Message;
 
 use crate::endpoint::Endpoint;
 use crate::error::{Error, Result};
-use crate::remote_read::read_bounded;
+use crate::protocol;
 use crate::retry::{
     Disposition, RejectReason, RetryPolicy, classify, first_line, parse_retry_after,
 };
@@ -70,15 +70,14 @@ impl DestinationWriter {
 
     /// Sends one batch. `Err` means the import cannot go on against this destination as it is:
     /// the retry budget is spent, or every request will be refused (auth, URL, size).
+    #[tracing::instrument(level = "debug", name = "request", skip_all, fields(kind = "remote write", samples = batch.samples))]
     pub async fn send(&self, batch: &Batch, costs: &mut SendCosts) -> Result<Verdict> {
         let started = Instant::now();
         let encoded = batch.request.encode_to_vec();
         let body = bytes::Bytes::from(snap::raw::Encoder::new().compress_vec(&encoded).map_err(
-            |e| Error::DestinationRefused {
-                url: self.url(),
-                status: 0,
-                body: format!("request could not be compressed: {e}"),
-                fix: "lower --batch-samples",
+            |cause| Error::Compress {
+                bytes: encoded.len(),
+                cause,
             },
         )?);
         costs.encode += started.elapsed();
@@ -92,9 +91,15 @@ impl DestinationWriter {
                 .client
                 .post(self.endpoint.url.clone())
                 .timeout(self.timeout)
-                .header(reqwest::header::CONTENT_TYPE, "application/x-protobuf")
-                .header(reqwest::header::CONTENT_ENCODING, "snappy")
-                .header("X-Prometheus-Remote-Write-Version", "0.1.0")
+                .header(reqwest::header::CONTENT_TYPE, protocol::PROTOBUF)
+                .header(
+                    reqwest::header::CONTENT_ENCODING,
+                    protocol::CONTENT_ENCODING,
+                )
+                .header(
+                    protocol::REMOTE_WRITE_VERSION_HEADER,
+                    protocol::REMOTE_WRITE_VERSION,
+                )
                 .body(body.clone())
                 .send()
                 .await;
@@ -115,7 +120,7 @@ impl DestinationWriter {
                     .get(reqwest::header::RETRY_AFTER)
                     .and_then(|v| v.to_str().ok()),
             );
-            let text = read_bounded(response, 8192).await.unwrap_or_default();
+            let text = crate::endpoint::read_bounded(response, 8192).await;
             match classify(Some(status), &text, retry_after) {
                 Disposition::Accepted => Ok(Verdict::Accepted),
                 Disposition::Rejected(reason) => Ok(Verdict::Rejected {

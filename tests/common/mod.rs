@@ -16,6 +16,7 @@ use promimport::proto::{
     Label, LabelMatcher, Query, ReadRequest, ReadResponse, Sample, TimeSeries, WriteRequest,
     label_matcher, read_request,
 };
+use promimport::protocol;
 use prost::Message;
 
 /// Series key (sorted `name="value"` pairs) to (timestamp, value bits).
@@ -317,9 +318,12 @@ pub fn remote_write(url: &str, series: &[SeriesToWrite]) {
         .unwrap();
     let response = reqwest::blocking::Client::new()
         .post(url)
-        .header("Content-Encoding", "snappy")
-        .header("Content-Type", "application/x-protobuf")
-        .header("X-Prometheus-Remote-Write-Version", "0.1.0")
+        .header("Content-Encoding", protocol::CONTENT_ENCODING)
+        .header("Content-Type", protocol::PROTOBUF)
+        .header(
+            protocol::REMOTE_WRITE_VERSION_HEADER,
+            protocol::REMOTE_WRITE_VERSION,
+        )
         .body(body)
         .send()
         .unwrap();
@@ -601,9 +605,12 @@ pub fn raw_read(
     let response = loop {
         let response = reqwest::blocking::Client::new()
             .post(url)
-            .header("Content-Encoding", "snappy")
-            .header("Content-Type", "application/x-protobuf")
-            .header("X-Prometheus-Remote-Read-Version", "0.1.0")
+            .header("Content-Encoding", protocol::CONTENT_ENCODING)
+            .header("Content-Type", protocol::PROTOBUF)
+            .header(
+                protocol::REMOTE_READ_VERSION_HEADER,
+                protocol::REMOTE_READ_VERSION,
+            )
             .body(body.clone())
             .send()
             .unwrap();

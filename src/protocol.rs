@@ -1,0 +1,16 @@
+//! The wire protocol's constants, in one place for both clients, the benchmark's receiver and
+//! the tests. Remote write 1.0: prometheus docs `specs/prw/remote_write_spec`; remote read:
+//! `prompb/remote.proto` and its streamed `ChunkedReadResponse`.
+
+/// Both request bodies are snappy block format (not framed).
+pub const CONTENT_ENCODING: &str = "snappy";
+/// A protobuf body: a `WriteRequest`, a `ReadRequest`, or a SAMPLES `ReadResponse`.
+pub const PROTOBUF: &str = "application/x-protobuf";
+/// A streamed remote read answer: frames of `ChunkedReadResponse`.
+pub const STREAMED_PROTOBUF: &str = "application/x-streamed-protobuf";
+pub const REMOTE_WRITE_VERSION_HEADER: &str = "X-Prometheus-Remote-Write-Version";
+pub const REMOTE_WRITE_VERSION: &str = "0.1.0";
+pub const REMOTE_READ_VERSION_HEADER: &str = "X-Prometheus-Remote-Read-Version";
+pub const REMOTE_READ_VERSION: &str = "0.1.0";
+/// Receivers' logs name the sender; the spec asks for a User-Agent.
+pub const USER_AGENT: &str = concat!("promimport/", env!("CARGO_PKG_VERSION"));
