@@ -254,3 +254,14 @@ impl Error {
         }
     }
 }
+
+/// Wraps a kube error with what we were doing; the error keeps the API server's answer.
+pub fn kube_error(action: impl Into<String>) -> impl FnOnce(kube::Error) -> Error {
+    let action = action.into();
+    move |cause| Error::Kubernetes { action, cause }
+}
+
+/// Whether a kube error is the API server saying 404 / 409.
+pub fn is_status(e: &kube::Error, code: u16) -> bool {
+    matches!(e, kube::Error::Api(status) if status.code == code)
+}

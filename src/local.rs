@@ -10,9 +10,11 @@ use tokio::task::JoinSet;
 use tracing::Instrument;
 
 use crate::error::{Error, Result};
+use crate::ledger::configmap::WindowRecord;
 use crate::ledger::file::{FileLedger, ImportIdentity};
 use crate::ledger::{LedgerEntry, WindowStatus, done_windows};
 use crate::outcome::WindowOutcome;
+use crate::plan::decide::Tally;
 use crate::plan::{Window, plan_windows};
 use crate::progress::{Progress, human};
 use crate::timespec::{format_ms, now_ms};
@@ -232,6 +234,7 @@ async fn run_local_in_span(
     let mut pending = todo.into_iter();
     let mut running: JoinSet<(Window, WindowOutcome)> = JoinSet::new();
     let mut ticker = tokio::time::interval(Duration::from_millis(500));
+    let mut tally = Tally::new(run.range.start_ms, now_ms());
     let mut interrupt = signal(SignalKind::interrupt())?;
     let mut terminate = signal(SignalKind::terminate())?;
 
@@ -262,32 +265,27 @@ async fn run_local_in_span(
                     Err(e) => return Err(Error::Internal(format!("a window task ended: {e}"))),
                 };
                 let status = WindowStatus::of(&outcome);
-                ledger.record(&LedgerEntry { window, status, finished_at: format_ms(now_ms()), outcome: outcome.clone() })?;
-                progress.window_finished(window, &outcome);
+                let entry = LedgerEntry { window, status, finished_at: format_ms(now_ms()), outcome };
+                ledger.record(&entry)?;
+                let outcome = &entry.outcome;
+                progress.window_finished(window, outcome);
                 match status {
                     WindowStatus::Done => summary.windows_done += 1,
                     WindowStatus::Rejected => summary.windows_rejected += 1,
                     WindowStatus::Failed => summary.windows_failed += 1,
                 }
-                if let Some(error) = &outcome.error {
-                    if summary.failures.len() < MAX_FAILURES_SHOWN {
-                        summary.failures.push((window, error.message.clone()));
-                    }
-                    if error.stops_import && summary.stopped_early.is_none() {
-                        summary.stopped_early = Some(format!("window {window} failed in a way every window would: {}", error.message));
-                    }
+                if let Some(error) = &outcome.error
+                    && summary.failures.len() < MAX_FAILURES_SHOWN
+                {
+                    summary.failures.push((window, error.message.clone()));
                 }
-                if outcome.rejects_all_history() && summary.stopped_early.is_none() {
-                    let reasons: Vec<String> = outcome.rejected.iter().map(|r| r.reason.to_string()).collect();
-                    let days = (now_ms() - run.range.start_ms).div_euclid(86_400_000) + 1;
-                    summary.stopped_early = Some(format!(
-                        "the destination refused all of window {window} ({}), and the other windows would meet the same \
-                         refusal; the oldest sample of this import is {days} days old, so the destination's \
-                         out-of-order window must be at least {days}d (see the fix above)",
-                        reasons.join(", "),
-                    ));
+                // The planner's rules, as the scheduler applies them: stop starting windows
+                // once one says every other would fail the same way.
+                tally.add(window, &WindowRecord::from_entry(&entry));
+                if summary.stopped_early.is_none() {
+                    summary.stopped_early = tally.stop_reason().map(str::to_string);
                 }
-                summary.totals.absorb(&outcome);
+                summary.totals.absorb(outcome);
             }
             _ = ticker.tick() => progress.tick(),
             _ = interrupt.recv(), if summary.interrupted.is_none() => {

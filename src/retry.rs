@@ -285,6 +285,22 @@ pub fn kube_backoff() -> backon::ExponentialBuilder {
         .with_jitter()
 }
 
+/// Sends a request again while the API server's answer is transient (the Kubernetes rows of
+/// the retry table), within `retry::kube_backoff`.
+pub async fn kube_with_retries<T, F, Fut>(action: String, request: F) -> crate::error::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = std::result::Result<T, kube::Error>>,
+{
+    use backon::Retryable;
+    request
+        .retry(kube_backoff())
+        .when(kube_is_transient)
+        .notify(|e, after| tracing::warn!(%action, error = %e, ?after, "Kubernetes API answer is transient; trying again"))
+        .await
+        .map_err(crate::error::kube_error(action.clone()))
+}
+
 #[cfg(test)]
 mod kube_tests {
     use super::*;

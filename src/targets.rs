@@ -11,7 +11,8 @@ use kube::api::{Api, ListParams, PostParams};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::kube::{LABEL_MANAGED_BY, MANAGED_BY, is_status, kube_error};
+use crate::error::{is_status, kube_error};
+use crate::ledger::configmap::{LABEL_MANAGED_BY, MANAGED_BY};
 use crate::spec::{EndpointSpec, ImportSpec, WorkerSpec, validate_name};
 
 pub const LABEL_TARGET: &str = "promimport.io/target";
@@ -278,12 +279,12 @@ impl TargetStore {
         let TargetStore::Cluster { client, namespace } = self else {
             return Ok(());
         };
-        let running: Vec<String> = crate::kube::ledger::list(client.clone(), namespace)
+        let running: Vec<String> = crate::ledger::configmap::list(client.clone(), namespace)
             .await?
             .into_iter()
             .filter(|v| {
                 v.spec.target.as_deref() == Some(target)
-                    && v.state == crate::kube::ledger::ImportState::Running
+                    && v.state == crate::ledger::configmap::ImportState::Running
             })
             .map(|v| v.spec.name)
             .collect();

@@ -3,7 +3,7 @@
 
 use crate::cli::VerifyArgs;
 use crate::error::{Error, Result};
-use crate::kube::ledger::{ConfigMapLedger, LedgerView};
+use crate::ledger::configmap::{ConfigMapLedger, LedgerView};
 use crate::local::EXIT_FAILED;
 use crate::plan::{Window, check_plan, parse_window_length, plan_windows};
 use crate::relabel::LabelRules;

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use tracing::Instrument;
 
 use crate::error::{Error, Result};
-use crate::kube::ledger::ConfigMapLedger;
+use crate::ledger::configmap::ConfigMapLedger;
 use crate::ledger::{LedgerEntry, WindowStatus};
 use crate::local::{EXIT_FAILED, EXIT_REJECTED, EXIT_TERMINATED};
 use crate::plan::Window;

@@ -5,11 +5,12 @@ use k8s_openapi::api::batch::v1::Job;
 use kube::api::{Api, DeleteParams, ListParams, PropagationPolicy};
 use serde::Serialize;
 
-use super::ledger::{self, ConfigMapLedger, ImportState, LedgerView};
-use super::scheduler::{JobPhase, job_info};
-use super::{LABEL_IMPORT, kube_error};
-use crate::error::{Error, Result};
+use super::LABEL_IMPORT;
+use super::scheduler::job_info;
+use crate::error::{Error, Result, is_status, kube_error};
 use crate::ledger::WindowStatus;
+use crate::ledger::configmap::{self as ledger, ConfigMapLedger, ImportState, LedgerView};
+use crate::plan::decide::RunPhase;
 use crate::plan::{Window, count_windows};
 use crate::progress::human;
 use crate::timespec::now_ms;
@@ -61,7 +62,7 @@ pub async fn status(
         let running = listed
             .items
             .iter()
-            .filter(|j| job_info(j).phase == JobPhase::Active)
+            .filter(|j| job_info(j).phase == RunPhase::Active)
             .count();
         out.push(summarize(&view, running));
     }
@@ -270,7 +271,7 @@ pub async fn stop(client: kube::Client, namespace: &str, import: &str) -> Result
     for job in listed
         .items
         .iter()
-        .filter(|j| job_info(j).phase == JobPhase::Active)
+        .filter(|j| job_info(j).phase == RunPhase::Active)
     {
         let name = job.metadata.name.clone().unwrap_or_default();
         delete_job(&jobs, &name).await?;
@@ -333,7 +334,7 @@ pub async fn delete_job(jobs: &Api<Job>, name: &str) -> Result<()> {
     };
     match jobs.delete(name, &params).await {
         Ok(_) => Ok(()),
-        Err(e) if super::is_status(&e, 404) => Ok(()),
+        Err(e) if is_status(&e, 404) => Ok(()),
         Err(e) => Err(kube_error(format!("delete Job {name}"))(e)),
     }
 }
@@ -355,7 +356,7 @@ mod tests {
 
     #[test]
     fn status_counts_compacted_ranges_and_records_once_each() {
-        use crate::kube::ledger::{DoneRange, WindowRecord};
+        use crate::ledger::configmap::{DoneRange, WindowRecord};
         let spec = crate::spec::ImportSpec::from_yaml(
             "t",
             "name: a\nsource: {url: \"http://s/api/v1/read\"}\ndestination: {url: \"http://d/api/v1/write\"}\nwindow: 1h\n",

@@ -50,7 +50,7 @@ pub async fn discover(client: kube::Client, namespace: Option<&str>) -> Result<D
     let scope = namespace.map_or("the cluster".to_string(), |ns| format!("namespace {ns}"));
     let list = match api.list(&ListParams::default()).await {
         Ok(list) => list,
-        Err(e) if super::is_status(&e, 404) => {
+        Err(e) if crate::error::is_status(&e, 404) => {
             return Ok(Discovery {
                 prometheuses: Vec::new(),
                 note: Some(format!(
@@ -58,7 +58,7 @@ pub async fn discover(client: kube::Client, namespace: Option<&str>) -> Result<D
                 )),
             });
         }
-        Err(e) if super::is_status(&e, 403) => {
+        Err(e) if crate::error::is_status(&e, 403) => {
             return Ok(Discovery {
                 prometheuses: Vec::new(),
                 note: Some(format!(
@@ -68,7 +68,7 @@ pub async fn discover(client: kube::Client, namespace: Option<&str>) -> Result<D
             });
         }
         Err(e) => {
-            return Err(super::kube_error(format!(
+            return Err(crate::error::kube_error(format!(
                 "list Prometheus objects in {scope}"
             ))(e));
         }

@@ -6,12 +6,10 @@ use serde_json::{Value, json};
 
 use super::{LABEL_IMPORT, LABEL_MANAGED_BY, LABEL_WINDOW, MANAGED_BY};
 use crate::error::{Error, Result};
+use crate::ledger::configmap::MAX_GENERATION;
 use crate::plan::Window;
 use crate::spec::{EndpointSpec, ImportSpec};
 use crate::timespec::format_ms;
-
-/// The most resumes an import may have: its Job names must stay within 63 characters.
-pub const MAX_GENERATION: u32 = 9_999_999;
 
 /// `NAME-wSTART_MS`, and `NAME-wSTART_MS-G` after the import's G-th resume: deterministic, so
 /// a window never gets a second Job (the API server refuses a second create), and DNS-safe

@@ -1,11 +1,10 @@
-//! Kubernetes mode: one Job per window (`jobs.rs`), a ConfigMap ledger per import
-//! (`ledger.rs`), the scheduler's reconcile loop (`scheduler.rs`), and the commands a person
-//! uses on a running import (`control.rs`).
+//! Kubernetes mode: one Job per window (`jobs.rs`), the scheduler's reconcile loop
+//! (`scheduler.rs`), and the commands a person uses on a running import (`control.rs`); the
+//! import's ConfigMap ledger is `ledger/configmap.rs`, beside the file ledger.
 
 pub mod control;
 pub mod discovery;
 pub mod jobs;
-pub mod ledger;
 pub mod scheduler;
 
 use std::path::Path;
@@ -13,14 +12,11 @@ use std::path::Path;
 use kube::Config;
 use kube::config::{KubeConfigOptions, Kubeconfig};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, kube_error};
 
 /// Labels on everything promimport creates, so `kubectl get jobs,cm -l ...` finds it.
-pub const LABEL_MANAGED_BY: &str = "app.kubernetes.io/managed-by";
-pub const MANAGED_BY: &str = "promimport";
-pub const LABEL_IMPORT: &str = "promimport.io/import";
+pub use crate::ledger::configmap::{LABEL_IMPORT, LABEL_LEDGER, LABEL_MANAGED_BY, MANAGED_BY};
 pub const LABEL_WINDOW: &str = "promimport.io/window";
-pub const LABEL_LEDGER: &str = "promimport.io/ledger";
 
 /// A client for a cluster, found as kubectl finds it: the kubeconfig file given, else
 /// KUBECONFIG, else ~/.kube/config, else (in a pod) its service account; the context given,
@@ -57,31 +53,4 @@ pub async fn client(kubeconfig: Option<&Path>, context: Option<&str>) -> Result<
 pub fn namespace(client: &kube::Client, flag: Option<&str>) -> String {
     flag.map(str::to_string)
         .unwrap_or_else(|| client.default_namespace().to_string())
-}
-
-/// Wraps a kube error with what we were doing; the error keeps the API server's answer.
-pub fn kube_error(action: impl Into<String>) -> impl FnOnce(kube::Error) -> Error {
-    let action = action.into();
-    move |cause| Error::Kubernetes { action, cause }
-}
-
-/// Sends a request again while the API server's answer is transient (the Kubernetes rows of
-/// the retry table), within `retry::kube_backoff`.
-pub async fn with_retries<T, F, Fut>(action: String, request: F) -> Result<T>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = std::result::Result<T, kube::Error>>,
-{
-    use backon::Retryable;
-    request
-        .retry(crate::retry::kube_backoff())
-        .when(crate::retry::kube_is_transient)
-        .notify(|e, after| tracing::warn!(%action, error = %e, ?after, "Kubernetes API answer is transient; trying again"))
-        .await
-        .map_err(kube_error(action.clone()))
-}
-
-/// Whether a kube error is the API server saying 404 / 409.
-pub fn is_status(e: &kube::Error, code: u16) -> bool {
-    matches!(e, kube::Error::Api(status) if status.code == code)
 }

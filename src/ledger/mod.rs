@@ -3,6 +3,7 @@
 //! windows recorded as done. Re-importing a window is harmless (receivers accept an identical
 //! re-send), so the ledger may be at-least-once, never at-most-once.
 
+pub mod configmap;
 pub mod file;
 
 use serde::{Deserialize, Serialize};

@@ -19,11 +19,11 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use serde::{Deserialize, Serialize};
 
-use super::{LABEL_IMPORT, LABEL_LEDGER, LABEL_MANAGED_BY, MANAGED_BY, is_status, kube_error};
-use crate::error::{Error, Result};
-use crate::ledger::{LedgerEntry, WindowStatus};
+use super::{LedgerEntry, WindowStatus};
+use crate::error::{Error, Result, is_status, kube_error};
 use crate::outcome::WindowError;
 use crate::plan::Window;
+use crate::retry::kube_with_retries;
 use crate::spec::ImportSpec;
 use crate::timespec::format_ms;
 
@@ -34,6 +34,14 @@ pub const MAX_PROBLEM_RECORDS: usize = 200;
 pub const RECORD_BYTES: usize = 2_048;
 const MESSAGE_BYTES: usize = 300;
 const REASONS_KEPT: usize = 3;
+/// Labels on everything promimport creates, so `kubectl get jobs,cm -l ...` finds it.
+pub const LABEL_MANAGED_BY: &str = "app.kubernetes.io/managed-by";
+pub const MANAGED_BY: &str = "promimport";
+pub const LABEL_IMPORT: &str = "promimport.io/import";
+pub const LABEL_LEDGER: &str = "promimport.io/ledger";
+/// The most resumes an import may have: each is part of its Job names (`kube::jobs::job_name`),
+/// which must stay within 63 characters.
+pub const MAX_GENERATION: u32 = 9_999_999;
 const KEY_SPEC: &str = "import.yaml";
 const KEY_STATE: &str = "state";
 const KEY_MESSAGE: &str = "message";
@@ -405,7 +413,7 @@ impl ConfigMapLedger {
     pub async fn load(&self) -> Result<Option<LedgerView>> {
         let api = self.api.clone();
         let name = self.name.clone();
-        let found = super::with_retries(format!("read {}", self.object()), || {
+        let found = kube_with_retries(format!("read {}", self.object()), || {
             let (api, name) = (api.clone(), name.clone());
             async move { api.get_opt(&name).await }
         })
@@ -486,7 +494,7 @@ impl ConfigMapLedger {
     /// `jobs::job_name`).
     pub async fn resume(&self, view: &LedgerView, message: &str) -> Result<()> {
         let generation = view.generation + 1;
-        if generation > super::jobs::MAX_GENERATION {
+        if generation > MAX_GENERATION {
             return Err(Error::ClusterState {
                 object: self.object(),
                 reason: "was resumed more times than Job names can count; delete it to start over"
@@ -554,7 +562,7 @@ impl ConfigMapLedger {
 
     async fn merge(&self, patch: serde_json::Value) -> Result<()> {
         let (api, name) = (self.api.clone(), self.name.clone());
-        super::with_retries(format!("update {}", self.object()), || {
+        kube_with_retries(format!("update {}", self.object()), || {
             let (api, name, patch) = (api.clone(), name.clone(), patch.clone());
             async move {
                 api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
@@ -573,7 +581,7 @@ impl ConfigMapLedger {
             "data": data,
         });
         let (api, name, manager) = (self.api.clone(), self.name.clone(), manager.to_string());
-        super::with_retries(format!("update {}", self.object()), || {
+        kube_with_retries(format!("update {}", self.object()), || {
             let (api, name, patch) = (api.clone(), name.clone(), patch.clone());
             let params = PatchParams::apply(&manager).force();
             async move { api.patch(&name, &params, &Patch::Apply(&patch)).await }
@@ -665,10 +673,10 @@ fn parse_view(name: &str, config_map: &ConfigMap) -> Result<LedgerView> {
         generation: data
             .get(KEY_GENERATION)
             .map(|g| match g.parse::<u32>() {
-                Ok(g) if g <= super::jobs::MAX_GENERATION => Ok(g),
+                Ok(g) if g <= MAX_GENERATION => Ok(g),
                 _ => Err(bad(format!(
                     "{KEY_GENERATION} {g:?} is not a whole number up to {}",
-                    super::jobs::MAX_GENERATION
+                    MAX_GENERATION
                 ))),
             })
             .transpose()?

@@ -8,6 +8,8 @@
 //! again from either, to the millisecond (a relative start such as `now-10d` carries
 //! milliseconds).
 
+pub mod decide;
+
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
