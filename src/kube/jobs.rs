@@ -321,4 +321,91 @@ dropLabels: [prometheus_replica]
             }
         }
     }
+
+    #[test]
+    fn every_field_of_a_spec_reaches_the_worker_alike_in_a_job_and_in_a_local_run() {
+        use crate::worker::options::WorkerOptions;
+        let spec = ImportSpec::from_yaml(
+            "test",
+            r#"
+name: every-field
+source:
+  url: https://prometheus:9090/api/v1/read
+  headers: {X-Source: s}
+  insecureSkipVerify: true
+destination:
+  url: https://cortex/api/v1/push
+  headers: {X-Scope-OrgID: tenant, X-Other: "a=b"}
+  insecureSkipVerify: true
+match: ['{job="node", mode!="idle"}', 'up']
+dropLabels: [prometheus_replica, prometheus]
+setLabels: {origin: old, cluster: "c-1"}
+worker:
+  batchSamples: 1234
+  retries: 7
+"#,
+        )
+        .unwrap();
+        let job = job_for_window(&spec, "promimport-every-field", "uid", window(), 0).unwrap();
+        let json = serde_json::to_value(&job).unwrap();
+        let env: Vec<(String, String)> = json["spec"]["template"]["spec"]["containers"][0]["env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|e| {
+                Some((
+                    e["name"].as_str()?.to_string(),
+                    e["value"].as_str()?.to_string(),
+                ))
+            })
+            .collect();
+        let in_job = WorkerOptions::from_vars(env).unwrap();
+        let local = WorkerOptions::for_spec(&spec);
+        let project = |options: &WorkerOptions| {
+            let s = options.settings().unwrap();
+            (
+                (
+                    s.source.url,
+                    s.source.headers,
+                    s.source.insecure_skip_verify,
+                ),
+                (s.dest.url, s.dest.headers, s.dest.insecure_skip_verify),
+                s.selectors
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>(),
+                (s.labels.drop, s.labels.set),
+                (s.batch.max_samples, s.retry.retries),
+            )
+        };
+        let expected = (
+            (
+                "https://prometheus:9090/api/v1/read".to_string(),
+                vec!["X-Source=s".to_string()],
+                true,
+            ),
+            (
+                "https://cortex/api/v1/push".to_string(),
+                vec![
+                    "X-Other=a=b".to_string(),
+                    "X-Scope-OrgID=tenant".to_string(),
+                ],
+                true,
+            ),
+            vec![
+                "{job=\"node\", mode!=\"idle\"}".to_string(),
+                "up".to_string(),
+            ],
+            (
+                vec!["prometheus_replica".to_string(), "prometheus".to_string()],
+                vec![
+                    ("cluster".to_string(), "c-1".to_string()),
+                    ("origin".to_string(), "old".to_string()),
+                ],
+            ),
+            (1234, 7),
+        );
+        assert_eq!(project(&in_job), expected, "the Job's worker");
+        assert_eq!(project(&local), expected, "import start --local");
+    }
 }

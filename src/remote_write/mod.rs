@@ -166,3 +166,17 @@ impl DestinationWriter {
         })
     }
 }
+
+impl crate::destination::Destination for DestinationWriter {
+    fn url(&self) -> String {
+        DestinationWriter::url(self)
+    }
+
+    async fn probe(&self) -> Result<()> {
+        DestinationWriter::probe(self).await
+    }
+
+    async fn send(&self, batch: &Batch, costs: &mut SendCosts) -> Result<Verdict> {
+        DestinationWriter::send(self, batch, costs).await
+    }
+}

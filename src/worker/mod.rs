@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 
+use crate::destination::Destination;
 use crate::endpoint::EndpointConfig;
 use crate::error::{Error, Result};
 use crate::outcome::{WindowError, WindowOutcome};
@@ -42,10 +43,11 @@ pub struct LiveCounters {
     pub samples_written: AtomicU64,
 }
 
+/// Imports windows: reads with `reader`, writes to a `Destination` (remote write unless said).
 #[derive(Clone)]
-pub struct Worker {
+pub struct Worker<D = DestinationWriter> {
     reader: WindowReader,
-    writer: DestinationWriter,
+    writer: D,
 }
 
 /// The reading half of a worker: a window's series from a remote read endpoint, clipped,
@@ -170,17 +172,26 @@ impl WindowReader {
 }
 
 impl Worker {
+    /// A worker that remote-writes to the settings' destination.
     pub fn new(settings: &WorkerSettings) -> Result<Self> {
+        let reader = WindowReader::new(
+            &settings.source,
+            settings.selectors.clone(),
+            settings.labels.clone(),
+            settings,
+        )?;
         let dest = settings.dest.build()?;
-        Ok(Worker {
-            reader: WindowReader::new(
-                &settings.source,
-                settings.selectors.clone(),
-                settings.labels.clone(),
-                settings,
-            )?,
-            writer: DestinationWriter::new(dest, settings.retry, settings.dest.timeout),
-        })
+        Ok(Worker::with_destination(
+            reader,
+            DestinationWriter::new(dest, settings.retry, settings.dest.timeout),
+        ))
+    }
+}
+
+impl<D: Destination> Worker<D> {
+    /// A worker that writes to any destination.
+    pub fn with_destination(reader: WindowReader, writer: D) -> Self {
+        Worker { reader, writer }
     }
 
     pub fn source_url(&self) -> String {
@@ -234,8 +245,8 @@ impl Worker {
 
 /// The sending half: one request in flight per window keeps each series' samples in order at
 /// the receiver, which a receiver without an out-of-order window requires.
-async fn send_batches(
-    writer: DestinationWriter,
+async fn send_batches<D: Destination>(
+    writer: D,
     mut rx: mpsc::Receiver<Batch>,
     live: Arc<LiveCounters>,
 ) -> (WindowOutcome, Result<()>) {

@@ -292,8 +292,13 @@ impl WorkerOptions {
 
     /// Reads `PROMIMPORT_*` environment variables.
     pub fn from_env() -> Result<Self> {
+        Self::from_vars(std::env::vars())
+    }
+
+    /// Reads `PROMIMPORT_*` variables from a list, as a Job's environment holds them.
+    pub fn from_vars(vars: impl IntoIterator<Item = (String, String)>) -> Result<Self> {
         envy::prefixed(ENV_PREFIX)
-            .from_env::<WorkerOptions>()
+            .from_iter::<_, WorkerOptions>(vars)
             .map_err(|e| {
                 let reason = match e {
                     envy::Error::MissingValue(field) => format!("{} is not set", env_name(field)),

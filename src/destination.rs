@@ -1,0 +1,26 @@
+//! The destination seam: where a worker writes a window. The reading half (read, clip, merge,
+//! relabel, account) hands batches to a `Destination` and never knows which one it is. Remote
+//! write (`remote_write::DestinationWriter`) is the one there is; TSDB blocks written into a
+//! bucket are the next.
+
+use std::future::Future;
+
+use crate::error::Result;
+use crate::remote_write::batch::Batch;
+use crate::remote_write::{SendCosts, Verdict};
+
+pub trait Destination: Clone + Send + Sync + 'static {
+    /// Where the samples go, as it may be shown to a person (no credentials).
+    fn url(&self) -> String;
+
+    /// Whether the destination can be reached at all, checked once before the first window.
+    fn probe(&self) -> impl Future<Output = Result<()>> + Send;
+
+    /// Writes one batch. `Ok` is the destination's verdict on it (accepted, or samples refused
+    /// with the reason); `Err` means the import cannot go on against this destination as it is.
+    fn send(
+        &self,
+        batch: &Batch,
+        costs: &mut SendCosts,
+    ) -> impl Future<Output = Result<Verdict>> + Send;
+}
