@@ -340,3 +340,70 @@ fn local_targets_and_an_import_started_from_one() {
     );
     assert_eq!(total_samples(&landed), total_samples(&expected));
 }
+
+#[test]
+fn every_credential_a_target_file_holds_can_be_given_on_the_command_line() {
+    let state = temp_dir("targets-creds");
+    let local = ["--local", "--state", state.to_str().unwrap()];
+    let mut add = vec![
+        "target",
+        "add",
+        "secured",
+        "--source",
+        "https://prometheus:9090/api/v1/read",
+        "--dest",
+        "https://cortex/api/v1/push",
+        "--source-ca-secret",
+        "prom-ca/ca.crt",
+        "--source-insecure-skip-verify",
+        "--dest-basic-user",
+        "importer",
+        "--dest-basic-password-secret",
+        "cortex/password",
+        "--dest-ca-secret",
+        "cortex-ca/ca.pem",
+    ];
+    add.extend(local);
+    let out = promimport(&add);
+    assert!(out.status.success(), "{}", text(&out));
+    let mut get = vec!["target", "get", "secured"];
+    get.extend(local);
+    let out = promimport(&get);
+    let yaml = text(&out);
+    for needle in [
+        "name: prom-ca",
+        "insecureSkipVerify: true",
+        "username: importer",
+        "name: cortex",
+        "key: password",
+        "name: cortex-ca",
+    ] {
+        assert!(yaml.contains(needle), "{needle}: {yaml}");
+    }
+    // A user without its password Secret is refused by the parser, naming the missing flag.
+    let mut bad = vec![
+        "target",
+        "add",
+        "half",
+        "--source",
+        "http://p/api/v1/read",
+        "--dest",
+        "http://c/api/v1/push",
+        "--dest-basic-user",
+        "importer",
+    ];
+    bad.extend(local);
+    let out = promimport(&bad);
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("--dest-basic-password-secret"),
+        "{}",
+        text(&out)
+    );
+    // A local import cannot read Secrets: it says so instead of importing without them.
+    let mut start = vec!["import", "start", "secured"];
+    start.extend(local);
+    let out = promimport(&start);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out).contains("names Secrets"), "{}", text(&out));
+}

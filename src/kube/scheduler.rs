@@ -50,6 +50,36 @@ async fn reconcile(
     options: &SchedulerOptions,
 ) -> Result<ImportState> {
     let started = Instant::now();
+    let ledger = match begin(client.clone(), spec, options).await? {
+        Ok(ledger) => ledger,
+        Err(state) => return Ok(state),
+    };
+    let window_ms = spec.window_ms()?;
+    let jobs: Api<Job> = Api::namespaced(client, &options.namespace);
+    tracing::info!(ledger = %ledger.name, "scheduler starting");
+    loop {
+        if let Some(state) = round(&ledger, &jobs, spec, options, window_ms).await? {
+            return Ok(state);
+        }
+        if let Some(timeout) = options.timeout
+            && started.elapsed() > timeout
+        {
+            return Err(Error::SchedulerTimeout {
+                import: spec.name.clone(),
+                timeout: humantime::format_duration(timeout).to_string(),
+            });
+        }
+        tokio::time::sleep(options.poll).await;
+    }
+}
+
+/// Resolves the range, creates (or finds) the ledger, wakes a finished incremental import,
+/// and checks both ends answer. `Err(state)` when the import is not to run now.
+async fn begin(
+    client: kube::Client,
+    spec: &ImportSpec,
+    options: &SchedulerOptions,
+) -> Result<std::result::Result<ConfigMapLedger, ImportState>> {
     let now = now_ms();
     let window_ms = spec.window_ms()?;
     let range_start = parse_time("start", &spec.start, now)?;
@@ -64,7 +94,7 @@ async fn reconcile(
     }
     let ledger = ConfigMapLedger::new(client.clone(), &options.namespace, &spec.ledger_name());
     let owner = match &options.owner_config_map {
-        Some(name) => Some(owner_reference(client.clone(), &options.namespace, name).await?),
+        Some(name) => Some(owner_reference(client, &options.namespace, name).await?),
         None => None,
     };
     let view = ledger
@@ -77,117 +107,126 @@ async fn reconcile(
         // one stays stopped, even if `stop` comes in between this read and the write.
         let from = [ImportState::Finished, ImportState::Failed];
         if let Err(state) = ledger.transition(&from, ImportState::Running, "").await? {
-            return Ok(state);
+            return Ok(Err(state));
         }
     }
     if let Err(error) = probe_endpoints(spec).await {
         let message = format!("stopped before the first window: {error}");
-        tracing::error!(import = %spec.name, %message, "an endpoint is unreachable");
-        return Ok(
-            match ledger
-                .transition(&[ImportState::Running], ImportState::Failed, &message)
-                .await?
-            {
-                Ok(()) => ImportState::Failed,
-                Err(state) => state,
-            },
-        );
+        tracing::error!(%message, "an endpoint is unreachable");
+        let transition = ledger
+            .transition(&[ImportState::Running], ImportState::Failed, &message)
+            .await?;
+        return Ok(Err(
+            transition.map_or_else(|state| state, |()| ImportState::Failed)
+        ));
     }
-    let jobs: Api<Job> = Api::namespaced(client.clone(), &options.namespace);
-    tracing::info!(import = %spec.name, namespace = %options.namespace, ledger = %ledger.name, "scheduler starting");
-    loop {
-        let mut view = load(&ledger).await?;
-        if view.state != ImportState::Running {
-            tracing::info!(import = %spec.name, state = view.state.as_str(), message = %view.message, "import is not running; scheduler exits");
-            return Ok(view.state);
-        }
-        if ledger.compact(&view).await? {
-            view = load(&ledger).await?;
-        }
-        let range = match range_of(&view, spec, window_ms)? {
-            Some(range) => range,
-            None => {
-                tracing::info!(import = %spec.name, "nothing to import yet");
-                return Ok(ImportState::Running);
+    Ok(Ok(ledger))
+}
+
+/// One round of the loop: compact the ledger, look at the Jobs, create what `decide` says.
+/// `Some(state)` when the scheduler is done.
+async fn round(
+    ledger: &ConfigMapLedger,
+    jobs: &Api<Job>,
+    spec: &ImportSpec,
+    options: &SchedulerOptions,
+    window_ms: i64,
+) -> Result<Option<ImportState>> {
+    let mut view = load(ledger).await?;
+    if view.state != ImportState::Running {
+        tracing::info!(state = view.state.as_str(), message = %view.message, "import is not running; scheduler exits");
+        return Ok(Some(view.state));
+    }
+    if ledger.compact(&view).await? {
+        view = load(ledger).await?;
+    }
+    let Some(range) = range_of(&view, spec, window_ms)? else {
+        tracing::info!("nothing to import yet");
+        return Ok(Some(ImportState::Running));
+    };
+    check_plan(range, window_ms)?;
+    let planned = plan_windows(range, window_ms, &[]);
+    let (ours, active_everywhere) = list_jobs(jobs, &spec.name).await?;
+    let ours_active = ours
+        .values()
+        .filter(|j| j.phase == RunPhase::Active)
+        .count();
+    let free = spec
+        .parallelism
+        .saturating_sub(ours_active)
+        .min(options.max_active_jobs.saturating_sub(active_everywhere));
+    let tally = Tally::new(view.range_start_ms, now_ms());
+    let decision = decide(
+        &planned,
+        &view.windows,
+        &|w| view.compacted(w),
+        &ours,
+        free,
+        tally,
+    );
+    for (window, message) in &decision.mark_failed {
+        ledger.record(&failed_entry(*window, message)).await?;
+    }
+    let created = create_jobs(jobs, spec, &view, &decision.create).await?;
+    if !created.is_empty() {
+        // `stop` may have listed the Jobs before these were created: look again, and take
+        // them back if the import is no longer running, so a stop always wins.
+        let state = load(ledger).await?.state;
+        if state != ImportState::Running {
+            for name in &created {
+                super::control::delete_job(jobs, name).await?;
             }
-        };
-        check_plan(range, window_ms)?;
-        let planned = plan_windows(range, window_ms, &[]);
-        let (ours, active_everywhere) = list_jobs(&jobs, &spec.name).await?;
-        let ours_active = ours
-            .values()
-            .filter(|j| j.phase == RunPhase::Active)
-            .count();
-        let free = spec
-            .parallelism
-            .saturating_sub(ours_active)
-            .min(options.max_active_jobs.saturating_sub(active_everywhere));
-        let tally = Tally::new(view.range_start_ms, now_ms());
-        let decision = decide(
-            &planned,
-            &view.windows,
-            &|w| view.compacted(w),
-            &ours,
-            free,
-            tally,
-        );
-        for (window, message) in &decision.mark_failed {
-            ledger.record(&failed_entry(*window, message)).await?;
+            tracing::info!(
+                state = state.as_str(),
+                "import changed state while Jobs were created; they were deleted"
+            );
+            return Ok(Some(state));
         }
-        let created = create_jobs(&jobs, spec, &view, &decision.create).await?;
-        if !created.is_empty() {
-            // `stop` may have listed the Jobs before these were created: look again, and take
-            // them back if the import is no longer running, so a stop always wins.
-            let state = load(&ledger).await?.state;
-            if state != ImportState::Running {
-                for name in &created {
-                    super::control::delete_job(&jobs, name).await?;
-                }
-                tracing::info!(import = %spec.name, state = state.as_str(), "import changed state while Jobs were created; they were deleted");
-                return Ok(state);
-            }
+    }
+    tracing::info!(
+        done = decision.done,
+        active = decision.active + decision.create.len(),
+        failed = decision.failed,
+        pending = decision.pending - decision.create.len().min(decision.pending),
+        "progress"
+    );
+    match decision.finished {
+        Some((state, message)) => conclude(ledger, spec, range, state, message)
+            .await
+            .map(Some),
+        None => Ok(None),
+    }
+}
+
+/// Records how the import ended, unless a person changed its state meanwhile. An incremental
+/// import that caught up stays running, for its next schedule.
+async fn conclude(
+    ledger: &ConfigMapLedger,
+    spec: &ImportSpec,
+    range: Window,
+    state: ImportState,
+    message: String,
+) -> Result<ImportState> {
+    let (state, message) = match (&spec.incremental, state) {
+        (Some(_), ImportState::Finished) => (
+            ImportState::Running,
+            format!("caught up to {}", format_ms(range.end_ms)),
+        ),
+        _ => (state, message),
+    };
+    match ledger
+        .transition(&[ImportState::Running], state, &message)
+        .await?
+    {
+        Ok(()) => {
+            tracing::info!(state = state.as_str(), %message, "import over");
+            Ok(if state == ImportState::Running {
+                ImportState::Finished
+            } else {
+                state
+            })
         }
-        tracing::info!(
-            import = %spec.name,
-            done = decision.done,
-            active = decision.active + decision.create.len(),
-            failed = decision.failed,
-            pending = decision.pending - decision.create.len().min(decision.pending),
-            "progress"
-        );
-        if let Some((state, message)) = decision.finished {
-            let (state, message) = match (&spec.incremental, state) {
-                (Some(_), ImportState::Finished) => (
-                    ImportState::Running,
-                    format!("caught up to {}", format_ms(range.end_ms)),
-                ),
-                _ => (state, message),
-            };
-            return match ledger
-                .transition(&[ImportState::Running], state, &message)
-                .await?
-            {
-                Ok(()) => {
-                    tracing::info!(import = %spec.name, state = state.as_str(), %message, "import over");
-                    // An incremental import stays running between schedules; this run is done.
-                    Ok(if state == ImportState::Running {
-                        ImportState::Finished
-                    } else {
-                        state
-                    })
-                }
-                Err(other) => Ok(other),
-            };
-        }
-        if let Some(timeout) = options.timeout
-            && started.elapsed() > timeout
-        {
-            return Err(Error::SchedulerTimeout {
-                import: spec.name.clone(),
-                timeout: humantime::format_duration(timeout).to_string(),
-            });
-        }
-        tokio::time::sleep(options.poll).await;
+        Err(other) => Ok(other),
     }
 }
 
