@@ -175,6 +175,24 @@ impl EndpointConfig {
 
     pub fn build(&self) -> Result<Endpoint> {
         let mut url = parse_url(self.role, &self.url)?;
+        let headers = self.headers(&mut url)?;
+        let builder = reqwest::Client::builder()
+            .default_headers(headers)
+            .user_agent(crate::protocol::USER_AGENT)
+            .connect_timeout(self.connect_timeout)
+            .read_timeout(self.timeout);
+        let builder = self.tls(builder, &url)?;
+        let client = builder.build().map_err(|source| Error::HttpClient {
+            url: url.to_string(),
+            cause: source.without_url(),
+        })?;
+        Ok(Endpoint { url, client })
+    }
+
+    /// The headers every request carries: the credentials (from files, a Job's Secrets, or the
+    /// URL's `user:password@`, which is taken out of `url`) and the extra headers, all marked
+    /// sensitive.
+    fn headers(&self, url: &mut reqwest::Url) -> Result<HeaderMap> {
         let mut headers = HeaderMap::new();
         let mut basic = match &self.basic_user {
             Some(user) => {
@@ -236,11 +254,15 @@ impl EndpointConfig {
             headers.insert(name, sensitive(value.trim(), self.role)?);
         }
 
-        let mut builder = reqwest::Client::builder()
-            .default_headers(headers)
-            .user_agent(crate::protocol::USER_AGENT)
-            .connect_timeout(self.connect_timeout)
-            .read_timeout(self.timeout);
+        Ok(headers)
+    }
+
+    /// A CA bundle, a client certificate, or (warned about) no verification at all.
+    fn tls(
+        &self,
+        mut builder: reqwest::ClientBuilder,
+        url: &reqwest::Url,
+    ) -> Result<reqwest::ClientBuilder> {
         if let Some(path) = &self.ca_file {
             let pem = read_file("CA file", path)?;
             let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
@@ -275,11 +297,7 @@ impl EndpointConfig {
             tracing::warn!(endpoint = %url, "TLS certificate verification is OFF for this endpoint; anyone on the path can read and change the data");
             builder = builder.tls_danger_accept_invalid_certs(true);
         }
-        let client = builder.build().map_err(|source| Error::HttpClient {
-            url: url.to_string(),
-            cause: source.without_url(),
-        })?;
-        Ok(Endpoint { url, client })
+        Ok(builder)
     }
 }
 

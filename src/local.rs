@@ -12,7 +12,7 @@ use tracing::Instrument;
 use crate::error::{Error, Result};
 use crate::ledger::configmap::WindowRecord;
 use crate::ledger::file::{FileLedger, ImportIdentity};
-use crate::ledger::{LedgerEntry, WindowStatus, done_windows};
+use crate::ledger::{Ledger, LedgerEntry, WindowStatus, done_windows};
 use crate::outcome::WindowOutcome;
 use crate::plan::decide::Tally;
 use crate::plan::{Window, plan_windows};
@@ -78,6 +78,42 @@ impl Signal {
 }
 
 impl RunSummary {
+    /// A summary of a run that finds `done_before` windows done by earlier runs.
+    fn resuming(range: Window, done_before: usize, entries: &[LedgerEntry]) -> Self {
+        RunSummary {
+            range: Some(range),
+            windows_done_before: done_before as u64,
+            samples_read_before: entries
+                .iter()
+                .filter(|e| e.status == WindowStatus::Done)
+                .map(|e| e.outcome.samples_read)
+                .sum(),
+            ..Default::default()
+        }
+    }
+
+    /// Counts a window this run finished (and recorded), and applies the planner's rules to it:
+    /// as the scheduler does, no more windows start once one says every other would fail the
+    /// same way.
+    fn window_finished(&mut self, entry: &LedgerEntry, tally: &mut Tally) {
+        let outcome = &entry.outcome;
+        match entry.status {
+            WindowStatus::Done => self.windows_done += 1,
+            WindowStatus::Rejected => self.windows_rejected += 1,
+            WindowStatus::Failed => self.windows_failed += 1,
+        }
+        if let Some(error) = &outcome.error
+            && self.failures.len() < MAX_FAILURES_SHOWN
+        {
+            self.failures.push((entry.window, error.message.clone()));
+        }
+        tally.add(entry.window, &WindowRecord::from_entry(entry));
+        if self.stopped_early.is_none() {
+            self.stopped_early = tally.stop_reason().map(str::to_string);
+        }
+        self.totals.absorb(outcome);
+    }
+
     pub fn is_complete(&self) -> bool {
         self.windows_rejected == 0
             && self.windows_failed == 0
@@ -206,16 +242,8 @@ async fn run_local_in_span(
     let (mut ledger, entries) = FileLedger::open(&run.state_dir, identity)?;
     let all = plan_windows(run.range, run.window_ms, &[]);
     let todo = plan_windows(run.range, run.window_ms, &done_windows(&entries));
-    let mut summary = RunSummary {
-        range: Some(run.range),
-        windows_done_before: all.len().saturating_sub(todo.len()) as u64,
-        samples_read_before: entries
-            .iter()
-            .filter(|e| e.status == WindowStatus::Done)
-            .map(|e| e.outcome.samples_read)
-            .sum(),
-        ..Default::default()
-    };
+    let mut summary =
+        RunSummary::resuming(run.range, all.len().saturating_sub(todo.len()), &entries);
     if !todo.is_empty() {
         worker.probe().await?;
     }
@@ -266,26 +294,9 @@ async fn run_local_in_span(
                 };
                 let status = WindowStatus::of(&outcome);
                 let entry = LedgerEntry { window, status, finished_at: format_ms(now_ms()), outcome };
-                ledger.record(&entry)?;
-                let outcome = &entry.outcome;
-                progress.window_finished(window, outcome);
-                match status {
-                    WindowStatus::Done => summary.windows_done += 1,
-                    WindowStatus::Rejected => summary.windows_rejected += 1,
-                    WindowStatus::Failed => summary.windows_failed += 1,
-                }
-                if let Some(error) = &outcome.error
-                    && summary.failures.len() < MAX_FAILURES_SHOWN
-                {
-                    summary.failures.push((window, error.message.clone()));
-                }
-                // The planner's rules, as the scheduler applies them: stop starting windows
-                // once one says every other would fail the same way.
-                tally.add(window, &WindowRecord::from_entry(&entry));
-                if summary.stopped_early.is_none() {
-                    summary.stopped_early = tally.stop_reason().map(str::to_string);
-                }
-                summary.totals.absorb(outcome);
+                ledger.record(&entry).await?;
+                progress.window_finished(window, &entry.outcome);
+                summary.window_finished(&entry, &mut tally);
             }
             _ = ticker.tick() => progress.tick(),
             _ = interrupt.recv(), if summary.interrupted.is_none() => {

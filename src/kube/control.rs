@@ -85,6 +85,32 @@ pub fn summarize(view: &LedgerView, running: usize) -> ImportStatus {
     } else {
         0
     };
+    let (totals, last_errors) = add_up(view);
+    let (done, failed) = (totals.done, totals.failed);
+    let pending = planned.saturating_sub(done + failed + running);
+    let (rate, eta) = pace(view, totals.written, done, pending + running);
+    ImportStatus {
+        name: view.spec.name.clone(),
+        state: view.state.as_str().to_string(),
+        message: view.message.clone(),
+        windows: planned,
+        done,
+        running,
+        failed,
+        pending,
+        samples_read: totals.read,
+        samples_written: totals.written,
+        samples_rejected: totals.rejected,
+        samples_skipped: totals.skipped,
+        samples_per_second: rate,
+        eta_seconds: eta,
+        last_errors,
+    }
+}
+
+/// The counts of compacted ranges and of records (a record a range already holds counts once),
+/// and the most recent problems, newest first.
+fn add_up(view: &LedgerView) -> (Totals, Vec<String>) {
     let mut totals = Totals::default();
     for range in &view.done {
         totals.done += range.windows as usize;
@@ -119,9 +145,17 @@ pub fn summarize(view: &LedgerView, running: usize) -> ImportStatus {
         }
     }
     problems.sort_by(|a, b| b.0.cmp(a.0));
-    let (done, failed) = (totals.done, totals.failed);
-    let pending = planned.saturating_sub(done + failed + running);
-    // A running import's rate is up to now; a finished one's up to its last window.
+    let last = problems
+        .into_iter()
+        .take(LAST_ERRORS)
+        .map(|p| p.1)
+        .collect();
+    (totals, last)
+}
+
+/// Samples written per second since the import was created, and the time left at that pace.
+/// A running import's rate is up to now; a finished one's up to its last window.
+fn pace(view: &LedgerView, written: u64, done: usize, left: usize) -> (f64, Option<f64>) {
     let last_record = view
         .windows
         .values()
@@ -138,34 +172,12 @@ pub fn summarize(view: &LedgerView, running: usize) -> ImportStatus {
         .as_deref()
         .and_then(|c| parse_time("created", c, 0).ok())
         .map(|created| ((until - created) as f64 / 1000.0).max(1.0));
-    let rate = elapsed.map_or(0.0, |e| totals.written as f64 / e);
+    let rate = elapsed.map_or(0.0, |e| written as f64 / e);
     let eta = match (elapsed, view.state) {
-        (Some(e), ImportState::Running) if done > 0 => {
-            Some(e / done as f64 * (pending + running) as f64)
-        }
+        (Some(e), ImportState::Running) if done > 0 => Some(e / done as f64 * left as f64),
         _ => None,
     };
-    ImportStatus {
-        name: view.spec.name.clone(),
-        state: view.state.as_str().to_string(),
-        message: view.message.clone(),
-        windows: planned,
-        done,
-        running,
-        failed,
-        pending,
-        samples_read: totals.read,
-        samples_written: totals.written,
-        samples_rejected: totals.rejected,
-        samples_skipped: totals.skipped,
-        samples_per_second: rate,
-        eta_seconds: eta,
-        last_errors: problems
-            .into_iter()
-            .take(LAST_ERRORS)
-            .map(|p| p.1)
-            .collect(),
-    }
+    (rate, eta)
 }
 
 #[derive(Default)]

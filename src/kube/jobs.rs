@@ -46,44 +46,11 @@ pub fn job_for_window(
         LABEL_IMPORT: spec.name,
         LABEL_WINDOW: window_label,
     });
-    let mut env = vec![
-        plain("PROMIMPORT_SOURCE", &spec.source.url),
-        plain("PROMIMPORT_DEST", &spec.destination.url),
-        plain("PROMIMPORT_WINDOW_START", &format_ms(window.start_ms)),
-        plain("PROMIMPORT_WINDOW_END", &format_ms(window.end_ms)),
-        plain("PROMIMPORT_LEDGER", ledger_name),
-        json!({"name": "PROMIMPORT_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}}),
-        plain("RUST_LOG", "info"),
-    ];
-    // Lists travel one item per line: selectors contain commas.
-    if !spec.selectors.is_empty() {
-        env.push(plain("PROMIMPORT_MATCH", &spec.selectors.join("\n")));
-    }
-    if !spec.drop_labels.is_empty() {
-        env.push(plain("PROMIMPORT_DROP_LABEL", &spec.drop_labels.join("\n")));
-    }
-    if !spec.set_labels.is_empty() {
-        let lines: Vec<String> = spec
-            .set_labels
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect();
-        env.push(plain("PROMIMPORT_SET_LABEL", &lines.join("\n")));
-    }
-    if let Some(n) = spec.worker.batch_samples {
-        env.push(plain("PROMIMPORT_BATCH_SAMPLES", &n.to_string()));
-    }
-    if let Some(n) = spec.worker.retries {
-        env.push(plain("PROMIMPORT_RETRIES", &n.to_string()));
-    }
-    let mut volumes = Vec::new();
-    let mut mounts = Vec::new();
-    for (prefix, role, endpoint) in [
-        ("SOURCE", "source", &spec.source),
-        ("DEST", "destination", &spec.destination),
-    ] {
-        endpoint_env(prefix, role, endpoint, &mut env, &mut volumes, &mut mounts);
-    }
+    let WorkerEnv {
+        env,
+        volumes,
+        mounts,
+    } = worker_env(spec, ledger_name, window);
 
     let job = json!({
         "apiVersion": "batch/v1",
@@ -137,6 +104,61 @@ pub fn job_for_window(
     });
     serde_json::from_value(job)
         .map_err(|e| Error::Internal(format!("the Job for window {window} is malformed: {e}")))
+}
+
+/// What a window's worker container is given: its environment (the PROMIMPORT_* variables that
+/// `WorkerOptions::from_vars` reads back), and the CA Secrets mounted for it.
+struct WorkerEnv {
+    env: Vec<Value>,
+    volumes: Vec<Value>,
+    mounts: Vec<Value>,
+}
+
+fn worker_env(spec: &ImportSpec, ledger_name: &str, window: Window) -> WorkerEnv {
+    let mut env = vec![
+        plain("PROMIMPORT_SOURCE", &spec.source.url),
+        plain("PROMIMPORT_DEST", &spec.destination.url),
+        plain("PROMIMPORT_WINDOW_START", &format_ms(window.start_ms)),
+        plain("PROMIMPORT_WINDOW_END", &format_ms(window.end_ms)),
+        plain("PROMIMPORT_LEDGER", ledger_name),
+        json!({"name": "PROMIMPORT_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}}),
+        plain("RUST_LOG", "info"),
+    ];
+    // Lists travel one item per line: selectors contain commas.
+    if !spec.selectors.is_empty() {
+        env.push(plain("PROMIMPORT_MATCH", &spec.selectors.join("\n")));
+    }
+    if !spec.drop_labels.is_empty() {
+        env.push(plain("PROMIMPORT_DROP_LABEL", &spec.drop_labels.join("\n")));
+    }
+    if !spec.set_labels.is_empty() {
+        let lines: Vec<String> = spec
+            .set_labels
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        env.push(plain("PROMIMPORT_SET_LABEL", &lines.join("\n")));
+    }
+    if let Some(n) = spec.worker.batch_samples {
+        env.push(plain("PROMIMPORT_BATCH_SAMPLES", &n.to_string()));
+    }
+    if let Some(n) = spec.worker.retries {
+        env.push(plain("PROMIMPORT_RETRIES", &n.to_string()));
+    }
+    let mut volumes = Vec::new();
+    let mut mounts = Vec::new();
+    for (prefix, role, endpoint) in [
+        ("SOURCE", "source", &spec.source),
+        ("DEST", "destination", &spec.destination),
+    ] {
+        endpoint_env(prefix, role, endpoint, &mut env, &mut volumes, &mut mounts);
+    }
+
+    WorkerEnv {
+        env,
+        volumes,
+        mounts,
+    }
 }
 
 fn plain(name: &str, value: &str) -> Value {

@@ -591,6 +591,12 @@ impl ConfigMapLedger {
     }
 }
 
+impl super::Ledger for ConfigMapLedger {
+    async fn record(&mut self, entry: &LedgerEntry) -> Result<()> {
+        ConfigMapLedger::record(self, entry).await
+    }
+}
+
 /// Lists every import's ledger in a namespace.
 pub async fn list(client: kube::Client, namespace: &str) -> Result<Vec<LedgerView>> {
     let api: Api<ConfigMap> = Api::namespaced(client, namespace);

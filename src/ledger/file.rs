@@ -164,7 +164,7 @@ impl FileLedger {
     }
 
     /// Appends one finished window and syncs it to disk before returning.
-    pub fn record(&mut self, entry: &LedgerEntry) -> Result<()> {
+    pub fn append(&mut self, entry: &LedgerEntry) -> Result<()> {
         let mut line = serde_json::to_vec(entry).map_err(|e| Error::Internal(e.to_string()))?;
         line.push(b'\n');
         let io = |source| Error::LedgerIo {
@@ -176,6 +176,12 @@ impl FileLedger {
             path: self.path.clone(),
             source,
         })
+    }
+}
+
+impl super::Ledger for FileLedger {
+    async fn record(&mut self, entry: &LedgerEntry) -> Result<()> {
+        self.append(entry)
     }
 }
 
@@ -249,8 +255,8 @@ mod tests {
         let id = identity("http://b/api/v1/write");
         {
             let (mut ledger, _) = FileLedger::open(&dir, &id).unwrap();
-            ledger.record(&entry(0)).unwrap();
-            ledger.record(&entry(10)).unwrap();
+            ledger.append(&entry(0)).unwrap();
+            ledger.append(&entry(10)).unwrap();
         }
         let path = dir.join("ledger.jsonl");
         let whole = std::fs::read(&path).unwrap();
@@ -269,7 +275,7 @@ mod tests {
                     vec![entry(0), entry(10)],
                     "torn after {kept} bytes"
                 );
-                ledger.record(&entry(30)).unwrap();
+                ledger.append(&entry(30)).unwrap();
             }
             let (_, entries) = FileLedger::open(&dir, &id).unwrap();
             assert_eq!(
@@ -295,8 +301,8 @@ mod tests {
         {
             let (mut ledger, entries) = FileLedger::open(&dir, &id).unwrap();
             assert!(entries.is_empty());
-            ledger.record(&entry(0)).unwrap();
-            ledger.record(&entry(10)).unwrap();
+            ledger.append(&entry(0)).unwrap();
+            ledger.append(&entry(10)).unwrap();
         }
         let mut file = OpenOptions::new()
             .append(true)

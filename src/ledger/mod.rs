@@ -6,8 +6,11 @@
 pub mod configmap;
 pub mod file;
 
+use std::future::Future;
+
 use serde::{Deserialize, Serialize};
 
+use crate::error::Result;
 use crate::outcome::WindowOutcome;
 use crate::plan::Window;
 
@@ -32,6 +35,14 @@ impl WindowStatus {
             WindowStatus::Rejected
         }
     }
+}
+
+/// The ledger seam: where a finished window is recorded, so that no later run imports it
+/// again. A run here keeps a file (`file.rs`); an import in a cluster a ConfigMap
+/// (`configmap.rs`), written by each window's Job.
+pub trait Ledger {
+    /// Records one finished window; once this returns, the record survives a crash.
+    fn record(&mut self, entry: &LedgerEntry) -> impl Future<Output = Result<()>> + Send;
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
