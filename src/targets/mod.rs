@@ -1,22 +1,21 @@
 //! Import targets: a named source and destination (with credentials as Secret references,
 //! default selectors and relabelling) that imports start from. In a cluster they are ConfigMaps
 //! labelled `promimport.io/target` (no CRD to install, the Roles promimport already has, and
-//! readable with kubectl); locally they are YAML files in the state directory.
+//! readable with kubectl, `cluster.rs`); locally they are YAML files in the state directory
+//! (`local.rs`).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use k8s_openapi::api::core::v1::{ConfigMap, Secret};
-use kube::api::{Api, ListParams, PostParams};
+mod cluster;
+mod local;
+
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::error::{is_status, kube_error};
-use crate::ledger::configmap::{LABEL_MANAGED_BY, MANAGED_BY};
 use crate::spec::{EndpointSpec, ImportSpec, WorkerSpec, validate_name};
 
-pub const LABEL_TARGET: &str = "promimport.io/target";
-const KEY: &str = "target.yaml";
+pub use cluster::LABEL_TARGET;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
@@ -99,42 +98,8 @@ impl TargetStore {
 
     pub async fn list(&self) -> Result<Vec<Target>> {
         match self {
-            TargetStore::Cluster { client, namespace } => {
-                let api: Api<ConfigMap> = Api::namespaced(client.clone(), namespace);
-                let list = api
-                    .list(&ListParams::default().labels(LABEL_TARGET))
-                    .await
-                    .map_err(kube_error(format!("list targets in namespace {namespace}")))?;
-                list.items.iter().map(parse_config_map).collect()
-            }
-            TargetStore::Local { dir } => {
-                let mut targets = Vec::new();
-                let entries = match std::fs::read_dir(dir) {
-                    Ok(entries) => entries,
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(targets),
-                    Err(source) => {
-                        return Err(Error::ReadFile {
-                            what: "targets directory",
-                            path: dir.clone(),
-                            source,
-                        });
-                    }
-                };
-                for entry in entries.flatten() {
-                    let path = entry.path();
-                    if path.extension().is_some_and(|e| e == "yaml") {
-                        let text =
-                            std::fs::read_to_string(&path).map_err(|source| Error::ReadFile {
-                                what: "target",
-                                path: path.clone(),
-                                source,
-                            })?;
-                        targets.push(parse(&path.display().to_string(), &text)?);
-                    }
-                }
-                targets.sort_by(|a, b| a.name.cmp(&b.name));
-                Ok(targets)
-            }
+            TargetStore::Cluster { client, namespace } => cluster::list(client, namespace).await,
+            TargetStore::Local { dir } => local::list(dir),
         }
     }
 
@@ -152,7 +117,8 @@ impl TargetStore {
             })
     }
 
-    /// Adds a target (`replace`: edits one), after checking it and the Secrets it names.
+    /// Adds a target (`replace`: edits one), after checking it and, in a cluster, the Secrets
+    /// it names and that no import from it runs.
     pub async fn save(&self, target: &Target, replace: bool) -> Result<()> {
         target.validate()?;
         let exists = self.list().await?.iter().any(|t| t.name == target.name);
@@ -176,75 +142,9 @@ impl TargetStore {
         let text = serde_saphyr::to_string(target).map_err(|e| Error::Internal(e.to_string()))?;
         match self {
             TargetStore::Cluster { client, namespace } => {
-                self.refuse_if_importing(&target.name, "edit").await?;
-                let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
-                for (name, key) in target.secret_refs() {
-                    let secret = secrets
-                        .get_opt(&name)
-                        .await
-                        .map_err(kube_error(format!("read Secret {name}")))?
-                        .ok_or_else(|| {
-                            Error::invalid(
-                                "Secret",
-                                &name,
-                                format!(
-                                    "no Secret {name} in namespace {namespace}: create it first"
-                                ),
-                            )
-                        })?;
-                    let has_key = secret.data.as_ref().is_some_and(|d| d.contains_key(&key))
-                        || secret
-                            .string_data
-                            .as_ref()
-                            .is_some_and(|d| d.contains_key(&key));
-                    if !has_key {
-                        return Err(Error::invalid(
-                            "Secret key",
-                            format!("{name}/{key}"),
-                            "the Secret has no such key",
-                        ));
-                    }
-                }
-                let api: Api<ConfigMap> = Api::namespaced(client.clone(), namespace);
-                let config_map = ConfigMap {
-                    metadata: kube::api::ObjectMeta {
-                        name: Some(config_map_name(&target.name)),
-                        labels: Some(BTreeMap::from([
-                            (LABEL_MANAGED_BY.to_string(), MANAGED_BY.to_string()),
-                            (LABEL_TARGET.to_string(), target.name.clone()),
-                        ])),
-                        ..Default::default()
-                    },
-                    data: Some(BTreeMap::from([(KEY.to_string(), text)])),
-                    ..Default::default()
-                };
-                let result = if replace {
-                    api.replace(
-                        &config_map_name(&target.name),
-                        &PostParams::default(),
-                        &with_version(&api, config_map, &target.name).await?,
-                    )
-                    .await
-                } else {
-                    api.create(&PostParams::default(), &config_map).await
-                };
-                result
-                    .map(|_| ())
-                    .map_err(kube_error(format!("save target {}", target.name)))
+                cluster::save(client, namespace, target, text, replace).await
             }
-            TargetStore::Local { dir } => {
-                let failed = |path: &std::path::Path| {
-                    let path = path.to_path_buf();
-                    move |source| Error::WriteFile {
-                        what: "target",
-                        path,
-                        source,
-                    }
-                };
-                std::fs::create_dir_all(dir).map_err(failed(dir))?;
-                let path = dir.join(format!("{}.yaml", target.name));
-                std::fs::write(&path, text).map_err(failed(&path))
-            }
+            TargetStore::Local { dir } => local::save(dir, &target.name, text),
         }
     }
 
@@ -252,88 +152,18 @@ impl TargetStore {
         self.get(name).await?;
         match self {
             TargetStore::Cluster { client, namespace } => {
-                self.refuse_if_importing(name, "remove").await?;
-                let api: Api<ConfigMap> = Api::namespaced(client.clone(), namespace);
-                match api
-                    .delete(&config_map_name(name), &Default::default())
-                    .await
-                {
-                    Ok(_) => Ok(()),
-                    Err(e) if is_status(&e, 404) => Ok(()),
-                    Err(e) => Err(kube_error(format!("remove target {name}"))(e)),
-                }
+                cluster::remove(client, namespace, name).await
             }
-            TargetStore::Local { dir } => {
-                let path = dir.join(format!("{name}.yaml"));
-                std::fs::remove_file(&path).map_err(|source| Error::WriteFile {
-                    what: "target",
-                    path,
-                    source,
-                })
-            }
-        }
-    }
-
-    /// Changing a target under a running import would make its windows differ: refuse.
-    async fn refuse_if_importing(&self, target: &str, verb: &str) -> Result<()> {
-        let TargetStore::Cluster { client, namespace } = self else {
-            return Ok(());
-        };
-        let running: Vec<String> = crate::ledger::configmap::list(client.clone(), namespace)
-            .await?
-            .into_iter()
-            .filter(|v| {
-                v.spec.target.as_deref() == Some(target)
-                    && v.state == crate::ledger::configmap::ImportState::Running
-            })
-            .map(|v| v.spec.name)
-            .collect();
-        if running.is_empty() {
-            Ok(())
-        } else {
-            Err(Error::invalid(
-                "target",
-                target,
-                format!(
-                    "cannot {verb} it while import {} from it runs; `promimport stop` it first",
-                    running.join(", ")
-                ),
-            ))
+            TargetStore::Local { dir } => local::remove(dir, name),
         }
     }
 }
 
-async fn with_version(
-    api: &Api<ConfigMap>,
-    mut config_map: ConfigMap,
-    name: &str,
-) -> Result<ConfigMap> {
-    let current = api
-        .get(&config_map_name(name))
-        .await
-        .map_err(kube_error(format!("read target {name}")))?;
-    config_map.metadata.resource_version = current.metadata.resource_version;
-    Ok(config_map)
-}
-
-fn config_map_name(target: &str) -> String {
-    format!("promimport-target-{target}")
-}
-
+/// Reads a target's YAML; `source` names where it came from.
 fn parse(source: &str, text: &str) -> Result<Target> {
     let target: Target = serde_saphyr::from_str(text)
         .map_err(|e| Error::invalid("target", source, e.to_string()))?;
     Ok(target)
-}
-
-fn parse_config_map(config_map: &ConfigMap) -> Result<Target> {
-    let name = config_map.metadata.name.clone().unwrap_or_default();
-    let text = config_map
-        .data
-        .as_ref()
-        .and_then(|d| d.get(KEY))
-        .ok_or_else(|| Error::invalid("target", &name, format!("the ConfigMap has no {KEY}")))?;
-    parse(&name, text)
 }
 
 /// A target from a discovered Prometheus: its in-cluster URL, and the operator's replica label
