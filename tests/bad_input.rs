@@ -15,28 +15,14 @@ fn run_in(
     dest: &str,
     extra: &[&str],
 ) -> (Option<i32>, String) {
-    let mut args = vec![
-        "run",
-        "--source",
-        source,
-        "--dest",
-        dest,
-        "--start",
-        "2026-11-01T00:00:00Z",
-        "--end",
-        "2026-11-01T02:00:00Z",
-        "--retries",
-        "1",
-        "--window-attempts",
-        "1",
-        "--state",
-        state.to_str().unwrap(),
-    ];
-    args.extend_from_slice(extra);
-    let out = promimport(&args);
-    let log = text(&out);
+    let (code, log) = Run::new(source, dest)
+        .between(BASE_MS, BASE_MS + 2 * HOUR_MS)
+        .flags(&["--retries", "1", "--window-attempts", "1"])
+        .state(state)
+        .flags(extra)
+        .exec();
     assert!(!log.contains("panicked"), "{log}");
-    (out.status.code(), log)
+    (code, log)
 }
 
 /// A destination that takes every request: these tests are about the source and the input.

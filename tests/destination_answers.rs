@@ -59,22 +59,11 @@ fn receive(request: &FakeRequest, data: &Mutex<Data>) {
 fn import(source: &Server, dest: &str, extra: &[&str]) -> (Option<i32>, String) {
     let state = temp_dir("answers-state");
     let source_url = source.url("/api/v1/read");
-    let mut args = vec![
-        "run",
-        "--source",
-        &source_url,
-        "--dest",
-        dest,
-        "--start",
-        "2026-11-01T00:00:00Z",
-        "--end",
-        "2026-11-01T02:00:00Z",
-        "--state",
-        state.to_str().unwrap(),
-    ];
-    args.extend_from_slice(extra);
-    let out = promimport(&args);
-    (out.status.code(), text(&out))
+    Run::new(&source_url, dest)
+        .between(BASE_MS, BASE_MS + 2 * HOUR_MS)
+        .state(&state)
+        .flags(extra)
+        .exec()
 }
 
 #[test]

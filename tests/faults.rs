@@ -77,27 +77,13 @@ fn fault_proxy(
 }
 
 fn run(source: &str, dest: &str, state: &std::path::Path, extra: &[&str]) -> (Option<i32>, String) {
-    let mut args = vec![
-        "run",
-        "--source",
-        source,
-        "--dest",
-        dest,
-        "--start",
-        "2026-11-01T00:00:00Z",
-        "--end",
-        "2026-11-01T06:00:00Z",
-        "--window",
-        "1h",
-        // One window at a time keeps a Prometheus sink's appends in order (see prometheus_sink).
-        "--parallel",
-        "1",
-        "--state",
-        state.to_str().unwrap(),
-    ];
-    args.extend_from_slice(extra);
-    let out = promimport(&args);
-    (out.status.code(), text(&out))
+    // One window at a time keeps a Prometheus sink's appends in order (see prometheus_sink).
+    Run::new(source, dest)
+        .between(BASE_MS, BASE_MS + 6 * HOUR_MS)
+        .flags(&["--window", "1h", "--parallel", "1"])
+        .state(state)
+        .flags(extra)
+        .exec()
 }
 
 fn windows_in_ledger(state: &std::path::Path) -> Vec<(String, String)> {

@@ -110,23 +110,11 @@ fn chunks_that_overrun_the_window_are_clipped_so_neighbours_never_overlap() {
         BASE_MS + HOUR_MS + 5 * 60_000,
     );
     let state = temp_dir("clip-state");
-    let out = promimport(&[
-        "run",
-        "--source",
-        &source.url("/api/v1/read"),
-        "--dest",
-        &sink.url("/api/v1/write"),
-        "--start",
-        &rfc3339(start),
-        "--end",
-        &rfc3339(end),
-        "--window",
-        "10m",
-        "--parallel",
-        "1",
-        "--state",
-        state.to_str().unwrap(),
-    ]);
+    let out = Run::new(&source.url("/api/v1/read"), &sink.url("/api/v1/write"))
+        .between(start, end)
+        .flags(&["--window", "10m", "--parallel", "1"])
+        .state(&state)
+        .output();
     let log = text(&out);
     assert!(out.status.success(), "{log}");
     let (all_start, all_end) = golden_range();

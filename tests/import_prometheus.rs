@@ -34,25 +34,21 @@ fn an_import_lands_every_sample_once_and_nothing_outside_the_range() {
         BASE_MS + (setup.history_hours - 1) * HOUR_MS - 22_500,
     );
     let state = temp_dir("exact-state");
-    let out = promimport(&[
-        "run",
-        "--source",
+    let out = Run::new(
         &setup.source.url("/api/v1/read"),
-        "--dest",
         &sink.url("/api/v1/write"),
-        "--start",
-        &rfc3339(start),
-        "--end",
-        &rfc3339(end),
+    )
+    .between(start, end)
+    .flags(&[
         "--window",
         "1h",
         "--parallel",
         "1",
         "--batch-samples",
         "1000",
-        "--state",
-        state.to_str().unwrap(),
-    ]);
+    ])
+    .state(&state)
+    .output();
     let log = text(&out);
     assert!(out.status.success(), "{log}");
 
@@ -122,23 +118,14 @@ fn a_sink_without_an_out_of_order_window_rejects_history_and_the_import_stops_ea
     );
 
     let state = temp_dir("oob-state");
-    let out = promimport(&[
-        "run",
-        "--source",
+    let out = Run::new(
         &setup.source.url("/api/v1/read"),
-        "--dest",
         &sink.url("/api/v1/write"),
-        "--start",
-        &rfc3339(BASE_MS),
-        "--end",
-        &rfc3339(BASE_MS + setup.history_hours * HOUR_MS),
-        "--window",
-        "1h",
-        "--parallel",
-        "1",
-        "--state",
-        state.to_str().unwrap(),
-    ]);
+    )
+    .between(BASE_MS, BASE_MS + setup.history_hours * HOUR_MS)
+    .flags(&["--window", "1h", "--parallel", "1"])
+    .state(&state)
+    .output();
     let log = text(&out);
     assert_eq!(out.status.code(), Some(3), "{log}");
     assert!(log.contains("REJECTED"), "{log}");
@@ -165,28 +152,23 @@ fn a_run_killed_mid_way_resumes_with_exact_data_and_no_window_done_twice() {
     let sink = prometheus_sink("resume-sink");
     let (start, end) = (BASE_MS, BASE_MS + setup.history_hours * HOUR_MS);
     let state = temp_dir("resume-state");
-    let args = [
-        "run",
-        "--source",
+    let run = Run::new(
         &setup.source.url("/api/v1/read"),
-        "--dest",
         &sink.url("/api/v1/write"),
-        "--start",
-        &rfc3339(start),
-        "--end",
-        &rfc3339(end),
+    )
+    .between(start, end)
+    .flags(&[
         "--window",
         "10m",
         "--parallel",
         "1",
         "--batch-samples",
         "100",
-        "--state",
-        state.to_str().unwrap(),
-    ];
+    ])
+    .state(&state);
     let ledger = state.join("ledger.jsonl");
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_promimport"))
-        .args(args)
+        .args(run.args())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
@@ -217,7 +199,7 @@ fn a_run_killed_mid_way_resumes_with_exact_data_and_no_window_done_twice() {
         "the run was killed before it finished ({done_before} windows)"
     );
 
-    let out = promimport(&args);
+    let out = run.output();
     let log = text(&out);
     assert!(out.status.success(), "{log}");
     // The second run skipped exactly the windows the first one recorded, and did the rest.

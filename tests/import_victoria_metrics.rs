@@ -17,23 +17,11 @@ fn an_import_into_victoria_metrics_lands_every_series_timestamp_and_value() {
     let vm = start_victoria_metrics("vm-sink", "100y");
     let (start, end) = (BASE_MS + 30 * 60_000, BASE_MS + 6 * HOUR_MS - 45_000);
     let state = temp_dir("vm-state");
-    let out = promimport(&[
-        "run",
-        "--source",
-        &source.url("/api/v1/read"),
-        "--dest",
-        &vm.url("/api/v1/write"),
-        "--start",
-        &rfc3339(start),
-        "--end",
-        &rfc3339(end),
-        "--window",
-        "1h",
-        "--parallel",
-        "3",
-        "--state",
-        state.to_str().unwrap(),
-    ]);
+    let out = Run::new(&source.url("/api/v1/read"), &vm.url("/api/v1/write"))
+        .between(start, end)
+        .flags(&["--window", "1h", "--parallel", "3"])
+        .state(&state)
+        .output();
     let log = text(&out);
     assert!(out.status.success(), "{log}");
 

@@ -94,32 +94,19 @@ fn tls_is_verified_by_default_passes_with_the_ca_and_skipping_it_is_warned_about
     let source = format!("https://127.0.0.1:{}/api/v1/read", https.port);
     let import = |extra: &[&str]| {
         let state = temp_dir("tls-state");
-        let mut args = vec![
-            "run",
-            "--source",
-            source.as_str(),
-            "--dest",
-            &sink.url("/api/v1/write") as &str,
-            "--start",
-            "2026-11-01T00:00:00Z",
-            "--end",
-            "2026-11-01T02:00:00Z",
-            "--retries",
-            "0",
-            "--window-attempts",
-            "1",
-            "--parallel",
-            "1",
-            "--state",
-            state.to_str().unwrap(),
-        ]
-        .into_iter()
-        .map(String::from)
-        .collect::<Vec<_>>();
-        args.extend(extra.iter().map(|s| s.to_string()));
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let out = promimport(&args);
-        (out.status.code(), text(&out))
+        Run::new(&source, &sink.url("/api/v1/write"))
+            .between(BASE_MS, BASE_MS + 2 * HOUR_MS)
+            .flags(&[
+                "--retries",
+                "0",
+                "--window-attempts",
+                "1",
+                "--parallel",
+                "1",
+            ])
+            .state(&state)
+            .flags(extra)
+            .exec()
     };
 
     let (code, log) = import(&[]);

@@ -26,19 +26,10 @@ fn run_from_now_minus_30h_to_now_with_the_defaults_lands_every_sample_once() {
     let source = recent_history_source("defaults-run-src", 30, 2);
     let vm = start_victoria_metrics("defaults-run-vm", "100y");
     let state = temp_dir("defaults-run-state");
-    let out = promimport(&[
-        "run",
-        "--source",
-        &source.url("/api/v1/read"),
-        "--dest",
-        &vm.url("/api/v1/write"),
-        "--start",
-        "now-30h",
-        "--end",
-        "now",
-        "--state",
-        state.to_str().unwrap(),
-    ]);
+    let out = Run::new(&source.url("/api/v1/read"), &vm.url("/api/v1/write"))
+        .flags(&["--start", "now-30h", "--end", "now"])
+        .state(&state)
+        .output();
     let log = text(&out);
     assert_eq!(out.status.code(), Some(0), "{log}");
     assert!(
@@ -67,21 +58,10 @@ fn ctrl_c_and_sigterm_at_uneven_points_end_with_a_summary_and_the_resume_is_exac
     // run of the same command means the same range.
     let now = promimport::timespec::now_ms();
     let (start, end) = (now - 30 * HOUR_MS + 123, now);
-    let args = [
-        "run".to_string(),
-        "--source".into(),
-        source.url("/api/v1/read"),
-        "--dest".into(),
-        slow.url("/api/v1/write"),
-        "--start".into(),
-        rfc3339(start),
-        "--end".into(),
-        rfc3339(end),
-        "--window".into(),
-        "1h".into(),
-        "--state".into(),
-        state.display().to_string(),
-    ];
+    let run = Run::new(&source.url("/api/v1/read"), &slow.url("/api/v1/write"))
+        .between(start, end)
+        .flags(&["--window", "1h"])
+        .state(&state);
     let mut interrupted = 0;
     for (signal, after_ms, code) in [
         ("-INT", 900, 130),
@@ -90,7 +70,7 @@ fn ctrl_c_and_sigterm_at_uneven_points_end_with_a_summary_and_the_resume_is_exac
         ("-TERM", 450, 143),
     ] {
         let child = Command::new(env!("CARGO_BIN_EXE_promimport"))
-            .args(&args)
+            .args(run.args())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -134,10 +114,8 @@ fn ctrl_c_and_sigterm_at_uneven_points_end_with_a_summary_and_the_resume_is_exac
         interrupted >= 2,
         "at least two runs were interrupted mid-way"
     );
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let out = promimport(&args);
-    let log = text(&out);
-    assert_eq!(out.status.code(), Some(0), "{log}");
+    let (code, log) = run.exec();
+    assert_eq!(code, Some(0), "{log}");
     assert!(
         !log.contains("the source returned no samples"),
         "a resumed run's empty rest is not mistaken for an empty source: {log}"

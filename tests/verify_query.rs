@@ -7,25 +7,13 @@ use common::*;
 
 fn import(source: &Server, dest: &str) {
     let state = temp_dir("verify-state");
-    let out = promimport(&[
-        "run",
-        "--source",
-        &source.url("/api/v1/read"),
-        "--dest",
-        dest,
-        "--start",
-        &rfc3339(BASE_MS),
-        "--end",
-        &rfc3339(BASE_MS + 6 * HOUR_MS),
-        // One window of 1h at a time keeps a Prometheus sink's appends in order (see
-        // prometheus_sink).
-        "--parallel",
-        "1",
-        "--window",
-        "1h",
-        "--state",
-        state.to_str().unwrap(),
-    ]);
+    // One window of 1h at a time keeps a Prometheus sink's appends in order (see
+    // prometheus_sink).
+    let out = Run::new(&source.url("/api/v1/read"), dest)
+        .between(BASE_MS, BASE_MS + 6 * HOUR_MS)
+        .flags(&["--parallel", "1", "--window", "1h"])
+        .state(&state)
+        .output();
     assert!(out.status.success(), "{}", text(&out));
 }
 

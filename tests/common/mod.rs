@@ -817,3 +817,55 @@ pub fn export(
     }
     data
 }
+
+/// `promimport run` as the tests invoke it: the source and destination, then the range, the
+/// state directory and whatever flags a test adds. `args` gives the argument list (for a
+/// process a test spawns and signals), `output` runs it to its end.
+pub struct Run {
+    args: Vec<String>,
+}
+
+impl Run {
+    pub fn new(source: &str, dest: &str) -> Self {
+        Run {
+            args: ["run", "--source", source, "--dest", dest]
+                .map(String::from)
+                .to_vec(),
+        }
+    }
+
+    /// `--start` and `--end` as RFC 3339, to the millisecond.
+    pub fn between(self, start_ms: i64, end_ms: i64) -> Self {
+        self.flag("--start", &rfc3339(start_ms))
+            .flag("--end", &rfc3339(end_ms))
+    }
+
+    pub fn state(self, dir: &Path) -> Self {
+        self.flag("--state", dir.to_str().unwrap())
+    }
+
+    pub fn flag(mut self, name: &str, value: &str) -> Self {
+        self.args.extend([name.to_string(), value.to_string()]);
+        self
+    }
+
+    pub fn flags(mut self, more: &[&str]) -> Self {
+        self.args.extend(more.iter().map(|s| s.to_string()));
+        self
+    }
+
+    pub fn args(&self) -> &[String] {
+        &self.args
+    }
+
+    pub fn output(&self) -> Output {
+        let args: Vec<&str> = self.args.iter().map(String::as_str).collect();
+        promimport(&args)
+    }
+
+    /// The exit code and everything printed.
+    pub fn exec(&self) -> (Option<i32>, String) {
+        let out = self.output();
+        (out.status.code(), text(&out))
+    }
+}
