@@ -173,7 +173,7 @@ pub enum Error {
 
 /// An HTTP error with its causes ("error sending request: ... invalid peer certificate: ..."):
 /// reqwest's own message alone hides why a connection failed. Its URL was removed before.
-pub fn chain(error: &reqwest::Error) -> String {
+pub fn chain(error: &(dyn std::error::Error + 'static)) -> String {
     let mut text = error.to_string();
     let mut cause = std::error::Error::source(error);
     while let Some(inner) = cause {
@@ -195,19 +195,7 @@ fn kube_message(error: &kube::Error) -> String {
             status.message
         ),
         kube::Error::Api(status) => format!("{} (HTTP {})", status.message, status.code),
-        other => {
-            let mut text = other.to_string();
-            let mut cause = std::error::Error::source(other);
-            while let Some(inner) = cause {
-                let part = inner.to_string();
-                if !text.contains(&part) {
-                    text.push_str(": ");
-                    text.push_str(&part);
-                }
-                cause = inner.source();
-            }
-            text
-        }
+        other => chain(other),
     }
 }
 

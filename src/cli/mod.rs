@@ -45,6 +45,12 @@ Exit codes: 0 every sample accepted, 3 samples rejected or skipped, 1 failed."
     /// Compare, window by window and series by series, what the source holds with what the
     /// destination holds. --dest is the destination's remote read URL (every value, bit for bit)
     /// or its query API base (VictoriaMetrics: timestamps, NaN left out). Exit 1 on a mismatch.
+    #[command(mut_arg("dest", |a| a.help(
+        "The destination's remote read URL (e.g. http://cortex/prometheus/api/v1/read: every value, bit for bit) \
+         or its query API base (e.g. http://vm:8428: timestamps)"
+    )))]
+    // Batching only shapes what is written; verify writes nothing.
+    #[command(mut_arg("batch_samples", |a| a.hide(true)), mut_arg("batch_bytes", |a| a.hide(true)))]
     Verify(Box<VerifyArgs>),
     /// Run a PromQL query against the destination's query API and print the result.
     Query(QueryArgs),
