@@ -964,7 +964,13 @@ fn stop_wins_over_a_scheduler_mid_round_again_and_again_and_the_resume_is_exact(
             &["schedule", "-f", spec, "--poll", "100ms", "--timeout", "2m"],
         );
         std::thread::sleep(Duration::from_millis(delay_ms));
-        let (code, log) = promimport_as(&cluster.admin(), &["stop", "race", "-n", "race"]);
+        // `import stop` is the same command as `stop`; both are used.
+        let stop: &[&str] = if round % 2 == 0 {
+            &["stop", "race", "-n", "race"]
+        } else {
+            &["import", "stop", "race", "-n", "race"]
+        };
+        let (code, log) = promimport_as(&cluster.admin(), stop);
         assert_eq!(code, Some(0), "{log}");
         assert!(
             running.wait().unwrap().success(),

@@ -60,7 +60,7 @@ Exit codes: 0 every sample accepted, 3 samples rejected or skipped, 1 failed."
     /// Named sources and destinations that imports start from.
     #[command(subcommand)]
     Target(TargetCommand),
-    /// Start imports of targets.
+    /// Start imports of targets; status, stop and resume are here too, as at the top
     #[command(subcommand)]
     Import(ImportCommand),
 }
@@ -174,6 +174,12 @@ pub enum ImportCommand {
     /// Import a target's history over a range: in the cluster through the scheduler, or here
     /// with --local
     Start(Box<ImportStartArgs>),
+    /// The same as `promimport status`
+    Status(StatusArgs),
+    /// The same as `promimport stop`
+    Stop(ControlArgs),
+    /// The same as `promimport resume`
+    Resume(ResumeArgs),
 }
 
 #[derive(clap::Args)]

@@ -25,9 +25,15 @@ pub async fn dispatch(command: Command) -> Result<i32> {
         Command::Run(args) => run::run(*args).await,
         Command::Worker => worker::worker().await,
         Command::Schedule(args) => schedule::schedule(args).await,
-        Command::Status(args) => control::status(args).await,
-        Command::Stop(args) => control::stop(args).await,
-        Command::Resume(args) => control::resume(args).await,
+        Command::Status(args) | Command::Import(ImportCommand::Status(args)) => {
+            control::status(args).await
+        }
+        Command::Stop(args) | Command::Import(ImportCommand::Stop(args)) => {
+            control::stop(args).await
+        }
+        Command::Resume(args) | Command::Import(ImportCommand::Resume(args)) => {
+            control::resume(args).await
+        }
         Command::Verify(args) => verify::verify(*args).await,
         Command::Query(args) => query::query(args).await,
         Command::Discover(args) => discover::discover(args).await,
