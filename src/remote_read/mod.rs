@@ -106,15 +106,19 @@ impl SourceReader {
                 ResponseType::Samples as i32,
             ],
         };
-        let body = bytes::Bytes::from(
-            snap::raw::Encoder::new()
-                .compress_vec(&request.encode_to_vec())
-                .map_err(|e| Error::SourceLimit {
-                    url: self.url(),
-                    what: format!("the query could not be compressed: {e}"),
-                    fix: "use fewer or shorter --match selectors",
-                })?,
-        );
+        let encoded = request.encode_to_vec();
+        let body = bytes::Bytes::from(snap::raw::Encoder::new().compress_vec(&encoded).map_err(
+            |cause| Error::Compress {
+                bytes: encoded.len(),
+                cause,
+            },
+        )?);
+        let response = self.post(body).await?;
+        self.answer(response).await
+    }
+
+    /// Sends the query; connection failures, 429 and 5xx are tried again within the budget.
+    async fn post(&self, body: bytes::Bytes) -> Result<reqwest::Response> {
         let send = || async {
             let response = self
                 .endpoint
@@ -147,12 +151,14 @@ impl SourceReader {
                 body: source_hint(status.as_u16(), &crate::retry::first_line(&text)),
             })
         };
-        let response = send
-            .retry(self.retry.backoff())
+        send.retry(self.retry.backoff())
             .when(Error::is_transient)
             .notify(|err, wait: Duration| tracing::warn!(error = %err, retry_in = ?wait, "remote read failed; retrying"))
-            .await?;
+            .await
+    }
 
+    /// The answer by its content type: a stream of chunk frames, or one SAMPLES message.
+    async fn answer(&self, response: reqwest::Response) -> Result<ReadStream> {
         let content_type = response
             .headers()
             .get(reqwest::header::CONTENT_TYPE)

@@ -85,55 +85,7 @@ impl DestinationWriter {
 
         let started = Instant::now();
         let retries = AtomicU64::new(0);
-        let attempt = || async {
-            let answer = self
-                .endpoint
-                .client
-                .post(self.endpoint.url.clone())
-                .timeout(self.timeout)
-                .header(reqwest::header::CONTENT_TYPE, protocol::PROTOBUF)
-                .header(
-                    reqwest::header::CONTENT_ENCODING,
-                    protocol::CONTENT_ENCODING,
-                )
-                .header(
-                    protocol::REMOTE_WRITE_VERSION_HEADER,
-                    protocol::REMOTE_WRITE_VERSION,
-                )
-                .body(body.clone())
-                .send()
-                .await;
-            let response = match answer {
-                Ok(response) => response,
-                Err(e) => {
-                    return Err(Attempt {
-                        disposition: classify(None, "", None),
-                        status: None,
-                        message: e.without_url().to_string(),
-                    });
-                }
-            };
-            let status = response.status().as_u16();
-            let retry_after = parse_retry_after(
-                response
-                    .headers()
-                    .get(reqwest::header::RETRY_AFTER)
-                    .and_then(|v| v.to_str().ok()),
-            );
-            let text = crate::endpoint::read_bounded(response, 8192).await;
-            match classify(Some(status), &text, retry_after) {
-                Disposition::Accepted => Ok(Verdict::Accepted),
-                Disposition::Rejected(reason) => Ok(Verdict::Rejected {
-                    reason,
-                    message: first_line(&text),
-                }),
-                disposition => Err(Attempt {
-                    disposition,
-                    status: Some(status),
-                    message: first_line(&text),
-                }),
-            }
-        };
+        let attempt = || self.attempt(&body);
         let verdict = attempt
             .retry(self.retry.backoff())
             .when(|a: &Attempt| matches!(a.disposition, Disposition::Retry { .. }))
@@ -164,6 +116,57 @@ impl DestinationWriter {
                 },
             },
         })
+    }
+
+    /// One try: the answer classified by the retry table.
+    async fn attempt(&self, body: &bytes::Bytes) -> std::result::Result<Verdict, Attempt> {
+        let answer = self
+            .endpoint
+            .client
+            .post(self.endpoint.url.clone())
+            .timeout(self.timeout)
+            .header(reqwest::header::CONTENT_TYPE, protocol::PROTOBUF)
+            .header(
+                reqwest::header::CONTENT_ENCODING,
+                protocol::CONTENT_ENCODING,
+            )
+            .header(
+                protocol::REMOTE_WRITE_VERSION_HEADER,
+                protocol::REMOTE_WRITE_VERSION,
+            )
+            .body(body.clone())
+            .send()
+            .await;
+        let response = match answer {
+            Ok(response) => response,
+            Err(e) => {
+                return Err(Attempt {
+                    disposition: classify(None, "", None),
+                    status: None,
+                    message: e.without_url().to_string(),
+                });
+            }
+        };
+        let status = response.status().as_u16();
+        let retry_after = parse_retry_after(
+            response
+                .headers()
+                .get(reqwest::header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok()),
+        );
+        let text = crate::endpoint::read_bounded(response, 8192).await;
+        match classify(Some(status), &text, retry_after) {
+            Disposition::Accepted => Ok(Verdict::Accepted),
+            Disposition::Rejected(reason) => Ok(Verdict::Rejected {
+                reason,
+                message: first_line(&text),
+            }),
+            disposition => Err(Attempt {
+                disposition,
+                status: Some(status),
+                message: first_line(&text),
+            }),
+        }
     }
 }
 
