@@ -97,33 +97,7 @@ impl FileLedger {
             });
         }
 
-        let identity_path = dir.join("import.json");
-        match std::fs::read(&identity_path) {
-            Ok(bytes) => {
-                let recorded: ImportIdentity =
-                    serde_json::from_slice(&bytes).map_err(|e| Error::Ledger {
-                        path: identity_path.clone(),
-                        reason: format!(
-                            "unreadable ({e}); remove the state directory to start over"
-                        ),
-                    })?;
-                if &recorded != identity {
-                    return Err(Error::Ledger {
-                        path: dir.to_path_buf(),
-                        reason: format!(
-                            "belongs to another import ({} -> {}, match {:?}); give another --state, or remove this one to start over",
-                            recorded.source, recorded.dest, recorded.selectors
-                        ),
-                    });
-                }
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let json = serde_json::to_vec_pretty(identity)
-                    .map_err(|e| Error::Internal(e.to_string()))?;
-                std::fs::write(&identity_path, json).map_err(io(&identity_path))?;
-            }
-            Err(e) => return Err(io(&identity_path)(e)),
-        }
+        check_identity(dir, identity)?;
 
         let path = dir.join("ledger.jsonl");
         let (entries, whole) = match std::fs::read(&path) {
@@ -177,6 +151,41 @@ impl FileLedger {
             source,
         })
     }
+}
+
+/// The state directory holds this import (or, new, is claimed for it): a second import in the
+/// same directory would skip windows the first one did.
+fn check_identity(dir: &Path, identity: &ImportIdentity) -> Result<()> {
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| Error::LedgerIo { path, source }
+    };
+    let identity_path = dir.join("import.json");
+    match std::fs::read(&identity_path) {
+        Ok(bytes) => {
+            let recorded: ImportIdentity =
+                serde_json::from_slice(&bytes).map_err(|e| Error::Ledger {
+                    path: identity_path.clone(),
+                    reason: format!("unreadable ({e}); remove the state directory to start over"),
+                })?;
+            if &recorded != identity {
+                return Err(Error::Ledger {
+                    path: dir.to_path_buf(),
+                    reason: format!(
+                        "belongs to another import ({} -> {}, match {:?}); give another --state, or remove this one to start over",
+                        recorded.source, recorded.dest, recorded.selectors
+                    ),
+                });
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let json =
+                serde_json::to_vec_pretty(identity).map_err(|e| Error::Internal(e.to_string()))?;
+            std::fs::write(&identity_path, json).map_err(io(&identity_path))?;
+        }
+        Err(e) => return Err(io(&identity_path)(e)),
+    }
+    Ok(())
 }
 
 impl super::Ledger for FileLedger {
