@@ -15,7 +15,7 @@ use crate::ledger::file::{FileLedger, ImportIdentity};
 use crate::ledger::{Ledger, LedgerEntry, WindowStatus, done_windows};
 use crate::outcome::WindowOutcome;
 use crate::plan::decide::Tally;
-use crate::plan::{Window, plan_windows};
+use crate::plan::{Window, count_windows, plan_windows};
 use crate::progress::{Progress, human};
 use crate::timespec::{format_ms, now_ms};
 use crate::worker::{LiveCounters, Worker, WorkerSettings};
@@ -240,10 +240,9 @@ async fn run_local_in_span(
     let started = Instant::now();
     let worker = Worker::new(settings)?;
     let (mut ledger, entries) = FileLedger::open(&run.state_dir, identity)?;
-    let all = plan_windows(run.range, run.window_ms, &[]);
+    let all = count_windows(run.range, run.window_ms) as usize;
     let todo = plan_windows(run.range, run.window_ms, &done_windows(&entries));
-    let mut summary =
-        RunSummary::resuming(run.range, all.len().saturating_sub(todo.len()), &entries);
+    let mut summary = RunSummary::resuming(run.range, all.saturating_sub(todo.len()), &entries);
     if !todo.is_empty() {
         worker.probe().await?;
     }
@@ -267,17 +266,8 @@ async fn run_local_in_span(
     let mut terminate = signal(SignalKind::terminate())?;
 
     loop {
-        while summary.stopped_early.is_none()
-            && summary.interrupted.is_none()
-            && running.len() < run.parallel
-        {
-            let Some(window) = pending.next() else { break };
-            // Every log line of a window says which window it belongs to.
-            let span = tracing::info_span!("window", window = %window);
-            running.spawn(
-                import_with_attempts(worker.clone(), window, run.window_attempts, live.clone())
-                    .instrument(span),
-            );
+        if summary.stopped_early.is_none() && summary.interrupted.is_none() {
+            start_windows(&mut pending, &mut running, &worker, run, &live);
         }
         if running.is_empty() {
             break;
@@ -311,6 +301,24 @@ async fn run_local_in_span(
     summary.windows_not_attempted = pending.count() as u64;
     summary.seconds = started.elapsed().as_secs_f64();
     Ok(summary)
+}
+
+/// Starts pending windows until `run.parallel` are in flight, each in a span that names it.
+fn start_windows(
+    pending: &mut impl Iterator<Item = Window>,
+    running: &mut JoinSet<(Window, WindowOutcome)>,
+    worker: &Worker,
+    run: &LocalRun,
+    live: &Arc<LiveCounters>,
+) {
+    while running.len() < run.parallel {
+        let Some(window) = pending.next() else { break };
+        let span = tracing::info_span!("window", window = %window);
+        running.spawn(
+            import_with_attempts(worker.clone(), window, run.window_attempts, live.clone())
+                .instrument(span),
+        );
+    }
 }
 
 fn interrupted(
