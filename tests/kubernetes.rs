@@ -16,14 +16,32 @@ use common::cluster::{Cluster, cluster};
 use common::*;
 use promimport::plan::Window;
 
-fn write_spec(dir: &Path, name: &str, body: &str) -> PathBuf {
-    let path = dir.join(format!("{name}.yaml"));
-    std::fs::write(
-        &path,
-        format!("name: {name}\n{body}\nworker:\n  image: promimport\n"),
-    )
-    .unwrap();
-    path
+/// One test's corner of the cluster: a namespace with promimport's RBAC applied, a kubeconfig
+/// for its scheduler's service account (so the scheduler runs with exactly the permissions the
+/// manifests give), and a directory for the test's import specs.
+struct Scenario {
+    scheduler: PathBuf,
+    dir: PathBuf,
+}
+
+impl Scenario {
+    fn new(namespace: &str) -> Self {
+        Scenario {
+            scheduler: cluster().namespace(namespace),
+            dir: temp_dir(&format!("k8s-{namespace}")),
+        }
+    }
+
+    /// Writes an import spec (`name`, the body, the test image) and returns its path.
+    fn spec(&self, name: &str, body: &str) -> PathBuf {
+        let path = self.dir.join(format!("{name}.yaml"));
+        std::fs::write(
+            &path,
+            format!("name: {name}\n{body}\nworker:\n  image: promimport\n"),
+        )
+        .unwrap();
+        path
+    }
 }
 
 fn promimport_as(kubeconfig: &Path, args: &[&str]) -> (Option<i32>, String) {
@@ -179,14 +197,13 @@ fn range_spec(
 #[test]
 fn an_import_scheduled_as_jobs_lands_every_sample_once_and_the_ledger_says_finished() {
     let cluster = cluster();
-    let scheduler = cluster.namespace("exact");
+    let world = Scenario::new("exact");
+    let scheduler = &world.scheduler;
     let source = history_source("k8s-exact-src", 6, false);
     // One window at a time keeps a Prometheus sink's appends in order (see prometheus_sink);
     // the tests below run windows concurrently into VictoriaMetrics.
     let sink = prometheus_sink("k8s-exact-sink");
-    let dir = temp_dir("k8s-exact");
-    let spec = write_spec(
-        &dir,
+    let spec = world.spec(
         "exact",
         &range_spec(
             &source.url("/api/v1/read"),
@@ -198,7 +215,7 @@ fn an_import_scheduled_as_jobs_lands_every_sample_once_and_the_ledger_says_finis
         ),
     );
     let (code, log) = promimport_as(
-        &scheduler,
+        scheduler,
         &[
             "schedule",
             "-f",
@@ -290,7 +307,8 @@ fn an_import_scheduled_as_jobs_lands_every_sample_once_and_the_ledger_says_finis
 fn worker_pods_deleted_again_and_again_and_a_killed_scheduler_still_finish_exact_with_one_job_per_window()
  {
     let cluster = cluster();
-    let scheduler = cluster.namespace("chaos");
+    let world = Scenario::new("chaos");
+    let scheduler = &world.scheduler;
     let source = history_source("k8s-chaos-src", 6, false);
     let sink = start_victoria_metrics("k8s-chaos-sink", "100y");
     // Each request waits 150 ms: a window of 30 requests lasts about 5 s, long enough to kill.
@@ -298,9 +316,7 @@ fn worker_pods_deleted_again_and_again_and_a_killed_scheduler_still_finish_exact
         format!("http://127.0.0.1:{}", sink.port),
         Duration::from_millis(150),
     );
-    let dir = temp_dir("k8s-chaos");
-    let spec = write_spec(
-        &dir,
+    let spec = world.spec(
         "chaos",
         &range_spec(
             &source.url("/api/v1/read"),
@@ -329,7 +345,7 @@ fn worker_pods_deleted_again_and_again_and_a_killed_scheduler_still_finish_exact
         "4m",
     ];
 
-    let mut first = spawn_as(&scheduler, &args);
+    let mut first = spawn_as(scheduler, &args);
     wait_for("running worker pods", Duration::from_secs(60), || {
         cluster
             .kubectl(&[
@@ -349,7 +365,7 @@ fn worker_pods_deleted_again_and_again_and_a_killed_scheduler_still_finish_exact
     // uneven intervals (each Job may lose a pod: backoffLimit is raised for that).
     first.kill().unwrap();
     first.wait().unwrap();
-    let mut second = spawn_as(&scheduler, &args);
+    let mut second = spawn_as(scheduler, &args);
     for delay in [300u64, 1_100, 700] {
         wait_for("a running worker pod", Duration::from_secs(60), || {
             !cluster
@@ -404,16 +420,15 @@ fn worker_pods_deleted_again_and_again_and_a_killed_scheduler_still_finish_exact
 #[test]
 fn an_import_stopped_mid_way_and_resumed_ends_exact() {
     let cluster = cluster();
-    let scheduler = cluster.namespace("pause");
+    let world = Scenario::new("pause");
+    let scheduler = &world.scheduler;
     let source = history_source("k8s-pause-src", 6, false);
     let sink = start_victoria_metrics("k8s-pause-sink", "100y");
     let slow = slow_proxy(
         format!("http://127.0.0.1:{}", sink.port),
         Duration::from_millis(100),
     );
-    let dir = temp_dir("k8s-pause");
-    let spec = write_spec(
-        &dir,
+    let spec = world.spec(
         "pause",
         &range_spec(
             &source.url("/api/v1/read"),
@@ -434,7 +449,7 @@ fn an_import_stopped_mid_way_and_resumed_ends_exact() {
     let spec = spec.to_str().unwrap();
 
     let mut running = spawn_as(
-        &scheduler,
+        scheduler,
         &["schedule", "-f", spec, "--poll", "300ms", "--timeout", "4m"],
     );
     let mut most_running = 0;
@@ -489,7 +504,7 @@ fn an_import_stopped_mid_way_and_resumed_ends_exact() {
     });
 
     let (code, log) = promimport_as(
-        &scheduler,
+        scheduler,
         &[
             "resume",
             "pause",
@@ -522,15 +537,14 @@ fn an_import_stopped_mid_way_and_resumed_ends_exact() {
 #[test]
 fn two_imports_at_once_from_different_sources_are_both_exact_with_separate_ledgers() {
     let cluster = cluster();
-    let scheduler = cluster.namespace("twins");
+    let world = Scenario::new("twins");
+    let scheduler = &world.scheduler;
     let (a, b) = (
         history_source("k8s-twin-a", 4, false),
         history_source("k8s-twin-b", 4, false),
     );
     let sink = start_victoria_metrics("k8s-twins-sink", "100y");
-    let dir = temp_dir("k8s-twins");
-    let spec_a = write_spec(
-        &dir,
+    let spec_a = world.spec(
         "twin-a",
         &range_spec(
             &a.url("/api/v1/read"),
@@ -541,8 +555,7 @@ fn two_imports_at_once_from_different_sources_are_both_exact_with_separate_ledge
             "setLabels: {origin: a}",
         ),
     );
-    let spec_b = write_spec(
-        &dir,
+    let spec_b = world.spec(
         "twin-b",
         &range_spec(
             &b.url("/api/v1/read"),
@@ -563,13 +576,13 @@ fn two_imports_at_once_from_different_sources_are_both_exact_with_separate_ledge
             "--timeout",
             "3m",
         ])
-        .env("KUBECONFIG", &scheduler)
+        .env("KUBECONFIG", scheduler)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
     let (code, log) = promimport_as(
-        &scheduler,
+        scheduler,
         &[
             "schedule",
             "-f",
@@ -654,7 +667,8 @@ fn the_ledger_loses_no_update_under_25_concurrent_workers() {
 #[test]
 fn an_incremental_import_run_twice_imports_only_the_new_range() {
     let cluster = cluster();
-    let scheduler = cluster.namespace("cron");
+    let world = Scenario::new("cron");
+    let scheduler = &world.scheduler;
     let source = start_prometheus(
         "k8s-cron-src",
         PrometheusOptions {
@@ -679,10 +693,7 @@ fn an_incremental_import_run_twice_imports_only_the_new_range() {
     };
     let first_data_end = promimport::timespec::now_ms() - 3_000;
     write(start, first_data_end);
-    let dir = temp_dir("k8s-cron");
-    let spec = write_spec(
-        &dir,
-        "cron",
+    let spec = world.spec("cron",
         &format!(
             // One window at a time, so a Prometheus sink appends in order (see prometheus_sink).
             "source: {{url: \"{}\"}}\ndestination: {{url: \"{}\"}}\nstart: {}\nwindow: 1m\nparallelism: 1\nincremental: {{lag: 3s}}",
@@ -717,7 +728,7 @@ fn an_incremental_import_run_twice_imports_only_the_new_range() {
     };
     let plan =
         |end: i64| promimport::plan::plan_windows(Window::new(start, end).unwrap(), window, &[]);
-    let (code, log) = promimport_as(&scheduler, &args);
+    let (code, log) = promimport_as(scheduler, &args);
     assert_eq!(code, Some(0), "{log}");
     let first_end = caught_up();
     let first = job_uids(cluster, "cron", "cron");
@@ -733,7 +744,7 @@ fn an_incremental_import_run_twice_imports_only_the_new_range() {
         first_end.max(first_data_end),
         promimport::timespec::now_ms() - 3_000,
     );
-    let (code, log) = promimport_as(&scheduler, &args);
+    let (code, log) = promimport_as(scheduler, &args);
     assert_eq!(code, Some(0), "{log}");
     let recorded = ledger(cluster, "cron", "cron");
     assert_eq!(
@@ -830,7 +841,8 @@ fn the_worker_and_scheduler_accounts_can_do_only_what_they_use() {
 #[test]
 fn a_credential_from_a_secret_reaches_the_worker_and_nowhere_else() {
     let cluster = cluster();
-    let scheduler = cluster.namespace("secrets");
+    let world = Scenario::new("secrets");
+    let scheduler = &world.scheduler;
     cluster.kubectl(&[
         "create",
         "secret",
@@ -857,10 +869,7 @@ fn a_credential_from_a_secret_reaches_the_worker_and_nowhere_else() {
         record.lock().unwrap().push(auth);
         forward(&client, &target, request)
     });
-    let dir = temp_dir("k8s-secrets");
-    let spec = write_spec(
-        &dir,
-        "secret",
+    let spec = world.spec("secret",
         &format!(
             "source: {{url: \"{}\"}}\ndestination: {{url: \"{}\", bearerTokenSecret: {{name: dest-token, key: token}}}}\nstart: {}\nend: {}\nwindow: 1h\nparallelism: 1",
             source.url("/api/v1/read"),
@@ -870,7 +879,7 @@ fn a_credential_from_a_secret_reaches_the_worker_and_nowhere_else() {
         ),
     );
     let (code, log) = promimport_as(
-        &scheduler,
+        scheduler,
         &[
             "schedule",
             "-f",
@@ -920,12 +929,11 @@ fn a_credential_from_a_secret_reaches_the_worker_and_nowhere_else() {
 #[test]
 fn stop_wins_over_a_scheduler_mid_round_again_and_again_and_the_resume_is_exact() {
     let cluster = cluster();
-    let scheduler = cluster.namespace("race");
+    let world = Scenario::new("race");
+    let scheduler = &world.scheduler;
     let source = history_source("k8s-race-src", 12, false);
     let sink = start_victoria_metrics("k8s-race-sink", "100y");
-    let dir = temp_dir("k8s-race");
-    let spec = write_spec(
-        &dir,
+    let spec = world.spec(
         "race",
         &range_spec(
             &source.url("/api/v1/read"),
@@ -956,11 +964,11 @@ fn stop_wins_over_a_scheduler_mid_round_again_and_again_and_the_resume_is_exact(
     for (round, delay_ms) in [350u64, 820, 1_270, 560, 1_930].into_iter().enumerate() {
         if round > 0 {
             let (code, log) =
-                promimport_as(&scheduler, &["resume", "race", "-n", "race", "--detach"]);
+                promimport_as(scheduler, &["resume", "race", "-n", "race", "--detach"]);
             assert_eq!(code, Some(0), "{log}");
         }
         let mut running = spawn_as(
-            &scheduler,
+            scheduler,
             &["schedule", "-f", spec, "--poll", "100ms", "--timeout", "2m"],
         );
         std::thread::sleep(Duration::from_millis(delay_ms));
@@ -994,7 +1002,7 @@ fn stop_wins_over_a_scheduler_mid_round_again_and_again_and_the_resume_is_exact(
         "only {stopped_rounds} rounds were stopped mid-import"
     );
     let (code, log) = promimport_as(
-        &scheduler,
+        scheduler,
         &[
             "resume",
             "race",
@@ -1104,17 +1112,16 @@ fn import_start_of_a_cluster_target_with_its_default_range_lands_exact_with_one_
 #[test]
 fn a_source_with_nothing_listening_fails_the_import_before_any_job_with_what_to_check() {
     let cluster = cluster();
-    let scheduler = cluster.namespace("nowhere");
+    let world = Scenario::new("nowhere");
+    let scheduler = &world.scheduler;
     let sink = start_victoria_metrics("k8s-nowhere-sink", "100y");
     let source = format!("http://127.0.0.1:{}/api/v1/read", free_port());
-    let dir = temp_dir("k8s-nowhere");
-    let spec = write_spec(
-        &dir,
+    let spec = world.spec(
         "nowhere",
         &range_spec(&source, &sink.url("/api/v1/write"), 6, "1h", 2, ""),
     );
     let (code, log) = promimport_as(
-        &scheduler,
+        scheduler,
         &["schedule", "-f", spec.to_str().unwrap(), "--timeout", "1m"],
     );
     assert_eq!(code, Some(3), "{log}");
@@ -1130,14 +1137,14 @@ fn a_source_with_nothing_listening_fails_the_import_before_any_job_with_what_to_
             "c",
             "--kubeconfig",
         ])
-        .arg(&scheduler)
+        .arg(scheduler)
         .env_remove("KUBECONFIG")
         .output()
         .unwrap();
     let status = text(&out);
     assert!(out.status.success(), "{status}");
     let (code, log) = promimport_as(
-        &scheduler,
+        scheduler,
         &["status", "nowhere", "-n", "nowhere", "--context", "nope"],
     );
     assert_eq!(code, Some(1), "{log}");
