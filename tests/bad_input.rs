@@ -63,12 +63,7 @@ fn a_password_in_the_url_is_sent_as_typed_not_form_decoded() {
     let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let record = seen.clone();
     let source = FakeServer::start(move |request, _| {
-        let auth = request
-            .headers
-            .iter()
-            .find(|h| h.0 == "authorization")
-            .map(|h| h.1.clone())
-            .unwrap_or_default();
+        let auth = request.header("authorization");
         record.lock().unwrap().push(auth);
         FakeResponse::new(401, "text/plain", "Unauthorized")
     });
@@ -231,12 +226,7 @@ fn credentials_never_reach_the_output() {
     let token = dir.join("token");
     std::fs::write(&token, "tok-PLANTED-SECRET\n").unwrap();
     let source = FakeServer::start(|request, _| {
-        let auth = request
-            .headers
-            .iter()
-            .find(|h| h.0 == "authorization")
-            .map(|h| h.1.clone())
-            .unwrap_or_default();
+        let auth = request.header("authorization");
         // The token arrives without its trailing newline.
         assert_eq!(auth, "Bearer tok-PLANTED-SECRET");
         FakeResponse::new(503, "text/plain", "overloaded")

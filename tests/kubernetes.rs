@@ -860,12 +860,7 @@ fn a_credential_from_a_secret_reaches_the_worker_and_nowhere_else() {
     let target = format!("http://127.0.0.1:{}", sink.port);
     let client = reqwest::blocking::Client::new();
     let proxy = FakeServer::start(move |request, _| {
-        let auth = request
-            .headers
-            .iter()
-            .find(|h| h.0 == "authorization")
-            .map(|h| h.1.clone())
-            .unwrap_or_default();
+        let auth = request.header("authorization");
         record.lock().unwrap().push(auth);
         forward(&client, &target, request)
     });

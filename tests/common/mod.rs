@@ -454,6 +454,17 @@ pub struct FakeRequest {
     pub body: Vec<u8>,
 }
 
+impl FakeRequest {
+    /// A header's value (names are lowercase), or "" when the request had none.
+    pub fn header(&self, name: &str) -> String {
+        self.headers
+            .iter()
+            .find(|h| h.0 == name)
+            .map(|h| h.1.clone())
+            .unwrap_or_default()
+    }
+}
+
 /// One scripted answer; status 0 closes the connection without one.
 pub struct FakeResponse {
     pub status: u16,
