@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::cluster::cluster;
+use common::cluster::{Ledger, cluster};
 use common::*;
 
 fn repo() -> PathBuf {
@@ -276,61 +276,9 @@ fn helm_install_runs_a_migration_and_helm_uninstall_removes_everything() {
     }
 }
 
-/// The chart's ledger ConfigMap as JSON, or `None` before the scheduler made it.
-fn ledger_data(namespace: &str, import: &str) -> Option<serde_json::Value> {
-    let json = cluster().kubectl(&[
-        "get",
-        "configmap",
-        &format!("promimport-{import}"),
-        "-n",
-        namespace,
-        "-o",
-        "json",
-        "--ignore-not-found",
-    ]);
-    (!json.trim().is_empty())
-        .then(|| serde_json::from_str::<serde_json::Value>(&json).unwrap()["data"].clone())
-}
-
-fn ledger_time(data: &serde_json::Value, key: &str) -> i64 {
-    promimport::timespec::parse_time("ledger", data[key].as_str().unwrap(), 0).unwrap()
-}
-
-/// The windows the ledger's compacted `done` ranges hold, and the ranges.
-fn done_windows(data: &serde_json::Value) -> (u64, Vec<(i64, i64)>) {
-    let ranges: Vec<serde_json::Value> =
-        serde_json::from_str(data["done"].as_str().unwrap_or("[]")).unwrap();
-    let windows = ranges.iter().map(|r| r["windows"].as_u64().unwrap()).sum();
-    let spans = ranges
-        .iter()
-        .map(|r| {
-            (
-                r["window"]["start_ms"].as_i64().unwrap(),
-                r["window"]["end_ms"].as_i64().unwrap(),
-            )
-        })
-        .collect();
-    (windows, spans)
-}
-
-/// This import's worker Jobs, by the window label each carries.
+/// This import's worker Jobs, by the window label each carries, in time order.
 fn worker_job_windows(namespace: &str, import: &str) -> Vec<promimport::plan::Window> {
-    let labels = cluster().kubectl(&[
-        "get",
-        "jobs",
-        "-n",
-        namespace,
-        "-l",
-        &format!("promimport.io/import={import}"),
-        "-o",
-        "jsonpath={range .items[*]}{.metadata.labels.promimport\\.io/window}{\"\\n\"}{end}",
-    ]);
-    let mut windows: Vec<_> = labels
-        .lines()
-        .map(|l| promimport::plan::Window::from_key("Job label", l).unwrap())
-        .collect();
-    windows.sort();
-    windows
+    cluster().job_uids(namespace, import).into_keys().collect()
 }
 
 #[test]
@@ -359,26 +307,20 @@ fn helm_install_with_only_the_urls_and_a_relative_start_finishes_exact_with_one_
     let (ok, log) = helm(Some(&cluster.admin()), &args);
     assert!(ok, "{log}");
     let deadline = Instant::now() + Duration::from_secs(300);
-    let data = loop {
-        let data = ledger_data("helm-defaults", "rancher-monitoring");
-        let state = data
-            .as_ref()
-            .and_then(|d| d["state"].as_str())
-            .unwrap_or("");
-        assert_ne!(state, "failed", "the import failed: {data:?}");
+    let ledger = loop {
+        let ledger = cluster.ledger("helm-defaults", "rancher-monitoring");
+        let state = ledger.as_ref().map_or("", |l| l.state.as_str());
+        assert_ne!(state, "failed", "the import failed: {ledger:?}");
         if state == "finished" {
-            break data.unwrap();
+            break ledger.unwrap();
         }
         assert!(
             Instant::now() < deadline,
-            "the chart's import did not finish: {data:?}"
+            "the chart's import did not finish: {ledger:?}"
         );
         std::thread::sleep(Duration::from_millis(500));
     };
-    let (start, end) = (
-        ledger_time(&data, "rangeStart"),
-        ledger_time(&data, "rangeEnd"),
-    );
+    let (start, end) = (ledger.range_start_ms, ledger.range_end_ms.unwrap());
     let planned = promimport::plan::plan_windows(
         promimport::plan::Window::new(start, end).unwrap(),
         2 * HOUR_MS,
@@ -389,11 +331,10 @@ fn helm_install_with_only_the_urls_and_a_relative_start_finishes_exact_with_one_
         planned,
         "one Job per window"
     );
-    let (done, spans) = done_windows(&data);
     assert_eq!(
-        (done, spans),
+        (ledger.windows(), ledger.spans()),
         (planned.len() as u64, vec![(start, end)]),
-        "{data}"
+        "{ledger:?}"
     );
     let expected = read_samples(&source, start, end);
     assert!(total_samples(&expected) > 1_000);
@@ -459,9 +400,8 @@ fn succeeded_cron_runs(namespace: &str) -> usize {
 }
 
 /// "caught up to TIME" in the ledger's message: where the last incremental run stopped.
-fn caught_up(data: &serde_json::Value) -> Option<i64> {
-    let message = data["message"].as_str()?;
-    let time = message.strip_prefix("caught up to ")?;
+fn caught_up(ledger: &Ledger) -> Option<i64> {
+    let time = ledger.message.strip_prefix("caught up to ")?;
     promimport::timespec::parse_time("ledger", time, 0).ok()
 }
 
@@ -504,8 +444,9 @@ fn the_charts_cronjob_fires_twice_and_each_run_imports_only_what_is_new() {
         if succeeded_cron_runs(namespace) <= runs.len() {
             continue;
         }
-        let data = ledger_data(namespace, "rancher-monitoring").unwrap();
-        let end = caught_up(&data).unwrap_or_else(|| panic!("no 'caught up' message: {data}"));
+        let ledger = cluster.ledger(namespace, "rancher-monitoring").unwrap();
+        let end =
+            caught_up(&ledger).unwrap_or_else(|| panic!("no 'caught up' message: {ledger:?}"));
         runs.push((end, worker_job_windows(namespace, "rancher-monitoring")));
     }
     cluster.kubectl(&[
@@ -519,8 +460,10 @@ fn the_charts_cronjob_fires_twice_and_each_run_imports_only_what_is_new() {
     ]);
     drop(live);
 
-    let data = ledger_data(namespace, "rancher-monitoring").unwrap();
-    let start = ledger_time(&data, "rangeStart");
+    let start = cluster
+        .ledger(namespace, "rancher-monitoring")
+        .unwrap()
+        .range_start_ms;
     // One Job per window over everything imported, and each run's Jobs are the earlier runs'
     // plus new ones after where the run before stopped: it imported only what was new.
     let planned = |end: i64| {

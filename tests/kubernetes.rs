@@ -10,9 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use std::collections::BTreeMap;
-
-use common::cluster::{Cluster, cluster};
+use common::cluster::cluster;
 use common::*;
 use promimport::plan::Window;
 
@@ -62,105 +60,6 @@ fn spawn_as(kubeconfig: &Path, args: &[&str]) -> Child {
         .stderr(Stdio::null())
         .spawn()
         .unwrap()
-}
-
-/// What an import's ledger ConfigMap says: its state, the window records not yet compacted
-/// (key → JSON), and the compacted ranges of done windows.
-struct Ledger {
-    state: String,
-    records: Vec<(String, serde_json::Value)>,
-    ranges: Vec<serde_json::Value>,
-}
-
-impl Ledger {
-    /// Windows recorded, compacted or not.
-    fn windows(&self) -> u64 {
-        self.records.len() as u64
-            + self
-                .ranges
-                .iter()
-                .map(|r| r["windows"].as_u64().unwrap())
-                .sum::<u64>()
-    }
-
-    /// Every window done, with every sample read written.
-    fn all_exact(&self) -> bool {
-        self.records
-            .iter()
-            .all(|(_, w)| w["status"] == "done" && w["read"] == w["written"])
-            && self.ranges.iter().all(|r| r["read"] == r["written"])
-    }
-
-    /// Which of `planned` the ledger holds as done.
-    fn done_of(&self, planned: &[Window]) -> Vec<Window> {
-        planned
-            .iter()
-            .copied()
-            .filter(|w| {
-                self.ranges.iter().any(|r| {
-                    r["window"]["start_ms"].as_i64().unwrap() <= w.start_ms
-                        && w.end_ms <= r["window"]["end_ms"].as_i64().unwrap()
-                }) || self
-                    .records
-                    .iter()
-                    .any(|(k, r)| k == &format!("w-{}", w.key()) && r["status"] == "done")
-            })
-            .collect()
-    }
-}
-
-fn ledger(cluster: &Cluster, namespace: &str, import: &str) -> Ledger {
-    let json: serde_json::Value = serde_json::from_str(&cluster.kubectl(&[
-        "get",
-        "configmap",
-        &format!("promimport-{import}"),
-        "-n",
-        namespace,
-        "-o",
-        "json",
-    ]))
-    .unwrap();
-    let data = json["data"].as_object().unwrap();
-    let records = data
-        .iter()
-        .filter(|(k, _)| k.starts_with("w-"))
-        .map(|(k, v)| {
-            (
-                k.clone(),
-                serde_json::from_str(v.as_str().unwrap()).unwrap(),
-            )
-        })
-        .collect();
-    let ranges = data
-        .get("done")
-        .map(|d| serde_json::from_str(d.as_str().unwrap()).unwrap())
-        .unwrap_or_default();
-    Ledger {
-        state: data["state"].as_str().unwrap().to_string(),
-        records,
-        ranges,
-    }
-}
-
-/// This import's Jobs: window → the Job's uid (a new uid is a window imported again).
-fn job_uids(cluster: &Cluster, namespace: &str, import: &str) -> BTreeMap<Window, String> {
-    cluster
-        .kubectl(&[
-            "get",
-            "jobs",
-            "-n",
-            namespace,
-            "-l",
-            &format!("promimport.io/import={import}"),
-            "-o",
-            "jsonpath={range .items[*]}{.metadata.labels.promimport\\.io/window} {.metadata.uid}{\"\\n\"}{end}",
-        ])
-        .lines()
-        .map(|l| {
-            let (window, uid) = l.split_once(' ').unwrap();
-            (Window::from_key("Job label", window).unwrap(), uid.to_string())
-        })
-        .collect()
 }
 
 fn hourly(start_ms: i64, hours: i64) -> Vec<Window> {
@@ -234,7 +133,7 @@ fn an_import_scheduled_as_jobs_lands_every_sample_once_and_the_ledger_says_finis
         &read_samples(&source, BASE_MS, BASE_MS + 6 * HOUR_MS),
         &read_samples(&sink, from, to),
     );
-    let recorded = ledger(cluster, "exact", "exact");
+    let recorded = cluster.ledger("exact", "exact").unwrap();
     assert_eq!(recorded.state, "finished");
     assert_eq!(recorded.windows(), 6);
     assert!(recorded.all_exact(), "{:?}", recorded.ranges);
@@ -403,7 +302,7 @@ fn worker_pods_deleted_again_and_again_and_a_killed_scheduler_still_finish_exact
         &read_samples(&source, BASE_MS, BASE_MS + 6 * HOUR_MS),
         &sink,
     );
-    let recorded = ledger(cluster, "chaos", "chaos");
+    let recorded = cluster.ledger("chaos", "chaos").unwrap();
     assert_eq!(
         (recorded.state.as_str(), recorded.windows()),
         ("finished", 6)
@@ -467,7 +366,7 @@ fn an_import_stopped_mid_way_and_resumed_ends_exact() {
             .filter(|l| l.trim() == "1")
             .count();
         most_running = most_running.max(running);
-        ledger(cluster, "pause", "pause").windows() >= 2
+        cluster.ledger("pause", "pause").unwrap().windows() >= 2
     });
     assert!(
         most_running <= 2,
@@ -479,7 +378,7 @@ fn an_import_stopped_mid_way_and_resumed_ends_exact() {
         running.wait().unwrap().success(),
         "the scheduler exits when the import is stopped"
     );
-    let stopped = ledger(cluster, "pause", "pause");
+    let stopped = cluster.ledger("pause", "pause").unwrap();
     assert_eq!(stopped.state, "stopped");
     let before = stopped.done_of(&hourly(BASE_MS, 12));
     assert!(
@@ -487,7 +386,7 @@ fn an_import_stopped_mid_way_and_resumed_ends_exact() {
         "stopped before the end: {}",
         before.len()
     );
-    let uids_before = job_uids(cluster, "pause", "pause");
+    let uids_before = cluster.job_uids("pause", "pause");
     wait_for("no running Jobs", Duration::from_secs(30), || {
         cluster
             .kubectl(&[
@@ -518,9 +417,9 @@ fn an_import_stopped_mid_way_and_resumed_ends_exact() {
     );
     assert_eq!(code, Some(0), "{log}");
     assert!(log.contains("import pause: finished"), "{log}");
-    let after = ledger(cluster, "pause", "pause");
+    let after = cluster.ledger("pause", "pause").unwrap();
     assert_eq!(after.windows(), 12);
-    let uids_after = job_uids(cluster, "pause", "pause");
+    let uids_after = cluster.job_uids("pause", "pause");
     for window in &before {
         assert_eq!(
             uids_before.get(window),
@@ -608,8 +507,8 @@ fn two_imports_at_once_from_different_sources_are_both_exact_with_separate_ledge
         }
     }
     assert_same_in_victoria_metrics(&expected, &sink);
-    let a = ledger(cluster, "twins", "twin-a");
-    let b = ledger(cluster, "twins", "twin-b");
+    let a = cluster.ledger("twins", "twin-a").unwrap();
+    let b = cluster.ledger("twins", "twin-b").unwrap();
     assert_eq!((a.state.as_str(), a.windows()), ("finished", 4));
     assert_eq!((b.state.as_str(), b.windows()), ("finished", 8));
 }
@@ -656,7 +555,7 @@ fn the_ledger_loses_no_update_under_25_concurrent_workers() {
         // The source is unreachable: each window fails transiently and says so (exit 1).
         assert_eq!(writer.wait().unwrap().code(), Some(1));
     }
-    let windows = ledger(cluster, "ledger", "busy").records;
+    let windows = cluster.ledger("ledger", "busy").unwrap().records;
     assert_eq!(windows.len(), 25, "every worker's record is there");
     assert!(
         windows.iter().all(|(_, w)| w["error"]["transient"] == true),
@@ -731,7 +630,7 @@ fn an_incremental_import_run_twice_imports_only_the_new_range() {
     let (code, log) = promimport_as(scheduler, &args);
     assert_eq!(code, Some(0), "{log}");
     let first_end = caught_up();
-    let first = job_uids(cluster, "cron", "cron");
+    let first = cluster.job_uids("cron", "cron");
     assert_eq!(first.keys().copied().collect::<Vec<_>>(), plan(first_end));
 
     // New data arrives after the first run's end; the second run starts there.
@@ -746,14 +645,14 @@ fn an_incremental_import_run_twice_imports_only_the_new_range() {
     );
     let (code, log) = promimport_as(scheduler, &args);
     assert_eq!(code, Some(0), "{log}");
-    let recorded = ledger(cluster, "cron", "cron");
+    let recorded = cluster.ledger("cron", "cron").unwrap();
     assert_eq!(
         recorded.state, "running",
         "an incremental import waits for its next run"
     );
     let second_end = caught_up();
     assert!(second_end > first_end, "{first_end} then {second_end}");
-    let second = job_uids(cluster, "cron", "cron");
+    let second = cluster.job_uids("cron", "cron");
     assert_eq!(
         second.keys().copied().collect::<Vec<_>>(),
         plan(second_end),
@@ -979,7 +878,7 @@ fn stop_wins_over_a_scheduler_mid_round_again_and_again_and_the_resume_is_exact(
             running.wait().unwrap().success(),
             "the scheduler exits on stop"
         );
-        let recorded = ledger(cluster, "race", "race");
+        let recorded = cluster.ledger("race", "race").unwrap();
         if recorded.state == "finished" {
             // It finished before the stop came: nothing left to race.
             break;
@@ -1011,14 +910,15 @@ fn stop_wins_over_a_scheduler_mid_round_again_and_again_and_the_resume_is_exact(
     );
     assert_eq!(code, Some(0), "{log}");
     assert!(log.contains("import race: finished"), "{log}");
-    let recorded = ledger(cluster, "race", "race");
+    let recorded = cluster.ledger("race", "race").unwrap();
     assert_eq!(recorded.windows(), 12);
     assert!(recorded.all_exact());
     // A Job that `stop` deleted after its window was recorded done leaves no Job behind; no
     // window has more than its one (names are per window), and none is outside the plan.
     let planned = hourly(BASE_MS, 12);
     assert!(
-        job_uids(cluster, "race", "race")
+        cluster
+            .job_uids("race", "race")
             .keys()
             .all(|w| planned.contains(w))
     );
@@ -1071,32 +971,20 @@ fn import_start_of_a_cluster_target_with_its_default_range_lands_exact_with_one_
     );
     assert_eq!(code, Some(0), "{log}");
     assert!(log.contains("import old: finished"), "{log}");
-    let data: serde_json::Value = serde_json::from_str(&cluster.kubectl(&[
-        "get",
-        "configmap",
-        "promimport-old",
-        "-n",
-        "defaults",
-        "-o",
-        "jsonpath={.data}",
-    ]))
-    .unwrap();
-    let time = |key: &str| {
-        promimport::timespec::parse_time("ledger", data[key].as_str().unwrap(), 0).unwrap()
-    };
-    let (start, end) = (time("rangeStart"), time("rangeEnd"));
+    let recorded = cluster.ledger("defaults", "old").unwrap();
+    let (start, end) = (recorded.range_start_ms, recorded.range_end_ms.unwrap());
     assert_eq!(end - start, 10 * 24 * HOUR_MS);
     let planned =
         promimport::plan::plan_windows(Window::new(start, end).unwrap(), 2 * HOUR_MS, &[]);
     assert_eq!(
-        job_uids(cluster, "defaults", "old")
+        cluster
+            .job_uids("defaults", "old")
             .keys()
             .copied()
             .collect::<Vec<_>>(),
         planned,
         "one Job per window"
     );
-    let recorded = ledger(cluster, "defaults", "old");
     assert_eq!(recorded.windows(), planned.len() as u64);
     assert!(recorded.all_exact());
     let expected = read_samples(&source, start, end);

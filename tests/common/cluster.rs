@@ -2,10 +2,13 @@
 //! CronJob, garbage-collector and service-account controllers, and a test node that runs each
 //! pod as a local process of the built binary with its service account's token.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
+
+use promimport::plan::Window;
 
 use super::temp_dir;
 
@@ -55,7 +58,133 @@ pub fn cluster() -> &'static Cluster {
     })
 }
 
+/// What an import's ledger ConfigMap says: its state and message, its range, the window records
+/// not yet compacted (key → JSON), and the compacted ranges of done windows.
+#[derive(Debug)]
+pub struct Ledger {
+    pub state: String,
+    pub message: String,
+    pub range_start_ms: i64,
+    pub range_end_ms: Option<i64>,
+    pub records: Vec<(String, serde_json::Value)>,
+    pub ranges: Vec<serde_json::Value>,
+}
+
+impl Ledger {
+    /// Windows recorded, compacted or not.
+    pub fn windows(&self) -> u64 {
+        self.records.len() as u64
+            + self
+                .ranges
+                .iter()
+                .map(|r| r["windows"].as_u64().unwrap())
+                .sum::<u64>()
+    }
+
+    /// Every window done, with every sample read written.
+    pub fn all_exact(&self) -> bool {
+        self.records
+            .iter()
+            .all(|(_, w)| w["status"] == "done" && w["read"] == w["written"])
+            && self.ranges.iter().all(|r| r["read"] == r["written"])
+    }
+
+    /// The compacted ranges, as `[start_ms, end_ms)`.
+    pub fn spans(&self) -> Vec<(i64, i64)> {
+        self.ranges
+            .iter()
+            .map(|r| {
+                (
+                    r["window"]["start_ms"].as_i64().unwrap(),
+                    r["window"]["end_ms"].as_i64().unwrap(),
+                )
+            })
+            .collect()
+    }
+
+    /// Which of `planned` the ledger holds as done.
+    pub fn done_of(&self, planned: &[Window]) -> Vec<Window> {
+        let spans = self.spans();
+        planned
+            .iter()
+            .copied()
+            .filter(|w| {
+                spans
+                    .iter()
+                    .any(|&(start, end)| start <= w.start_ms && w.end_ms <= end)
+                    || self
+                        .records
+                        .iter()
+                        .any(|(k, r)| k == &format!("w-{}", w.key()) && r["status"] == "done")
+            })
+            .collect()
+    }
+}
+
 impl Cluster {
+    /// An import's ledger, or `None` before a scheduler made it.
+    pub fn ledger(&self, namespace: &str, import: &str) -> Option<Ledger> {
+        let json = self.kubectl(&[
+            "get",
+            "configmap",
+            &format!("promimport-{import}"),
+            "-n",
+            namespace,
+            "-o",
+            "json",
+            "--ignore-not-found",
+        ]);
+        if json.trim().is_empty() {
+            return None;
+        }
+        let json: serde_json::Value = serde_json::from_str(&json).unwrap();
+        let data = json["data"].as_object().unwrap();
+        let text = |key: &str| data.get(key).and_then(|v| v.as_str());
+        let time = |key: &str| {
+            text(key).map(|t| promimport::timespec::parse_time("ledger", t, 0).unwrap())
+        };
+        Some(Ledger {
+            state: text("state").unwrap().to_string(),
+            message: text("message").unwrap_or_default().to_string(),
+            range_start_ms: time("rangeStart").unwrap(),
+            range_end_ms: time("rangeEnd"),
+            records: data
+                .iter()
+                .filter(|(k, _)| k.starts_with("w-"))
+                .map(|(k, v)| {
+                    (
+                        k.clone(),
+                        serde_json::from_str(v.as_str().unwrap()).unwrap(),
+                    )
+                })
+                .collect(),
+            ranges: text("done")
+                .map(|d| serde_json::from_str(d).unwrap())
+                .unwrap_or_default(),
+        })
+    }
+
+    /// An import's Jobs: window (from its label) → the Job's uid (a new uid is a window
+    /// imported again).
+    pub fn job_uids(&self, namespace: &str, import: &str) -> BTreeMap<Window, String> {
+        self.kubectl(&[
+            "get",
+            "jobs",
+            "-n",
+            namespace,
+            "-l",
+            &format!("promimport.io/import={import}"),
+            "-o",
+            "jsonpath={range .items[*]}{.metadata.labels.promimport\\.io/window} {.metadata.uid}{\"\\n\"}{end}",
+        ])
+        .lines()
+        .map(|l| {
+            let (window, uid) = l.split_once(' ').unwrap();
+            (Window::from_key("Job label", window).unwrap(), uid.to_string())
+        })
+        .collect()
+    }
+
     pub fn admin(&self) -> PathBuf {
         self.dir.join("kubeconfig")
     }

@@ -240,39 +240,34 @@ pub fn history_source_framed(
     huge: bool,
     max_bytes_in_frame: Option<usize>,
 ) -> Server {
-    let dir = temp_dir(&format!("{name}-history"));
-    let history = dir.join("history.om");
-    write_history(&history, hours, huge);
-    start_prometheus(
-        name,
-        PrometheusOptions {
-            receiver: true,
-            out_of_order_window: Some("3650d"),
-            max_bytes_in_frame,
-            history: Some(&history),
-        },
-    )
+    history_source_at(name, BASE_MS, hours, huge, max_bytes_in_frame)
 }
 
 /// A source Prometheus holding `write_history` (no huge values) over the hours before now,
 /// ending `hours_ago_end` hours ago: history as a user's Prometheus holds it, for the ranges
 /// users type (`now-30h`). It accepts remote write too, for live samples.
 pub fn recent_history_source(name: &str, hours: i64, hours_ago_end: i64) -> Server {
+    let base = promimport::timespec::now_ms() - (hours + hours_ago_end) * HOUR_MS;
+    history_source_at(name, base, hours, false, None)
+}
+
+/// A source Prometheus holding `write_history_at(base_ms, hours)`, accepting remote write.
+fn history_source_at(
+    name: &str,
+    base_ms: i64,
+    hours: i64,
+    huge: bool,
+    max_bytes_in_frame: Option<usize>,
+) -> Server {
     let dir = temp_dir(&format!("{name}-history"));
     let history = dir.join("history.om");
-    let now = promimport::timespec::now_ms();
-    write_history_at(
-        &history,
-        now - (hours + hours_ago_end) * HOUR_MS,
-        hours,
-        false,
-    );
+    write_history_at(&history, base_ms, hours, huge);
     start_prometheus(
         name,
         PrometheusOptions {
             receiver: true,
             out_of_order_window: Some("3650d"),
-            max_bytes_in_frame: None,
+            max_bytes_in_frame,
             history: Some(&history),
         },
     )
