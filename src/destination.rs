@@ -7,7 +7,7 @@ use std::future::Future;
 
 use crate::error::Result;
 use crate::remote_write::batch::Batch;
-use crate::remote_write::{SendCosts, Verdict};
+use crate::remote_write::{Delivery, SendCosts};
 
 pub trait Destination: Clone + Send + Sync + 'static {
     /// Where the samples go, as it may be shown to a person (no credentials).
@@ -16,11 +16,12 @@ pub trait Destination: Clone + Send + Sync + 'static {
     /// Whether the destination can be reached at all, checked once before the first window.
     fn probe(&self) -> impl Future<Output = Result<()>> + Send;
 
-    /// Writes one batch. `Ok` is the destination's verdict on it (accepted, or samples refused
-    /// with the reason); `Err` means the import cannot go on against this destination as it is.
+    /// Writes one batch. `Ok` says what the destination holds of it: samples written, and
+    /// samples refused with the reason; `Err` means the import cannot go on against this
+    /// destination as it is.
     fn send(
         &self,
-        batch: &Batch,
+        batch: Batch,
         costs: &mut SendCosts,
-    ) -> impl Future<Output = Result<Verdict>> + Send;
+    ) -> impl Future<Output = Result<Delivery>> + Send;
 }

@@ -118,6 +118,21 @@ pub enum Error {
         message: String,
     },
 
+    /// The destination kept refusing one request for its ingestion rate, even at the pace it
+    /// named: other writers to the tenant take the whole limit.
+    #[error(
+        "destination {url} refused one request {throttles} times in a row for its ingestion rate limit \
+         ({rate} samples/s): {message}; other writers to this tenant use the whole limit. Raise the \
+         tenant's `ingestion_rate` and `ingestion_burst_size` (Cortex limits or runtime overrides; Mimir \
+         -distributor.ingestion-rate-limit and -burst-size), or import when the tenant is quieter"
+    )]
+    DestinationThrottled {
+        url: String,
+        rate: f64,
+        throttles: u32,
+        message: String,
+    },
+
     /// The destination refuses every request the same way (auth, wrong path, too large).
     #[error("destination {url} answered HTTP {status}: {body}; {fix}")]
     DestinationRefused {
@@ -204,7 +219,9 @@ impl Error {
     /// a broken connection or a stream cut short, as opposed to bad input or a refusal.
     pub fn is_transient(&self) -> bool {
         match self {
-            Error::SourceUnreachable { .. } | Error::DestinationUnreachable { .. } => true,
+            Error::SourceUnreachable { .. }
+            | Error::DestinationUnreachable { .. }
+            | Error::DestinationThrottled { .. } => true,
             Error::Kubernetes { cause, .. } => crate::retry::kube_is_transient(cause),
             Error::SourceStatus { status, .. } => *status == 429 || *status >= 500,
             // A frame cut short or failing its checksum is what a dropped connection looks like.

@@ -187,6 +187,9 @@ impl std::fmt::Display for RunSummary {
             self.seconds,
             human(rate)
         )?;
+        if let Some(line) = t.throttling() {
+            write!(f, "\n  PACED    {line}")?;
+        }
         for r in &t.rejected {
             write!(
                 f,

@@ -51,8 +51,24 @@ pub struct WindowOutcome {
     pub decode_seconds: f64,
     pub encode_seconds: f64,
     pub write_seconds: f64,
+    /// Time spent waiting on the destination's ingestion rate limit, and the 429s naming it.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub throttled_seconds: f64,
+    #[serde(default, skip_serializing_if = "is_zero_u64")]
+    pub throttles: u64,
+    /// The limit the destination named (samples per second), if it named one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<WindowError>,
+}
+
+fn is_zero(n: &f64) -> bool {
+    *n == 0.0
+}
+
+fn is_zero_u64(n: &u64) -> bool {
+    *n == 0
 }
 
 impl WindowOutcome {
@@ -121,6 +137,29 @@ impl WindowOutcome {
         self.decode_seconds += other.decode_seconds;
         self.encode_seconds += other.encode_seconds;
         self.write_seconds += other.write_seconds;
+        self.throttled_seconds += other.throttled_seconds;
+        self.throttles += other.throttles;
+        self.rate_limit = self.rate_limit.or(other.rate_limit);
+    }
+
+    /// The summary's line about the destination's rate limit, when the import waited on one.
+    pub fn throttling(&self) -> Option<String> {
+        if self.throttles == 0 && self.throttled_seconds < 0.05 {
+            return None;
+        }
+        Some(match self.rate_limit {
+            Some(rate) => format!(
+                "waited {:.1}s on the destination's ingestion rate limit ({rate} samples/s; {} \
+                 requests refused for it and sent again, slower). To import faster raise the \
+                 tenant's `ingestion_rate` and `ingestion_burst_size` (Cortex limits or runtime \
+                 overrides; Mimir -distributor.ingestion-rate-limit / -burst-size)",
+                self.throttled_seconds, self.throttles
+            ),
+            None => format!(
+                "waited {:.1}s to keep to --max-samples-per-second",
+                self.throttled_seconds
+            ),
+        })
     }
 }
 

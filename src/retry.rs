@@ -17,11 +17,31 @@ pub enum RejectReason {
     TooOld,
     /// Behind a newer sample of the same series without an out-of-order window.
     OutOfOrder,
+    /// Cortex's `reject_old_samples` limit ("timestamp too old").
+    RejectOldSamples,
     /// The receiver holds a different value at the same timestamp.
     DuplicateSample,
+    /// More labels than the tenant's `max_label_names_per_series` (Cortex, Mimir).
+    TooManyLabels,
+    /// A label name or value longer than the tenant allows.
+    LabelTooLong,
+    /// A label set the receiver calls invalid: duplicate or invalid names, no metric name.
+    InvalidLabels,
+    /// Ahead of the receiver's clock by more than its grace period.
+    TooFarInFuture,
+    /// The tenant holds as many series as it may.
+    SeriesLimit,
     /// Any other 400/422: the first line of the receiver's message.
     Other(String),
 }
+
+/// The out-of-order advice, one text for every reason that refuses old history.
+const OUT_OF_ORDER_FIX: &str = "the destination needs an out-of-order window at least as long as \
+    the history imported. Cortex >= 1.15: `limits: {out_of_order_time_window: 30d}` in its config, or \
+    for one tenant in the runtime overrides file (`overrides: {TENANT: {out_of_order_time_window: 30d}}`); \
+    Mimir: `-ingester.out-of-order-time-window=30d` or the tenant's `out_of_order_time_window` override; \
+    Prometheus >= 2.39: `storage: {tsdb: {out_of_order_time_window: 30d}}`. Without it: import oldest \
+    first (--parallel 1, --window 1h or less) into a tenant that receives no live data yet";
 
 impl RejectReason {
     /// Whether the receiver will refuse all older history too: an import that meets this on a
@@ -29,23 +49,56 @@ impl RejectReason {
     pub fn rejects_all_history(&self) -> bool {
         matches!(
             self,
-            RejectReason::OutOfBounds | RejectReason::TooOld | RejectReason::OutOfOrder
+            RejectReason::OutOfBounds
+                | RejectReason::TooOld
+                | RejectReason::OutOfOrder
+                | RejectReason::RejectOldSamples
         )
     }
 
     pub fn fix(&self) -> &'static str {
         match self {
             RejectReason::OutOfBounds | RejectReason::TooOld | RejectReason::OutOfOrder => {
-                "enable an out-of-order window on the destination at least as long as the \
-                 history imported: Prometheus >= 2.39 `storage: {tsdb: {out_of_order_time_window: 30d}}` \
-                 in its config file; Cortex and Mimir the per-tenant `out_of_order_time_window` limit"
+                OUT_OF_ORDER_FIX
+            }
+            RejectReason::RejectOldSamples => {
+                "the tenant refuses samples older than `reject_old_samples_max_age`: set \
+                 `reject_old_samples: false` for it while importing (Cortex limits or the runtime \
+                 overrides file), then import again"
             }
             RejectReason::DuplicateSample => {
                 "the destination already holds other values at these timestamps (another writer, or \
                  an earlier import with other --drop-label/--set-label): import into an empty range or \
                  change the relabelling"
             }
-            RejectReason::Other(_) => "read the destination's message above",
+            RejectReason::TooManyLabels => {
+                "drop labels the destination does not need with --drop-label (often the Prometheus \
+                 operator's external labels, e.g. prometheus_replica), or raise the tenant's \
+                 `max_label_names_per_series` (Cortex limits or runtime overrides; Mimir \
+                 -validation.max-label-names-per-series), then import again"
+            }
+            RejectReason::LabelTooLong => {
+                "raise the tenant's `max_label_name_length` / `max_label_value_length` (Cortex limits or \
+                 runtime overrides; Mimir -validation.max-length-label-name/-value) or drop the label \
+                 with --drop-label, then import again"
+            }
+            RejectReason::InvalidLabels => {
+                "the destination refuses these label sets: rename or drop the offending labels with \
+                 --drop-label/--set-label, then import again"
+            }
+            RejectReason::TooFarInFuture => {
+                "the source holds samples ahead of the destination's clock: check both clocks; Cortex \
+                 `creation_grace_period`, Mimir -validation.create-grace-period"
+            }
+            RejectReason::SeriesLimit => {
+                "the tenant holds as many series as it may: raise `max_series_per_user` / \
+                 `max_global_series_per_user` (Cortex) or -ingester.max-global-series-per-user (Mimir), \
+                 or import fewer series with --match"
+            }
+            RejectReason::Other(_) => {
+                "read the destination's message above; if it names a limit, raise it for the tenant \
+                 or leave the series out with --match/--drop-label"
+            }
         }
     }
 }
@@ -56,10 +109,48 @@ impl std::fmt::Display for RejectReason {
             RejectReason::OutOfBounds => f.write_str("out of bounds"),
             RejectReason::TooOld => f.write_str("too old"),
             RejectReason::OutOfOrder => f.write_str("out of order"),
+            RejectReason::RejectOldSamples => f.write_str("older than the tenant accepts"),
             RejectReason::DuplicateSample => f.write_str("duplicate sample with another value"),
+            RejectReason::TooManyLabels => f.write_str("too many labels"),
+            RejectReason::LabelTooLong => f.write_str("label name or value too long"),
+            RejectReason::InvalidLabels => f.write_str("invalid labels"),
+            RejectReason::TooFarInFuture => f.write_str("too far in the future"),
+            RejectReason::SeriesLimit => f.write_str("over the tenant's series limit"),
             RejectReason::Other(message) => write!(f, "refused: {message}"),
         }
     }
+}
+
+/// A receiver's per-tenant ingestion rate limit, as its 429 names it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RateLimit {
+    /// Samples per second.
+    pub rate: f64,
+    /// The most samples one request may carry, when the receiver says (Mimir does).
+    pub burst: Option<u64>,
+}
+
+impl RateLimit {
+    /// Cortex: "ingestion rate limit (25000) exceeded while adding 10000 samples and 0 metadata".
+    /// Mimir: "... exceeded the ingestion rate limit, set to 10000 items/s with a maximum allowed
+    /// burst of 200000 ...".
+    pub fn parse(body: &str) -> Option<RateLimit> {
+        let lower = body.to_ascii_lowercase();
+        let rest = &lower[lower.find("ingestion rate limit")? + "ingestion rate limit".len()..];
+        let rate = number_after(rest, "(").or_else(|| number_after(rest, "set to "))?;
+        let burst = number_after(rest, "burst of ").map(|b| b as u64);
+        Some(RateLimit { rate, burst })
+    }
+}
+
+/// The number that follows `marker` in `text` (the first occurrence), e.g. 25000 in "(25000)".
+fn number_after(text: &str, marker: &str) -> Option<f64> {
+    let start = text.find(marker)? + marker.len();
+    let digits: String = text[start..]
+        .chars()
+        .take_while(|c| c.is_ascii_digit() || *c == '.')
+        .collect();
+    digits.parse().ok().filter(|n: &f64| *n > 0.0)
 }
 
 /// What to do with one answer.
@@ -70,6 +161,9 @@ pub enum Disposition {
     Retry {
         after: Option<Duration>,
     },
+    /// The tenant's ingestion rate limit: slow down to it and send again. Waiting on a limit
+    /// is pacing, not trouble, so it does not spend the retry budget.
+    Throttled(RateLimit),
     /// The samples in this request were refused; other requests may still succeed.
     Rejected(RejectReason),
     /// Every request will be refused the same way (auth, wrong URL, too large): stop.
@@ -90,6 +184,11 @@ pub fn classify(status: Option<u16>, body: &str, retry_after: Option<Duration>) 
         && let Some(reason) = known_rejection(body)
     {
         return Disposition::Rejected(reason);
+    }
+    if status == 429
+        && let Some(limit) = RateLimit::parse(body)
+    {
+        return Disposition::Throttled(limit);
     }
     match status {
         429 | 500..=599 => Disposition::Retry { after: retry_after },
@@ -112,20 +211,58 @@ pub fn classify(status: Option<u16>, body: &str, retry_after: Option<Duration>) 
     }
 }
 
-/// Matches the TSDB error texts that Prometheus, Cortex and Mimir put in their bodies.
+/// Matches the error texts that Prometheus, Cortex and Mimir put in their bodies. Order
+/// matters: "timestamp too old" is Cortex's limit, "too old sample" the TSDB's.
 fn known_rejection(body: &str) -> Option<RejectReason> {
     let body = body.to_ascii_lowercase();
-    if body.contains("out of bounds") {
-        Some(RejectReason::OutOfBounds)
-    } else if body.contains("too old") {
-        Some(RejectReason::TooOld)
-    } else if body.contains("out of order") {
-        Some(RejectReason::OutOfOrder)
-    } else if body.contains("duplicate sample") {
-        Some(RejectReason::DuplicateSample)
+    let has = |needles: &[&str]| needles.iter().any(|n| body.contains(n));
+    let reason = if has(&["timestamp too old", "sample-timestamp-too-old"]) {
+        RejectReason::RejectOldSamples
+    } else if has(&["out of bounds"]) {
+        RejectReason::OutOfBounds
+    } else if has(&["too old"]) {
+        RejectReason::TooOld
+    } else if has(&["out of order"]) {
+        RejectReason::OutOfOrder
+    } else if has(&["duplicate sample"]) {
+        RejectReason::DuplicateSample
+    } else if has(&[
+        "too many labels",
+        "number of labels exceeds",
+        "label names; limit",
+    ]) {
+        RejectReason::TooManyLabels
+    } else if has(&[
+        "label name too long",
+        "label value too long",
+        "label name length exceeds",
+        "label value length exceeds",
+    ]) {
+        RejectReason::LabelTooLong
+    } else if has(&[
+        "duplicate label name",
+        "invalid label",
+        "labels not sorted",
+        "invalid metric name",
+        "missing metric name",
+    ]) {
+        RejectReason::InvalidLabels
+    } else if has(&[
+        "timestamp too new",
+        "too far in the future",
+        "too far in future",
+    ]) {
+        RejectReason::TooFarInFuture
+    } else if has(&[
+        "series limit",
+        "max-series-per-user",
+        "max-global-series-per-user",
+    ]) {
+        RejectReason::SeriesLimit
     } else {
-        None
-    }
+        return None;
+    };
+    Some(reason)
 }
 
 /// The first line of a receiver's message, bounded so a huge HTML page cannot flood the logs.
@@ -181,6 +318,34 @@ mod tests {
     }
 
     #[test]
+    fn an_ingestion_rate_limit_is_throttling_with_the_limit_it_names() {
+        let cortex =
+            "ingestion rate limit (25000) exceeded while adding 10000 samples and 0 metadata";
+        assert_eq!(
+            classify(Some(429), cortex, None),
+            Throttled(RateLimit {
+                rate: 25000.0,
+                burst: None
+            })
+        );
+        let mimir = "the request has been rejected because the tenant exceeded the ingestion rate \
+                     limit, set to 10000 items/s with a maximum allowed burst of 200000. This limit \
+                     is applied on the total number of samples (err-mimir-tenant-max-ingestion-rate)";
+        assert_eq!(
+            classify(Some(429), mimir, None),
+            Throttled(RateLimit {
+                rate: 10000.0,
+                burst: Some(200000)
+            })
+        );
+        // A 429 that names no limit (a proxy, VictoriaMetrics) is an ordinary retry.
+        assert_eq!(
+            classify(Some(429), "ingestion rate limit exceeded", None),
+            Retry { after: None }
+        );
+    }
+
+    #[test]
     fn server_errors_are_retried() {
         for status in [500, 502, 503, 504] {
             assert_eq!(
@@ -212,6 +377,34 @@ mod tests {
                 RejectReason::DuplicateSample,
             ),
             ("Too Old Sample", RejectReason::TooOld),
+            (
+                "timestamp too old: 1700000000000 metric: \"up\"",
+                RejectReason::RejectOldSamples,
+            ),
+            (
+                "series has too many labels (actual: 37, limit: 30) series: 'k{i=\"0\"}'",
+                RejectReason::TooManyLabels,
+            ),
+            (
+                "received a series whose number of labels exceeds the limit (actual: 31, limit: 30)",
+                RejectReason::TooManyLabels,
+            ),
+            (
+                "label value too long: \"aaaa\" metric \"up\"",
+                RejectReason::LabelTooLong,
+            ),
+            (
+                "duplicate label name: \"job\" metric \"up\"",
+                RejectReason::InvalidLabels,
+            ),
+            (
+                "timestamp too new: 1900000000000 metric: \"up\"",
+                RejectReason::TooFarInFuture,
+            ),
+            (
+                "per-user series limit of 5000000 exceeded",
+                RejectReason::SeriesLimit,
+            ),
         ];
         for (body, reason) in cases {
             assert_eq!(classify(Some(400), body, None), Rejected(reason));

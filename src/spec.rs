@@ -115,6 +115,9 @@ pub struct WorkerSpec {
     pub batch_samples: Option<usize>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retries: Option<usize>,
+    /// The most samples per second a worker sends, whatever the destination's limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_samples_per_second: Option<f64>,
 }
 
 impl Default for WorkerSpec {
@@ -129,6 +132,7 @@ impl Default for WorkerSpec {
             ttl_seconds_after_finished: default_ttl(),
             batch_samples: None,
             retries: None,
+            max_samples_per_second: None,
         }
     }
 }

@@ -49,8 +49,12 @@ Exit codes: 0 every sample accepted, 3 samples rejected or skipped, 1 failed."
         "The destination's remote read URL (e.g. http://cortex/prometheus/api/v1/read: every value, bit for bit) \
          or its query API base (e.g. http://vm:8428: timestamps)"
     )))]
-    // Batching only shapes what is written; verify writes nothing.
-    #[command(mut_arg("batch_samples", |a| a.hide(true)), mut_arg("batch_bytes", |a| a.hide(true)))]
+    // Batching and pacing only shape what is written; verify writes nothing.
+    #[command(
+        mut_arg("batch_samples", |a| a.hide(true)),
+        mut_arg("batch_bytes", |a| a.hide(true)),
+        mut_arg("max_samples_per_second", |a| a.hide(true))
+    )]
     Verify(Box<VerifyArgs>),
     /// Run a PromQL query against the destination's query API and print the result.
     Query(QueryArgs),
@@ -247,6 +251,11 @@ pub struct VerifyArgs {
     /// Window length, as the import used
     #[arg(long, value_name = "DURATION", default_value = "2h")]
     pub window: String,
+    /// Check windows that do not match again, every 30s, until they do or this much time has
+    /// passed: Cortex and Mimir show history imported minutes ago only after the store-gateway's
+    /// next bucket sync (15m by default)
+    #[arg(long, value_name = "DURATION")]
+    pub wait: Option<String>,
     /// table or json
     #[arg(short, long, default_value = "table")]
     pub output: String,

@@ -1,14 +1,19 @@
 //! `promimport verify`: compares, window by window and series by series, what the source holds
 //! with what the destination holds.
 
+use std::time::Duration;
+
+use tokio::time::Instant;
+
 use crate::cli::VerifyArgs;
+use crate::endpoint::EndpointConfig;
 use crate::error::{Error, Result};
 use crate::ledger::configmap::{ConfigMapLedger, LedgerView};
 use crate::local::EXIT_FAILED;
 use crate::plan::{Window, check_plan, parse_window_length, plan_windows};
 use crate::relabel::LabelRules;
 use crate::selector::{ALL_SERIES, parse_selector};
-use crate::timespec::{format_ms, now_ms, parse_time};
+use crate::timespec::{format_ms, now_ms, parse_duration, parse_time};
 use crate::verify::{DestinationReader, Precision, WindowCheck, compare, read_digests};
 use crate::worker::{WindowReader, WorkerSettings};
 
@@ -47,7 +52,11 @@ pub async fn verify(args: VerifyArgs) -> Result<i32> {
         }
     };
     check_plan(range, window_ms)?;
-    let (checks, precision) = check_windows(&settings, range, window_ms, json).await?;
+    let wait = match &args.wait {
+        Some(wait) => parse_duration("--wait", wait)?,
+        None => Duration::ZERO,
+    };
+    let (checks, precision) = check_range(&settings, range, window_ms, wait, json).await?;
     let bad = checks.iter().filter(|c| !c.is_ok()).count();
     if let Some(ledger) = ledger {
         record(&ledger, &checks, precision).await?;
@@ -68,11 +77,129 @@ pub async fn verify(args: VerifyArgs) -> Result<i32> {
         );
     } else {
         println!(
-            "verify: {bad} of {} windows do NOT match; re-run the import for them (promimport run resumes only windows not done: give a new --state)",
-            checks.len()
+            "verify: {bad} of {} windows do NOT match. {}",
+            checks.len(),
+            advice(&settings, &checks, wait)
         );
     }
     Ok(if bad == 0 { 0 } else { EXIT_FAILED })
+}
+
+/// How often `--wait` checks again: often enough to end soon after a store-gateway sync,
+/// rarely enough that the source barely notices.
+const RECHECK_EVERY: Duration = Duration::from_secs(30);
+
+/// Checks every window, then, within `wait`, the ones that did not match again.
+async fn check_range(
+    settings: &WorkerSettings,
+    range: Window,
+    window_ms: i64,
+    wait: Duration,
+    json: bool,
+) -> Result<(Vec<WindowCheck>, Precision)> {
+    let source = WindowReader::new(
+        &settings.source,
+        settings.selectors.clone(),
+        settings.labels.clone(),
+        settings,
+    )?;
+    let dest = DestinationReader::new(settings)?;
+    let precision = dest.precision();
+    let deadline = Instant::now() + wait;
+    let mut checks = Vec::new();
+    if !json {
+        println!("{:<50} {:>10} {:>10}  RESULT", "WINDOW", "SOURCE", "DEST");
+    }
+    for window in plan_windows(range, window_ms, &[]) {
+        let check = check_window(&source, &dest, window, precision).await?;
+        if !json {
+            print_row(&check);
+        }
+        checks.push(check);
+    }
+    loop {
+        let bad = checks.iter().filter(|c| !c.is_ok()).count();
+        let left = deadline.saturating_duration_since(Instant::now());
+        if bad == 0 || left.is_zero() {
+            break;
+        }
+        let pause = RECHECK_EVERY.min(left);
+        eprintln!(
+            "verify: {bad} windows do not match yet; checking them again in {}s ({}s left of --wait)",
+            pause.as_secs(),
+            left.as_secs()
+        );
+        tokio::time::sleep(pause).await;
+        for check in checks.iter_mut().filter(|c| !c.is_ok()) {
+            *check = check_window(&source, &dest, check.window, precision).await?;
+            if !json && check.is_ok() {
+                print_row(check);
+            }
+        }
+    }
+    Ok((checks, precision))
+}
+
+async fn check_window(
+    source: &WindowReader,
+    dest: &DestinationReader,
+    window: Window,
+    precision: Precision,
+) -> Result<WindowCheck> {
+    let source_digests = read_digests(source, window, precision).await?;
+    let dest_digests = dest.digests(window).await?;
+    Ok(compare(window, &source_digests, &dest_digests))
+}
+
+fn print_row(check: &WindowCheck) {
+    println!(
+        "{:<50} {:>10} {:>10}  {}",
+        check.window.to_string(),
+        check.source_samples,
+        check.dest_samples,
+        check.describe()
+    );
+}
+
+/// What to do about windows that do not match. Cortex and Mimir answer queries for history
+/// from the bucket, which queriers see only after the store-gateway's next sync: samples
+/// imported minutes ago can be safe in the bucket and still missing from every answer.
+fn advice(settings: &WorkerSettings, checks: &[WindowCheck], wait: Duration) -> String {
+    let only_missing = checks
+        .iter()
+        .filter(|c| !c.is_ok())
+        .all(|c| c.extra == 0 && c.differing_series == 0);
+    let rerun = "re-run the import for them (promimport run resumes only windows not done: give a new --state)";
+    if !(only_missing && serves_history_from_a_bucket(&settings.dest)) {
+        return format!("{rerun}.");
+    }
+    let waited = if wait.is_zero() {
+        "If the import finished less than that ago, the samples may be safe in the bucket and not \
+         visible yet: run verify again with --wait 30m."
+            .to_string()
+    } else {
+        format!(
+            "They were still missing after --wait {}s: if the import finished longer ago than the sync \
+             interval, the samples are not there.",
+            wait.as_secs()
+        )
+    };
+    format!(
+        "Only samples are missing, from a Cortex or Mimir: these serve history older than the \
+         ingesters' retention from the bucket, and queries see newly shipped blocks only after the \
+         store-gateway's next sync (`blocks_storage.bucket_store.sync_interval`, 15m by default; with \
+         the bucket index, also the compactor's `cleanup_interval`). {waited} Otherwise {rerun}."
+    )
+}
+
+/// Cortex and Mimir: a tenant header, or their `/prometheus` API prefix.
+fn serves_history_from_a_bucket(dest: &EndpointConfig) -> bool {
+    let tenant = dest.headers.iter().any(|h| {
+        h.split_once('=')
+            .is_some_and(|(name, _)| name.trim().eq_ignore_ascii_case("X-Scope-OrgID"))
+    });
+    let prefix = reqwest::Url::parse(&dest.url).is_ok_and(|u| u.path().starts_with("/prometheus/"));
+    tenant || prefix
 }
 
 /// An import's range (an incremental one ends where its done windows do), window, selectors
@@ -104,43 +231,6 @@ fn from_ledger(view: &LedgerView, settings: &mut WorkerSettings) -> Result<(Wind
         Window::new(view.range_start_ms, end)?,
         view.spec.window_ms()?,
     ))
-}
-
-/// Compares every window of the range; prints a table row per window unless `json`.
-async fn check_windows(
-    settings: &WorkerSettings,
-    range: Window,
-    window_ms: i64,
-    json: bool,
-) -> Result<(Vec<WindowCheck>, Precision)> {
-    let source = WindowReader::new(
-        &settings.source,
-        settings.selectors.clone(),
-        settings.labels.clone(),
-        settings,
-    )?;
-    let dest = DestinationReader::new(settings)?;
-    let precision = dest.precision();
-    let mut checks = Vec::new();
-    if !json {
-        println!("{:<50} {:>10} {:>10}  RESULT", "WINDOW", "SOURCE", "DEST");
-    }
-    for window in plan_windows(range, window_ms, &[]) {
-        let source_digests = read_digests(&source, window, precision).await?;
-        let dest_digests = dest.digests(window).await?;
-        let check = compare(window, &source_digests, &dest_digests);
-        if !json {
-            println!(
-                "{:<50} {:>10} {:>10}  {}",
-                window.to_string(),
-                check.source_samples,
-                check.dest_samples,
-                check.describe()
-            );
-        }
-        checks.push(check);
-    }
-    Ok((checks, precision))
 }
 
 /// Records the result in the import's ledger (key `verify`).

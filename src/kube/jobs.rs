@@ -145,6 +145,9 @@ fn worker_env(spec: &ImportSpec, ledger_name: &str, window: Window) -> WorkerEnv
     if let Some(n) = spec.worker.retries {
         env.push(plain("PROMIMPORT_RETRIES", &n.to_string()));
     }
+    if let Some(n) = spec.worker.max_samples_per_second {
+        env.push(plain("PROMIMPORT_MAX_SAMPLES_PER_SECOND", &n.to_string()));
+    }
     let mut volumes = Vec::new();
     let mut mounts = Vec::new();
     for (prefix, role, endpoint) in [
@@ -365,6 +368,7 @@ setLabels: {origin: old, cluster: "c-1"}
 worker:
   batchSamples: 1234
   retries: 7
+  maxSamplesPerSecond: 5000
 "#,
         )
         .unwrap();
@@ -397,7 +401,11 @@ worker:
                     .map(ToString::to_string)
                     .collect::<Vec<_>>(),
                 (s.labels.drop, s.labels.set),
-                (s.batch.max_samples, s.retry.retries),
+                (
+                    s.batch.max_samples,
+                    s.retry.retries,
+                    s.max_samples_per_second,
+                ),
             )
         };
         let expected = (
@@ -425,7 +433,7 @@ worker:
                     ("origin".to_string(), "old".to_string()),
                 ],
             ),
-            (1234, 7),
+            (1234, 7, Some(5000.0)),
         );
         assert_eq!(project(&in_job), expected, "the Job's worker");
         assert_eq!(project(&local), expected, "import start --local");

@@ -99,6 +99,81 @@ impl Batcher {
     }
 }
 
+/// Samples in a request.
+pub fn samples_in(request: &WriteRequest) -> u64 {
+    request
+        .timeseries
+        .iter()
+        .map(|s| s.samples.len() as u64)
+        .sum()
+}
+
+/// Cuts a request into two of about half the series each.
+pub fn split_series(mut request: WriteRequest) -> (WriteRequest, WriteRequest) {
+    let second = request.timeseries.split_off(request.timeseries.len() / 2);
+    (request, WriteRequest { timeseries: second })
+}
+
+/// Cuts a request into two of about half the samples each. A series cut in two keeps its
+/// labels in both and its older samples in the first, so sending the first, then the second,
+/// keeps every series in timestamp order.
+pub fn split_samples(request: WriteRequest) -> (WriteRequest, WriteRequest) {
+    let mut left = (samples_in(&request) / 2).max(1) as usize;
+    let mut first = Vec::new();
+    let mut second = Vec::new();
+    for mut series in request.timeseries {
+        if left == 0 {
+            second.push(series);
+        } else if series.samples.len() <= left {
+            left -= series.samples.len();
+            first.push(series);
+        } else {
+            let rest = series.samples.split_off(left);
+            left = 0;
+            second.push(TimeSeries {
+                labels: series.labels.clone(),
+                samples: rest,
+                histograms: Vec::new(),
+            });
+            first.push(series);
+        }
+    }
+    (
+        WriteRequest { timeseries: first },
+        WriteRequest { timeseries: second },
+    )
+}
+
+/// Sets aside the series that a receiver's "too many labels (actual: N, limit: L)" refuses:
+/// every series with more than L labels, since the limit applies to each alike. Returns the
+/// refused series and the rest; nothing is refused when the message names no such limit.
+pub fn split_by_label_limit(request: WriteRequest, message: &str) -> (WriteRequest, WriteRequest) {
+    let limit = label_limit(message);
+    let (refused, rest) = request
+        .timeseries
+        .into_iter()
+        .partition(|s| limit.is_some_and(|limit| s.labels.len() > limit));
+    (
+        WriteRequest {
+            timeseries: refused,
+        },
+        WriteRequest { timeseries: rest },
+    )
+}
+
+/// L in Cortex's and Mimir's "... labels ... (actual: N, limit: L)".
+fn label_limit(message: &str) -> Option<usize> {
+    if !message.contains("labels") {
+        return None;
+    }
+    let start = message.find("limit: ")? + "limit: ".len();
+    let digits: String = message[start..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    digits.parse().ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -178,6 +253,66 @@ mod tests {
                 .sum();
             assert_eq!(counted, batch.samples);
         }
+    }
+
+    fn series(name: &str, labels: usize, samples: std::ops::Range<i64>) -> TimeSeries {
+        let mut all = vec![label("__name__", name)];
+        all.extend((1..labels).map(|i| label(&format!("l{i:02}"), "v")));
+        TimeSeries {
+            labels: all,
+            samples: samples
+                .map(|t| Sample {
+                    value: t as f64,
+                    timestamp: t,
+                })
+                .collect(),
+            histograms: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn split_samples_halves_and_keeps_each_series_in_order() {
+        let request = WriteRequest {
+            timeseries: vec![series("a", 1, 0..3), series("b", 1, 0..5)],
+        };
+        let (first, second) = split_samples(request.clone());
+        assert_eq!((samples_in(&first), samples_in(&second)), (4, 4));
+        // b is cut: its older sample in the first, the rest in the second, labels in both.
+        assert_eq!(first.timeseries[1].samples.len(), 1);
+        assert_eq!(second.timeseries[0].labels, request.timeseries[1].labels);
+        assert_eq!(second.timeseries[0].samples[0].timestamp, 1);
+        let (one, none) = split_samples(WriteRequest {
+            timeseries: vec![series("c", 1, 0..1)],
+        });
+        assert_eq!((samples_in(&one), none.timeseries.len()), (1, 0));
+    }
+
+    #[test]
+    fn split_series_halves_by_series() {
+        let request = WriteRequest {
+            timeseries: (0..5).map(|i| series(&format!("s{i}"), 1, 0..2)).collect(),
+        };
+        let (first, second) = split_series(request);
+        assert_eq!((first.timeseries.len(), second.timeseries.len()), (2, 3));
+    }
+
+    #[test]
+    fn a_named_label_limit_sets_aside_every_series_over_it() {
+        let request = WriteRequest {
+            timeseries: vec![
+                series("wide", 37, 0..4),
+                series("narrow", 30, 0..4),
+                series("wider", 40, 0..2),
+            ],
+        };
+        let message =
+            "series has too many labels (actual: 37, limit: 30) series: 'wide{l01=\"v\"}'";
+        let (refused, rest) = split_by_label_limit(request.clone(), message);
+        assert_eq!(samples_in(&refused), 6);
+        assert_eq!(rest.timeseries.len(), 1);
+        assert_eq!(rest.timeseries[0].labels.len(), 30);
+        let (refused, rest) = split_by_label_limit(request, "out of bounds");
+        assert_eq!((refused.timeseries.len(), rest.timeseries.len()), (0, 3));
     }
 
     #[test]

@@ -2,7 +2,9 @@
 //! spec's headers, retried per the table in `retry.rs`.
 
 pub mod batch;
+pub mod pace;
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -11,20 +13,29 @@ use prost::Message;
 
 use crate::endpoint::Endpoint;
 use crate::error::{Error, Result};
+use crate::proto::WriteRequest;
 use crate::protocol;
 use crate::retry::{
-    Disposition, RejectReason, RetryPolicy, classify, first_line, parse_retry_after,
+    Disposition, RateLimit, RejectReason, RetryPolicy, classify, first_line, parse_retry_after,
 };
-use batch::Batch;
+use batch::{Batch, samples_in, split_by_label_limit, split_samples, split_series};
+use pace::Pacer;
+
+/// 429s naming the rate limit in a row for one request before it is split (when it is larger
+/// than the limit allows at once) or given up on.
+const THROTTLES_BEFORE_SPLIT: u32 = 3;
+const MAX_THROTTLES: u32 = 30;
 
 #[derive(Clone)]
 pub struct DestinationWriter {
     endpoint: Endpoint,
     retry: RetryPolicy,
     timeout: Duration,
+    /// Shared by every clone, so all windows of a run keep to one pace per destination.
+    pacer: Arc<Pacer>,
 }
 
-/// The destination's verdict on one request, once retries are over.
+/// The destination's answer to one request, once retries are over.
 #[derive(Debug, PartialEq)]
 pub enum Verdict {
     Accepted,
@@ -34,13 +45,36 @@ pub enum Verdict {
     },
 }
 
+/// What the destination did with one batch, once every part of it had an answer: the counts
+/// are what the destination holds, not an upper bound.
+#[derive(Debug, Default, PartialEq)]
+pub struct Delivery {
+    pub written: u64,
+    pub refused: Vec<Refused>,
+}
+
+/// Samples of one part of a batch the destination refused.
+#[derive(Debug, PartialEq)]
+pub struct Refused {
+    pub reason: RejectReason,
+    pub samples: u64,
+    /// The first line of the receiver's answer.
+    pub message: String,
+}
+
 /// Costs of sending, for the outcome.
 #[derive(Debug, Default)]
 pub struct SendCosts {
     pub bytes: u64,
+    pub requests: u64,
     pub retries: u64,
     pub encode: Duration,
     pub write: Duration,
+    /// Time spent waiting on the destination's rate limit (pacing and 429s naming it).
+    pub throttled: Duration,
+    pub throttles: u64,
+    /// The rate limit the destination named, if it named one.
+    pub limit: Option<RateLimit>,
 }
 
 /// One failed attempt, as the retry loop sees it.
@@ -50,12 +84,30 @@ struct Attempt {
     message: String,
 }
 
+/// One request's answer, as the batch's resolution needs it.
+enum Answer {
+    Accepted,
+    Rejected {
+        reason: RejectReason,
+        message: String,
+    },
+    /// Refused for rate again and again while paced: more samples than the limit lets
+    /// through at once (Cortex's `ingestion_burst_size` is not in its message).
+    TooLarge,
+}
+
 impl DestinationWriter {
-    pub fn new(endpoint: Endpoint, retry: RetryPolicy, timeout: Duration) -> Self {
+    pub fn new(
+        endpoint: Endpoint,
+        retry: RetryPolicy,
+        timeout: Duration,
+        max_samples_per_second: Option<f64>,
+    ) -> Self {
         DestinationWriter {
             endpoint,
             retry,
             timeout,
+            pacer: Arc::new(Pacer::new(max_samples_per_second)),
         }
     }
 
@@ -70,10 +122,69 @@ impl DestinationWriter {
 
     /// Sends one batch. `Err` means the import cannot go on against this destination as it is:
     /// the retry budget is spent, or every request will be refused (auth, URL, size).
+    ///
+    /// A receiver may refuse part of a request: Cortex and Mimir store the valid series and
+    /// answer 400 naming one refused series; Prometheus stores none. A refused request with
+    /// more than one series is therefore sent again split (series over a label limit the
+    /// answer names are set aside at once; otherwise in halves), until every series has its
+    /// own answer. Sending accepted samples again is harmless: receivers take an identical
+    /// sample twice without complaint.
     #[tracing::instrument(level = "debug", name = "request", skip_all, fields(kind = "remote write", samples = batch.samples))]
-    pub async fn send(&self, batch: &Batch, costs: &mut SendCosts) -> Result<Verdict> {
+    pub async fn send(&self, batch: Batch, costs: &mut SendCosts) -> Result<Delivery> {
+        let mut delivery = Delivery::default();
+        let mut parts = vec![batch.request];
+        while let Some(request) = parts.pop() {
+            let samples = samples_in(&request);
+            let burst = self.pacer.limit().and_then(|l| l.burst);
+            let answer = match burst {
+                Some(burst) if samples > burst => Answer::TooLarge,
+                _ => self.post(&request, samples, costs).await?,
+            };
+            match answer {
+                Answer::Accepted => delivery.written += samples,
+                Answer::TooLarge => {
+                    // Older samples first, so each series stays in order at the receiver.
+                    let (older, newer) = split_samples(request);
+                    parts.push(newer);
+                    parts.push(older);
+                }
+                Answer::Rejected { reason, message } if request.timeseries.len() > 1 => {
+                    let (refused, rest) = split_by_label_limit(request, &message);
+                    if refused.timeseries.is_empty() {
+                        let (first, second) = split_series(rest);
+                        parts.push(second);
+                        parts.push(first);
+                        continue;
+                    }
+                    delivery.refused.push(Refused {
+                        reason,
+                        samples: samples_in(&refused),
+                        message,
+                    });
+                    if !rest.timeseries.is_empty() {
+                        parts.push(rest);
+                    }
+                }
+                Answer::Rejected { reason, message } => delivery.refused.push(Refused {
+                    reason,
+                    samples,
+                    message,
+                }),
+            }
+        }
+        costs.limit = self.pacer.limit();
+        Ok(delivery)
+    }
+
+    /// Sends one request at the destination's pace, retrying per the retry table.
+    async fn post(
+        &self,
+        request: &WriteRequest,
+        samples: u64,
+        costs: &mut SendCosts,
+    ) -> Result<Answer> {
         let started = Instant::now();
-        let encoded = batch.request.encode_to_vec();
+        let encoded = request.encode_to_vec();
         let body = bytes::Bytes::from(snap::raw::Encoder::new().compress_vec(&encoded).map_err(
             |cause| Error::Compress {
                 bytes: encoded.len(),
@@ -81,11 +192,58 @@ impl DestinationWriter {
             },
         )?);
         costs.encode += started.elapsed();
+        costs.requests += 1;
         costs.bytes += body.len() as u64;
+        let mut throttles = 0;
+        loop {
+            costs.throttled += self.pacer.admit(samples).await;
+            let started = Instant::now();
+            let verdict = self.with_retries(&body, costs).await;
+            costs.write += started.elapsed();
+            let failed = match verdict {
+                Ok(Verdict::Accepted) => {
+                    self.pacer.accepted();
+                    return Ok(Answer::Accepted);
+                }
+                Ok(Verdict::Rejected { reason, message }) => {
+                    return Ok(Answer::Rejected { reason, message });
+                }
+                Err(failed) => failed,
+            };
+            let Disposition::Throttled(limit) = failed.disposition else {
+                return Err(self.failure(failed));
+            };
+            throttles += 1;
+            costs.throttles += 1;
+            self.pacer.throttled(limit);
+            tracing::info!(
+                limit = limit.rate,
+                samples,
+                "destination's ingestion rate limit reached; slowing down"
+            );
+            let at_once = limit.burst.map_or(limit.rate, |b| b as f64);
+            if throttles >= THROTTLES_BEFORE_SPLIT && samples > 1 && samples as f64 > at_once {
+                return Ok(Answer::TooLarge);
+            }
+            if throttles >= MAX_THROTTLES {
+                return Err(Error::DestinationThrottled {
+                    url: self.url(),
+                    rate: limit.rate,
+                    throttles,
+                    message: failed.message,
+                });
+            }
+        }
+    }
 
-        let started = Instant::now();
+    /// One request, tried again while the answer is worth another try (the retry table).
+    async fn with_retries(
+        &self,
+        body: &bytes::Bytes,
+        costs: &mut SendCosts,
+    ) -> std::result::Result<Verdict, Attempt> {
         let retries = AtomicU64::new(0);
-        let attempt = || self.attempt(&body);
+        let attempt = || self.attempt(body);
         let verdict = attempt
             .retry(self.retry.backoff())
             .when(|a: &Attempt| matches!(a.disposition, Disposition::Retry { .. }))
@@ -95,12 +253,17 @@ impl DestinationWriter {
             })
             .notify(|a: &Attempt, wait| {
                 retries.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(status = ?a.status, message = %a.message, retry_in = ?wait, "remote write failed; retrying");
+                let status = a.status.map_or_else(|| "none".to_string(), |s| s.to_string());
+                tracing::warn!(%status, answer = %a.message, retry_in = ?wait, "remote write failed; retrying");
             })
             .await;
-        costs.write += started.elapsed();
         costs.retries += retries.load(Ordering::Relaxed);
-        verdict.map_err(|a| match a.disposition {
+        verdict
+    }
+
+    /// The error for an attempt that ended the retries without a verdict.
+    fn failure(&self, a: Attempt) -> Error {
+        match a.disposition {
             Disposition::Fatal { fix } => Error::DestinationRefused {
                 url: self.url(),
                 status: a.status.unwrap_or(0),
@@ -115,7 +278,7 @@ impl DestinationWriter {
                     None => format!("last error: {}", a.message),
                 },
             },
-        })
+        }
     }
 
     /// One try: the answer classified by the retry table.
@@ -179,7 +342,7 @@ impl crate::destination::Destination for DestinationWriter {
         DestinationWriter::probe(self).await
     }
 
-    async fn send(&self, batch: &Batch, costs: &mut SendCosts) -> Result<Verdict> {
+    async fn send(&self, batch: Batch, costs: &mut SendCosts) -> Result<Delivery> {
         DestinationWriter::send(self, batch, costs).await
     }
 }

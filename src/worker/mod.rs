@@ -19,7 +19,7 @@ use crate::plan::Window;
 use crate::relabel::LabelRules;
 use crate::remote_read::{ReadLimits, ReadPart, SourceReader};
 use crate::remote_write::batch::{Batch, BatchLimits};
-use crate::remote_write::{DestinationWriter, SendCosts, Verdict};
+use crate::remote_write::{DestinationWriter, SendCosts};
 use crate::retry::RetryPolicy;
 use crate::selector::Selector;
 use assembler::{WindowAssembler, chunk_error};
@@ -34,6 +34,8 @@ pub struct WorkerSettings {
     pub batch: BatchLimits,
     pub read_limits: ReadLimits,
     pub retry: RetryPolicy,
+    /// `--max-samples-per-second`: the most the destination is sent, whatever its limit.
+    pub max_samples_per_second: Option<f64>,
 }
 
 /// Live counters a progress display reads while windows run.
@@ -183,7 +185,12 @@ impl Worker {
         let dest = settings.dest.build()?;
         Ok(Worker::with_destination(
             reader,
-            DestinationWriter::new(dest, settings.retry, settings.dest.timeout),
+            DestinationWriter::new(
+                dest,
+                settings.retry,
+                settings.dest.timeout,
+                settings.max_samples_per_second,
+            ),
         ))
     }
 }
@@ -230,6 +237,9 @@ impl<D: Destination> Worker<D> {
         outcome.retries = sent.retries;
         outcome.encode_seconds = sent.encode_seconds;
         outcome.write_seconds = sent.write_seconds;
+        outcome.throttled_seconds = sent.throttled_seconds;
+        outcome.throttles = sent.throttles;
+        outcome.rate_limit = sent.rate_limit;
         // The sender's error explains a reader stopped by a closed channel, so it comes first.
         if let Err(e) = write_result.and(read_result) {
             outcome.error = Some(WindowError {
@@ -254,25 +264,28 @@ async fn send_batches<D: Destination>(
     let mut costs = SendCosts::default();
     let mut result = Ok(());
     while let Some(batch) = rx.recv().await {
-        match writer.send(&batch, &mut costs).await {
-            Ok(Verdict::Accepted) => {
-                sent.samples_written += batch.samples as u64;
+        match writer.send(batch, &mut costs).await {
+            Ok(delivery) => {
+                sent.samples_written += delivery.written;
                 live.samples_written
-                    .fetch_add(batch.samples as u64, Ordering::Relaxed);
-            }
-            Ok(Verdict::Rejected { reason, message }) => {
-                sent.add_rejection(reason, batch.samples as u64, &message)
+                    .fetch_add(delivery.written, Ordering::Relaxed);
+                for r in delivery.refused {
+                    sent.add_rejection(r.reason, r.samples, &r.message);
+                }
             }
             Err(e) => {
                 result = Err(e);
                 break;
             }
         }
-        sent.requests += 1;
     }
+    sent.requests = costs.requests;
     sent.bytes_written = costs.bytes;
     sent.retries = costs.retries;
     sent.encode_seconds = costs.encode.as_secs_f64();
     sent.write_seconds = costs.write.as_secs_f64();
+    sent.throttled_seconds = costs.throttled.as_secs_f64();
+    sent.throttles = costs.throttles;
+    sent.rate_limit = costs.limit.map(|l| l.rate);
     (sent, result)
 }

@@ -132,6 +132,12 @@ pub struct WorkerOptions {
     #[serde(default = "default_max_samples_response_bytes")]
     pub max_samples_response_bytes: usize,
 
+    /// Most samples per second sent to the destination; without it, the pace adapts to the
+    /// ingestion rate limit that a Cortex or Mimir 429 names
+    #[arg(long, value_name = "N")]
+    #[serde(default)]
+    pub max_samples_per_second: Option<f64>,
+
     /// Retries per request on network errors, 429 and 5xx (capped exponential backoff)
     #[arg(long, value_name = "N", default_value_t = default_retries())]
     #[serde(default = "default_retries")]
@@ -253,6 +259,7 @@ impl Default for WorkerOptions {
             max_frame_bytes: default_max_frame_bytes(),
             max_samples_response_bytes: default_max_samples_response_bytes(),
             retries: default_retries(),
+            max_samples_per_second: None,
             source_bearer_token: None,
             dest_bearer_token: None,
             source_basic_password: None,
@@ -286,6 +293,7 @@ impl WorkerOptions {
             dest_insecure_skip_verify: spec.destination.insecure_skip_verify,
             batch_samples: spec.worker.batch_samples.unwrap_or(defaults.batch_samples),
             retries: spec.worker.retries.unwrap_or(defaults.retries),
+            max_samples_per_second: spec.worker.max_samples_per_second,
             ..defaults
         }
     }
@@ -343,6 +351,15 @@ impl WorkerOptions {
                 "must be at least 1024",
             ));
         }
+        if let Some(rate) = self.max_samples_per_second
+            && !(rate.is_finite() && rate >= 1.0)
+        {
+            return Err(Error::invalid(
+                "--max-samples-per-second",
+                rate.to_string(),
+                "must be a number of at least 1",
+            ));
+        }
         let connect_timeout = Duration::from_secs(10);
         Ok(WorkerSettings {
             source: EndpointConfig {
@@ -394,6 +411,7 @@ impl WorkerOptions {
                 retries: self.retries,
                 ..RetryPolicy::default()
             },
+            max_samples_per_second: self.max_samples_per_second,
         })
     }
 }

@@ -5,6 +5,7 @@
 #![allow(dead_code)] // each test binary uses a different part of this module
 
 pub mod cluster;
+pub mod cortex;
 
 use std::collections::BTreeMap;
 use std::net::TcpListener;
@@ -289,6 +290,11 @@ pub fn summary_range(log: &str) -> (i64, i64) {
 /// Writes samples with remote write, as a live Prometheus would; used to put stale markers into
 /// a source (promtool's OpenMetrics input cannot express them) and live data into a sink.
 pub fn remote_write(url: &str, series: &[SeriesToWrite]) {
+    remote_write_with(url, &[], series)
+}
+
+/// `remote_write` with extra headers (a Cortex tenant).
+pub fn remote_write_with(url: &str, headers: &[(&str, &str)], series: &[SeriesToWrite]) {
     let request = WriteRequest {
         timeseries: series
             .iter()
@@ -311,8 +317,11 @@ pub fn remote_write(url: &str, series: &[SeriesToWrite]) {
     let body = snap::raw::Encoder::new()
         .compress_vec(&request.encode_to_vec())
         .unwrap();
-    let response = reqwest::blocking::Client::new()
-        .post(url)
+    let mut post = reqwest::blocking::Client::new().post(url);
+    for (name, value) in headers {
+        post = post.header(*name, *value);
+    }
+    let response = post
         .header("Content-Encoding", protocol::CONTENT_ENCODING)
         .header("Content-Type", protocol::PROTOBUF)
         .header(
@@ -588,6 +597,17 @@ pub fn raw_read(
     end_ms: i64,
     response_type: read_request::ResponseType,
 ) -> (String, Vec<u8>) {
+    raw_read_with(url, &[], start_ms, end_ms, response_type)
+}
+
+/// `raw_read` with extra headers (a Cortex tenant).
+pub fn raw_read_with(
+    url: &str,
+    headers: &[(&str, &str)],
+    start_ms: i64,
+    end_ms: i64,
+    response_type: read_request::ResponseType,
+) -> (String, Vec<u8>) {
     let request = ReadRequest {
         queries: vec![Query {
             start_timestamp_ms: start_ms,
@@ -609,8 +629,11 @@ pub fn raw_read(
     // promimport retries 5xx itself; this reader does too, a few times.
     let mut attempt = 0;
     let response = loop {
-        let response = reqwest::blocking::Client::new()
-            .post(url)
+        let mut request = reqwest::blocking::Client::new().post(url);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let response = request
             .header("Content-Encoding", protocol::CONTENT_ENCODING)
             .header("Content-Type", protocol::PROTOBUF)
             .header(

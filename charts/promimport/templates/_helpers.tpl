@@ -68,6 +68,7 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{- if $v.worker.resources }}{{- $_ := set $worker "resources" $v.worker.resources }}{{- end -}}
 {{- if $v.worker.batchSamples }}{{- $_ := set $worker "batchSamples" $v.worker.batchSamples }}{{- end -}}
 {{- if not (kindIs "invalid" $v.worker.retries) }}{{- $_ := set $worker "retries" $v.worker.retries }}{{- end -}}
+{{- if $v.worker.maxSamplesPerSecond }}{{- $_ := set $worker "maxSamplesPerSecond" $v.worker.maxSamplesPerSecond }}{{- end -}}
 {{- $_ := set $spec "worker" $worker -}}
 {{- toYaml $spec -}}
 {{- end -}}

@@ -1,0 +1,219 @@
+//! Cortex, where our users' history goes: a real Cortex v1.19.1 (../shared/cortex) with its
+//! default limits (25 000 samples/s, burst 50 000, 30 labels per series), the tenant header set
+//! as Opni sets it, and what landed read back through Cortex's own remote read and compared
+//! series by series, sample by sample, bit by bit.
+
+mod common;
+
+use std::io::Write;
+use std::process::Output;
+
+use common::cortex::Cortex;
+use common::*;
+
+/// In Opni the tenant is the cluster's ID.
+const TENANT: &str = "c-7xk2p";
+
+fn tenant_header() -> String {
+    format!("X-Scope-OrgID={TENANT}")
+}
+
+/// `promimport run` from `source` into the tenant, `--start now-30h --end now`, defaults
+/// otherwise; the exit code and log.
+fn import(source: &Server, cortex: &Cortex, name: &str) -> (Option<i32>, String) {
+    Run::new(&source.url("/api/v1/read"), &cortex.push_url())
+        .flags(&["--start", "now-30h", "--end", "now"])
+        .flag("--dest-header", &tenant_header())
+        .state(&temp_dir(name))
+        .exec()
+}
+
+fn verify(source: &Server, cortex: &Cortex, start: i64, end: i64, more: &[&str]) -> Output {
+    let (start, end) = (rfc3339(start), rfc3339(end));
+    let (header, from, to) = (
+        tenant_header(),
+        source.url("/api/v1/read"),
+        cortex.read_url(),
+    );
+    let mut args = vec![
+        "verify",
+        "--source",
+        &from,
+        "--dest",
+        &to,
+        "--dest-header",
+        &header,
+        "--start",
+        &start,
+        "--end",
+        &end,
+    ];
+    args.extend_from_slice(more);
+    promimport(&args)
+}
+
+#[test]
+fn an_import_at_the_default_rate_limit_lands_exactly_paced_and_verify_passes() {
+    // 26 hours, ~120 000 samples: more than Cortex's burst, so the limit is met.
+    let source = recent_history_source("cortex-exact-src", 26, 1);
+    // Ingesters keep what they have not shipped: this test is about what lands, so shipping
+    // (and the store-gateway's delay after it, see the --wait test) stays out of it.
+    let cortex = Cortex::start("cortex-exact", &[("CORTEX_SHIP_INTERVAL", "1h")]);
+    let (code, log) = import(&source, &cortex, "cortex-exact-state");
+    assert_eq!(code, Some(0), "{log}");
+    assert!(
+        log.contains("PACED") && log.contains("ingestion rate limit (25000 samples/s"),
+        "the summary names the limit it waited on: {log}"
+    );
+    assert!(log.contains("ingestion_rate"), "and the setting: {log}");
+    let (start, end) = summary_range(&log);
+    let expected = read_samples(&source, start, end);
+    assert!(
+        total_samples(&expected) > 100_000,
+        "the range holds history"
+    );
+    assert_same_data(&expected, &cortex.read_samples(TENANT, start, end));
+    let out = verify(&source, &cortex, start, end, &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(text(&out).contains("match (bit for bit)"), "{}", text(&out));
+}
+
+#[test]
+fn into_a_tenant_with_live_data_and_no_out_of_order_window_the_import_stops_with_the_cortex_fix() {
+    let source = recent_history_source("cortex-ooo-src", 26, 1);
+    let cortex = Cortex::start("cortex-ooo", &[("CORTEX_OOO_WINDOW", "0s")]);
+    // The tenant's live Prometheus already writes into it, as after Opni's agent is installed.
+    let now = promimport::timespec::now_ms();
+    remote_write_with(
+        &cortex.push_url(),
+        &[("X-Scope-OrgID", TENANT)],
+        &[(&[("__name__", "up"), ("job", "live")], vec![(now, 1.0)])],
+    );
+    let (code, log) = import(&source, &cortex, "cortex-ooo-state");
+    assert_eq!(code, Some(3), "{log}");
+    assert!(log.contains("written 0,"), "{log}");
+    assert!(log.contains("STOPPED  early"), "{log}");
+    for needle in [
+        "out_of_order_time_window: 30d",
+        "runtime overrides file",
+        "-ingester.out-of-order-time-window",
+        "--parallel 1",
+        "no live data",
+    ] {
+        assert!(log.contains(needle), "the fix names {needle:?}: {log}");
+    }
+}
+
+/// A source with `narrow` series of 3 labels and `wide` series of 37 (kube-state-metrics'
+/// `*_labels` series with the operator's external labels get there), 15 s apart over the 4
+/// hours that ended 2 hours ago.
+fn labels_source(name: &str, narrow: usize, wide: usize) -> Server {
+    let dir = temp_dir(&format!("{name}-history"));
+    let path = dir.join("history.om");
+    let mut out = std::io::BufWriter::new(std::fs::File::create(&path).unwrap());
+    let end = promimport::timespec::now_ms() / 1000 - 2 * 3600;
+    writeln!(out, "# TYPE kube_pod_labels gauge").unwrap();
+    for i in 0..narrow + wide {
+        let mut labels = format!("pod=\"p{i}\",namespace=\"ns\"");
+        if i >= narrow {
+            for j in 0..35 {
+                labels.push_str(&format!(",label_l{j:02}=\"v{j}\""));
+            }
+        }
+        for t in (end - 4 * 3600..end).step_by(15) {
+            writeln!(out, "kube_pod_labels{{{labels}}} 1 {t}").unwrap();
+        }
+    }
+    writeln!(out, "# EOF").unwrap();
+    drop(out);
+    start_prometheus(
+        name,
+        PrometheusOptions {
+            receiver: false,
+            out_of_order_window: None,
+            max_bytes_in_frame: None,
+            history: Some(&path),
+        },
+    )
+}
+
+#[test]
+fn series_over_the_label_limit_are_counted_exactly_and_every_other_series_lands() {
+    let source = labels_source("cortex-labels-src", 40, 7);
+    let cortex = Cortex::start("cortex-labels", &[]);
+    let (code, log) = import(&source, &cortex, "cortex-labels-state");
+    assert_eq!(code, Some(3), "{log}");
+    let (start, end) = summary_range(&log);
+    let all = read_samples(&source, start, end);
+    let (wide, narrow): (Data, Data) = all
+        .into_iter()
+        .partition(|(key, _)| key.contains("label_l00"));
+    assert_eq!((narrow.len(), wide.len()), (40, 7));
+    let written = format!(
+        "written {}, rejected {},",
+        total_samples(&narrow),
+        total_samples(&wide)
+    );
+    assert!(log.contains(&written), "exact counts ({written}): {log}");
+    assert!(log.contains("as too many labels"), "{log}");
+    assert!(
+        log.contains("--drop-label") && log.contains("max_label_names_per_series"),
+        "{log}"
+    );
+    // What Cortex holds is exactly the narrow series: nothing the summary called written is
+    // missing, nothing it called rejected is there.
+    assert_same_data(&narrow, &cortex.read_samples(TENANT, start, end));
+}
+
+#[test]
+fn verify_wait_sees_history_through_a_store_gateway_sync() {
+    // Ingesters ship blocks every 5 s and then drop the old ones; queriers see them again only
+    // after the store-gateway's sync, every 90 s here (15 minutes by default).
+    let source = recent_history_source("cortex-wait-src", 26, 1);
+    let cortex = Cortex::start(
+        "cortex-wait",
+        &[
+            ("CORTEX_SHIP_INTERVAL", "5s"),
+            ("CORTEX_SYNC_INTERVAL", "90s"),
+        ],
+    );
+    let (code, log) = import(&source, &cortex, "cortex-wait-state");
+    assert_eq!(code, Some(0), "{log}");
+    let (start, end) = summary_range(&log);
+    let expected = total_samples(&read_samples(&source, start, end));
+    // Wait until part of the import has left the ingesters for the bucket, unseen.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(180);
+    loop {
+        let visible = total_samples(&cortex.read_samples(TENANT, start, end));
+        if visible < expected {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "Cortex kept every imported sample visible for 3 minutes; this test needs it to ship them"
+        );
+        std::thread::sleep(std::time::Duration::from_secs(2));
+    }
+    let out = verify(&source, &cortex, start, end, &["--wait", "5m"]);
+    let said = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{said}");
+    assert!(
+        said.contains("do not match yet; checking them again"),
+        "{said}"
+    );
+    assert!(said.contains("match (bit for bit)"), "{said}");
+}
+
+#[test]
+fn verify_without_wait_says_history_may_not_be_visible_yet_and_how_long() {
+    let source = recent_history_source("cortex-vis-src", 26, 1);
+    let cortex = Cortex::start("cortex-vis", &[]);
+    // Nothing imported: every sample is missing, as it is when the import has just shipped.
+    let now = promimport::timespec::now_ms();
+    let out = verify(&source, &cortex, now - 30 * HOUR_MS, now, &[]);
+    let said = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    for needle in ["sync_interval", "15m", "--wait 30m", "re-run the import"] {
+        assert!(said.contains(needle), "names {needle:?}: {said}");
+    }
+}
