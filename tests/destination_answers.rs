@@ -123,7 +123,11 @@ fn too_old_as_http_500_is_a_rejection_counted_exactly_not_a_retry_loop() {
     // own answer (a receiver may have stored some); none is sent again by the retry loop.
     let requests = log
         .lines()
-        .find_map(|l| l.split(" in ").nth(1)?.strip_suffix(" requests (0 retries)"))
+        .find_map(|l| {
+            l.split(" in ")
+                .nth(1)?
+                .strip_suffix(" requests (0 retries)")
+        })
         .unwrap_or_else(|| panic!("a request count and no retries: {log}"));
     assert_eq!(dest.request_count().to_string(), requests, "{log}");
     assert!(dest.request_count() > total.div_ceil(1000), "{log}");
