@@ -39,7 +39,13 @@ pub struct EndpointConfig {
     pub ca_file: Option<PathBuf>,
     pub cert_file: Option<PathBuf>,
     pub key_file: Option<PathBuf>,
+    /// PEM certificates and key as a Job passes them from Secrets (instead of the files).
+    pub ca_pem: Option<Secret>,
+    pub cert_pem: Option<Secret>,
+    pub key_pem: Option<Secret>,
     pub insecure_skip_verify: bool,
+    /// The name to verify the server's certificate for, when the URL's host is not in it.
+    pub tls_server_name: Option<String>,
     pub connect_timeout: Duration,
     /// For the source: the longest silence inside a streamed answer. For the destination: the
     /// whole request.
@@ -263,41 +269,114 @@ impl EndpointConfig {
         mut builder: reqwest::ClientBuilder,
         url: &reqwest::Url,
     ) -> Result<reqwest::ClientBuilder> {
-        if let Some(path) = &self.ca_file {
-            let pem = read_file("CA file", path)?;
-            let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
-                Error::invalid("CA file", path.display().to_string(), e.to_string())
-            })?;
+        if let Some(name) = &self.tls_server_name {
+            return self.tls_for_name(builder, url, name);
+        }
+        if let Some(pem) = self.ca()? {
+            let certs = reqwest::Certificate::from_pem_bundle(&pem)
+                .map_err(|e| Error::invalid("CA", self.ca_source(), e.to_string()))?;
             builder = builder.tls_certs_merge(certs);
         }
-        match (&self.cert_file, &self.key_file) {
-            (Some(cert), Some(key)) => {
-                let mut pem = read_file("client certificate", cert)?;
-                pem.extend_from_slice(b"\n");
-                pem.extend(read_file("client key", key)?);
-                let identity = reqwest::Identity::from_pem(&pem).map_err(|e| {
-                    Error::invalid(
-                        "client certificate",
-                        cert.display().to_string(),
-                        format!("{e}; expected PEM certificate and PEM private key"),
-                    )
-                })?;
-                builder = builder.identity(identity);
-            }
-            (None, None) => {}
-            _ => {
-                return Err(Error::invalid(
-                    self.role,
-                    url.as_str(),
-                    "a client certificate needs both the cert file and the key file",
-                ));
-            }
+        if let Some((mut pem, key)) = self.identity(url)? {
+            pem.extend_from_slice(b"\n");
+            pem.extend(key);
+            let identity = reqwest::Identity::from_pem(&pem).map_err(|e| {
+                Error::invalid(
+                    "client certificate",
+                    self.cert_source(),
+                    format!("{e}; expected PEM certificate and PEM private key"),
+                )
+            })?;
+            builder = builder.identity(identity);
         }
         if self.insecure_skip_verify {
             tracing::warn!(endpoint = %url, "TLS certificate verification is OFF for this endpoint; anyone on the path can read and change the data");
             builder = builder.tls_danger_accept_invalid_certs(true);
         }
         Ok(builder)
+    }
+
+    /// TLS that verifies the server's certificate for `name` instead of the URL's host, against
+    /// the CA given (required: a name to verify means a private CA, as Opni's Cortex has).
+    fn tls_for_name(
+        &self,
+        builder: reqwest::ClientBuilder,
+        url: &reqwest::Url,
+        name: &str,
+    ) -> Result<reqwest::ClientBuilder> {
+        let flag = if self.role == "--source" {
+            "--source-tls-server-name"
+        } else {
+            "--dest-tls-server-name"
+        };
+        if self.insecure_skip_verify {
+            return Err(Error::invalid(
+                flag,
+                name,
+                "a name to verify and skipping verification contradict each other: give one",
+            ));
+        }
+        let Some(ca) = self.ca()? else {
+            return Err(Error::invalid(
+                flag,
+                name,
+                format!(
+                    "needs the CA that signed the server's certificate ({}-ca-file)",
+                    self.role
+                ),
+            ));
+        };
+        let identity = self.identity(url)?;
+        let identity = identity.as_ref().map(|(c, k)| (c.as_slice(), k.as_slice()));
+        let config = crate::tls::client_config(&ca, name, identity)
+            .map_err(|reason| Error::invalid(flag, name, reason))?;
+        Ok(builder.tls_backend_preconfigured(config))
+    }
+
+    /// The CA bundle (PEM): a Job's, from a Secret, or the file's.
+    fn ca(&self) -> Result<Option<Vec<u8>>> {
+        match (&self.ca_pem, &self.ca_file) {
+            (Some(pem), _) => Ok(Some(pem.0.clone().into_bytes())),
+            (None, Some(path)) => read_file("CA file", path).map(Some),
+            (None, None) => Ok(None),
+        }
+    }
+
+    /// The client certificate chain and key (PEM): a Job's, from a Secret, or the files'.
+    fn identity(&self, url: &reqwest::Url) -> Result<Option<(Vec<u8>, Vec<u8>)>> {
+        let cert = match (&self.cert_pem, &self.cert_file) {
+            (Some(pem), _) => Some(pem.0.clone().into_bytes()),
+            (None, Some(path)) => Some(read_file("client certificate", path)?),
+            (None, None) => None,
+        };
+        let key = match (&self.key_pem, &self.key_file) {
+            (Some(pem), _) => Some(pem.0.clone().into_bytes()),
+            (None, Some(path)) => Some(read_file("client key", path)?),
+            (None, None) => None,
+        };
+        match (cert, key) {
+            (Some(cert), Some(key)) => Ok(Some((cert, key))),
+            (None, None) => Ok(None),
+            _ => Err(Error::invalid(
+                self.role,
+                url.as_str(),
+                "a client certificate needs both the certificate and the key",
+            )),
+        }
+    }
+
+    fn ca_source(&self) -> String {
+        match &self.ca_file {
+            Some(path) if self.ca_pem.is_none() => path.display().to_string(),
+            _ => "(from a Secret)".into(),
+        }
+    }
+
+    fn cert_source(&self) -> String {
+        match &self.cert_file {
+            Some(path) if self.cert_pem.is_none() => path.display().to_string(),
+            _ => "(from a Secret)".into(),
+        }
     }
 }
 

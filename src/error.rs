@@ -43,6 +43,24 @@ pub enum Error {
     )]
     SourceUnreachable { url: String, cause: reqwest::Error },
 
+    /// A certificate problem: the server's certificate is not trusted or not for this name,
+    /// or the server refused ours. Trying again cannot help.
+    #[error("{role} {url}: TLS certificate problem: {problem}; {fix}")]
+    Certificate {
+        role: &'static str,
+        url: String,
+        problem: String,
+        fix: String,
+    },
+
+    /// Reading the destination back (verify) failed.
+    #[error("destination {url} {what}; {fix}")]
+    DestinationRead {
+        url: String,
+        what: String,
+        fix: &'static str,
+    },
+
     #[error("source {url} answered HTTP {status}: {body}")]
     SourceStatus {
         url: String,
@@ -241,9 +259,76 @@ impl Error {
             | Error::ReadFile { .. }
             | Error::HttpClient { .. }
             | Error::EndpointUnreachable { .. }
+            | Error::Certificate { .. }
             | Error::Compress { .. }
             | Error::SourceNotSnappy { .. } => true,
             _ => false,
+        }
+    }
+
+    /// A request to the source that got no answer: a certificate problem (permanent) or the
+    /// network (worth another try).
+    pub fn source_request(url: String, cause: reqwest::Error) -> Self {
+        let cause = cause.without_url();
+        match crate::tls::certificate_problem(&cause) {
+            Some(problem) => Error::Certificate {
+                role: "source",
+                url,
+                problem,
+                fix: crate::tls::fix("source"),
+            },
+            None => Error::SourceUnreachable { url, cause },
+        }
+    }
+
+    /// An error of the remote read client, which was reading the destination (`verify`):
+    /// worded for the destination, with the destination's fixes.
+    pub fn about_destination(self) -> Self {
+        match self {
+            Error::SourceStatus { url, status, body } => Error::DestinationRead {
+                url,
+                fix: if crate::retry::tenant_missing(&body) {
+                    crate::retry::TENANT_FIX
+                } else if matches!(status, 401 | 403) {
+                    "check the destination credentials (--dest-bearer-token-file, --dest-basic-user)"
+                } else {
+                    "check that --dest is the destination's remote read URL (Cortex, Mimir: \
+                     /prometheus/api/v1/read) or its query API base"
+                },
+                what: format!("answered HTTP {status}: {body}"),
+            },
+            Error::SourceUnreachable { url, cause } => Error::DestinationRead {
+                url,
+                what: format!("is unreachable: {}", chain(&cause)),
+                fix: "check the URL and that the server runs",
+            },
+            Error::SourceNotRemoteRead { url, content_type } => Error::DestinationRead {
+                url,
+                what: format!("answered {content_type:?} instead of a remote read response"),
+                fix: "point --dest at its remote read URL (Cortex, Mimir: /prometheus/api/v1/read) \
+                      or its query API base",
+            },
+            Error::Certificate { url, problem, .. } => Error::Certificate {
+                role: "destination",
+                url,
+                problem,
+                fix: crate::tls::fix("dest"),
+            },
+            other => other,
+        }
+    }
+
+    /// `source_request` for a query API (`query`, `verify` through one).
+    pub fn query_request(url: String, cause: reqwest::Error) -> Self {
+        let cause = cause.without_url();
+        match crate::tls::certificate_problem(&cause) {
+            Some(problem) => Error::Certificate {
+                role: "query API",
+                url,
+                problem,
+                fix: crate::tls::fix("dest"),
+            },
+            None => Error::QueryUnreachable { url, cause },
         }
     }
 

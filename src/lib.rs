@@ -24,6 +24,7 @@ pub mod selector;
 pub mod spec;
 pub mod targets;
 pub mod timespec;
+pub mod tls;
 pub mod verify;
 pub mod worker;
 

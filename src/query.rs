@@ -76,31 +76,34 @@ impl QueryClient {
         url.query_pairs_mut()
             .extend_pairs(params.iter().map(|(k, v)| (*k, v.as_str())));
         let shown = self.endpoint.display_url();
-        let response =
-            self.endpoint
-                .client
-                .get(url)
-                .send()
-                .await
-                .map_err(|e| Error::QueryUnreachable {
-                    url: shown.clone(),
-                    cause: e.without_url(),
-                })?;
+        let response = self
+            .endpoint
+            .client
+            .get(url)
+            .send()
+            .await
+            .map_err(|e| Error::query_request(shown.clone(), e))?;
         let status = response.status().as_u16();
         let body = response
             .bytes()
             .await
-            .map_err(|e| Error::QueryUnreachable {
+            .map_err(|e| Error::query_request(shown.clone(), e))?;
+        let json: Value = serde_json::from_slice(&body).map_err(|_| {
+            let text = crate::retry::first_line(&String::from_utf8_lossy(&body));
+            Error::QueryFailed {
                 url: shown.clone(),
-                cause: e.without_url(),
-            })?;
-        let json: Value = serde_json::from_slice(&body).map_err(|_| Error::QueryFailed {
-            url: shown.clone(),
-            status,
-            body: format!(
-                "not a Prometheus query API answer ({}); give the API's base, e.g. http://prometheus:9090 or http://cortex/prometheus",
-                crate::retry::first_line(&String::from_utf8_lossy(&body))
-            ),
+                status,
+                body: if crate::retry::tenant_missing(&text) {
+                    format!("{text}; {}", crate::retry::TENANT_FIX)
+                } else if status >= 400 {
+                    text
+                } else {
+                    format!(
+                        "not a Prometheus query API answer ({text}); give the API's base, e.g. \
+                         http://prometheus:9090 or http://cortex/prometheus"
+                    )
+                },
+            }
         })?;
         if json["status"] != "success" {
             return Err(Error::QueryFailed {
@@ -181,13 +184,19 @@ pub fn render_table(result: &QueryResult) -> String {
     out
 }
 
+/// The result in the shape of Prometheus' API: an instant vector's series carry one `value`,
+/// a matrix's carry `values`; times as RFC 3339.
 pub fn to_json(result: &QueryResult) -> Value {
+    let point = |(t, v): &(i64, String)| serde_json::json!([format_ms(*t), v]);
     serde_json::json!({
         "resultType": result.kind,
-        "result": result.series.iter().map(|s| serde_json::json!({
-            "metric": s.labels,
-            "values": s.samples.iter().map(|(t, v)| serde_json::json!([format_ms(*t), v])).collect::<Vec<_>>(),
-        })).collect::<Vec<_>>(),
+        "result": result.series.iter().map(|s| match (result.kind.as_str(), s.samples.first()) {
+            ("vector", Some(sample)) => serde_json::json!({ "metric": s.labels, "value": point(sample) }),
+            _ => serde_json::json!({
+                "metric": s.labels,
+                "values": s.samples.iter().map(point).collect::<Vec<_>>(),
+            }),
+        }).collect::<Vec<_>>(),
     })
 }
 
@@ -208,6 +217,10 @@ mod tests {
         let parsed = parse_result(&matrix).unwrap();
         assert_eq!(parsed.series[0].samples.len(), 2);
         assert!(render_table(&parsed).contains("(1 series, 2 samples)"));
+        assert_eq!(to_json(&parsed)["result"][0]["values"][1][1], "2.5");
+        let instant = to_json(&parse_result(&vector).unwrap());
+        assert_eq!(instant["result"][0]["value"][1], "1", "{instant}");
+        assert!(instant["result"][0].get("values").is_none());
         assert_eq!(seconds(1_500), "1.500");
     }
 }

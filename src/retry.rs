@@ -185,6 +185,13 @@ pub fn classify(status: Option<u16>, body: &str, retry_after: Option<Duration>) 
     {
         return Disposition::Rejected(reason);
     }
+    if status == 400 && not_a_write_request(body) {
+        return Disposition::Fatal {
+            fix: "the destination could not decode a remote write request: check that --dest is its \
+                  remote write URL (Cortex, Mimir: /api/v1/push; Prometheus, VictoriaMetrics: \
+                  /api/v1/write), not a remote read or query URL",
+        };
+    }
     if status == 429
         && let Some(limit) = RateLimit::parse(body)
     {
@@ -193,6 +200,7 @@ pub fn classify(status: Option<u16>, body: &str, retry_after: Option<Duration>) 
     match status {
         429 | 500..=599 => Disposition::Retry { after: retry_after },
         400 | 422 => Disposition::Rejected(RejectReason::Other(first_line(body))),
+        401 if tenant_missing(body) => Disposition::Fatal { fix: TENANT_FIX },
         401 | 403 => Disposition::Fatal {
             fix: "check the destination credentials (--dest-bearer-token-file, --dest-basic-user) \
                   and, for Cortex or Mimir, the tenant (--dest-header X-Scope-OrgID=TENANT)",
@@ -263,6 +271,21 @@ fn known_rejection(body: &str) -> Option<RejectReason> {
         return None;
     };
     Some(reason)
+}
+
+/// Cortex's and Mimir's answer to a request without the tenant header.
+pub fn tenant_missing(body: &str) -> bool {
+    body.to_ascii_lowercase().contains("no org id")
+}
+
+pub const TENANT_FIX: &str = "Cortex and Mimir need the tenant: --dest-header X-Scope-OrgID=TENANT \
+    (in Opni, the cluster's ID)";
+
+/// A receiver that took our request for something else: a remote read endpoint decoding a
+/// `WriteRequest` as a `ReadRequest` ("proto: wrong wireType"), or one that cannot parse it.
+fn not_a_write_request(body: &str) -> bool {
+    let body = body.to_ascii_lowercase();
+    body.contains("wrong wiretype") || body.contains("illegal tag") || body.contains("proto: ")
 }
 
 /// The first line of a receiver's message, bounded so a huge HTML page cannot flood the logs.
@@ -421,6 +444,22 @@ mod tests {
             classify(Some(422), "", None),
             Rejected(RejectReason::Other("(empty body)".into()))
         );
+    }
+
+    #[test]
+    fn a_missing_tenant_and_a_request_read_as_something_else_stop_the_import_with_their_fix() {
+        assert_eq!(
+            classify(Some(401), "no org id\n", None),
+            Fatal { fix: TENANT_FIX }
+        );
+        let Fatal { fix } = classify(
+            Some(400),
+            "proto: wrong wireType = 2 for field Queries",
+            None,
+        ) else {
+            panic!("not fatal");
+        };
+        assert!(fix.contains("/api/v1/push"), "{fix}");
     }
 
     #[test]

@@ -66,6 +66,32 @@ pub struct EndpointSpec {
     pub ca_secret: Option<SecretKeyRef>,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub insecure_skip_verify: bool,
+    /// The name to verify the server's certificate for, when the URL's host is not in it
+    /// (Opni's Cortex: `cortex-distributor`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_server_name: Option<String>,
+    /// Secret holding a client certificate and key (`tls.crt`, `tls.key`), mounted into the
+    /// worker: Opni's Cortex requires one (`cortex-client-cert-keys`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_cert_secret: Option<ClientCertSecret>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ClientCertSecret {
+    pub name: String,
+    #[serde(default = "default_cert_key")]
+    pub cert_key: String,
+    #[serde(default = "default_key_key")]
+    pub key_key: String,
+}
+
+fn default_cert_key() -> String {
+    "tls.crt".into()
+}
+
+fn default_key_key() -> String {
+    "tls.key".into()
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

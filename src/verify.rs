@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use tokio::sync::mpsc;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::outcome::WindowOutcome;
 use crate::plan::Window;
 use crate::proto::label_matcher::Type;
@@ -178,9 +178,10 @@ impl DestinationReader {
 
     pub async fn digests(&self, window: Window) -> Result<Digests> {
         match self {
-            DestinationReader::RemoteRead(reader) => {
-                read_digests(reader, window, Precision::Exact).await
-            }
+            // The reader was made for sources; its errors are about the destination here.
+            DestinationReader::RemoteRead(reader) => read_digests(reader, window, Precision::Exact)
+                .await
+                .map_err(Error::about_destination),
             DestinationReader::QueryApi(client, selectors) => {
                 query_digests(client, selectors, window).await
             }
@@ -213,9 +214,7 @@ pub async fn read_digests(
     let result = reader
         .read(window, tx, &Arc::new(LiveCounters::default()), &mut outcome)
         .await;
-    let digests = collect
-        .await
-        .map_err(|e| crate::error::Error::Internal(e.to_string()))?;
+    let digests = collect.await.map_err(|e| Error::Internal(e.to_string()))?;
     result.map(|()| digests)
 }
 

@@ -9,6 +9,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::cluster::{Ledger, cluster};
+use common::cortex::{Cortex, opni_certificates};
 use common::*;
 
 fn repo() -> PathBuf {
@@ -339,6 +340,90 @@ fn helm_install_with_only_the_urls_and_a_relative_start_finishes_exact_with_one_
     let expected = read_samples(&source, start, end);
     assert!(total_samples(&expected) > 1_000);
     assert_same_in_victoria_metrics_over(&expected, &vm, start - 48 * HOUR_MS, end + HOUR_MS);
+}
+
+/// Waits for the chart's import in `namespace` to finish; its ledger.
+fn finished(namespace: &str) -> Ledger {
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        let ledger = cluster().ledger(namespace, "rancher-monitoring");
+        let state = ledger.as_ref().map_or("", |l| l.state.as_str());
+        assert_ne!(state, "failed", "the import failed: {ledger:?}");
+        if state == "finished" {
+            return ledger.unwrap();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the chart's import did not finish: {ledger:?}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+#[test]
+fn helm_install_into_opnis_cortex_with_client_certificates_from_secrets_lands_exactly() {
+    let cluster = cluster();
+    let namespace = "helm-opni";
+    cluster.kubectl(&["create", "namespace", namespace]);
+    // Cortex as Opni runs it: mutual TLS, a certificate naming only the short Service names.
+    let tls = opni_certificates("chart-opni");
+    let cortex = Cortex::start("chart-opni", &[("CORTEX_TLS_DIR", tls.to_str().unwrap())]);
+    let source = recent_history_source("chart-opni-src", 6, 1);
+    // The Secrets Opni's namespace holds, copied into the import's namespace as a user does.
+    let file = |f: &str| format!("--from-file={}", tls.join(f).display());
+    cluster.kubectl(&[
+        "-n",
+        namespace,
+        "create",
+        "secret",
+        "generic",
+        "cortex-serving-cert-keys",
+        &file("ca.crt"),
+    ]);
+    let (cert, key) = (
+        format!("--from-file=tls.crt={}", tls.join("client.crt").display()),
+        format!("--from-file=tls.key={}", tls.join("client.key").display()),
+    );
+    cluster.kubectl(&[
+        "-n",
+        namespace,
+        "create",
+        "secret",
+        "generic",
+        "cortex-client-cert-keys",
+        &cert,
+        &key,
+        &file("ca.crt"),
+    ]);
+    let sets = [
+        format!("source.url={}", source.url("/api/v1/read")),
+        format!("destination.url={}", cortex.push_url()),
+        "destination.headers.X-Scope-OrgID=c-7xk2p".to_string(),
+        "destination.caSecret.name=cortex-serving-cert-keys".to_string(),
+        "destination.caSecret.key=ca.crt".to_string(),
+        "destination.clientCertSecret.name=cortex-client-cert-keys".to_string(),
+        "destination.tlsServerName=cortex-distributor".to_string(),
+        "start=now-8h".to_string(),
+    ];
+    let mut args = vec!["install", "opni", "charts/promimport", "-n", namespace];
+    for set in &sets {
+        args.extend(["--set", set.as_str()]);
+    }
+    let (ok, log) = helm(Some(&cluster.admin()), &args);
+    assert!(ok, "{log}");
+    let ledger = finished(namespace);
+    assert!(ledger.all_exact(), "{ledger:?}");
+    let (start, end) = (ledger.range_start_ms, ledger.range_end_ms.unwrap());
+    let expected = read_samples(&source, start, end);
+    assert!(total_samples(&expected) > 10_000, "the range holds history");
+    let landed = cortex.read_samples_with(&cortex.tls_reader(&tls), "c-7xk2p", start, end);
+    assert_same_data(&expected, &landed);
+    // The Jobs carry references to the Secrets, never a certificate or key.
+    let jobs = cluster.kubectl(&["-n", namespace, "get", "jobs", "-o", "yaml"]);
+    let key_pem = std::fs::read_to_string(tls.join("client.key")).unwrap();
+    let key_line = key_pem.lines().nth(1).unwrap();
+    assert!(!jobs.contains(key_line), "a key in a Job spec");
+    assert!(jobs.contains("cortex-client-cert-keys"), "{jobs}");
 }
 
 /// Remote-writes a sample of a few live series every second at the current time, as a

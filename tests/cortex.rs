@@ -8,7 +8,7 @@ mod common;
 use std::io::Write;
 use std::process::Output;
 
-use common::cortex::Cortex;
+use common::cortex::{Cortex, opni_certificates};
 use common::*;
 
 /// In Opni the tenant is the cluster's ID.
@@ -216,4 +216,99 @@ fn verify_without_wait_says_history_may_not_be_visible_yet_and_how_long() {
     for needle in ["sync_interval", "15m", "--wait 30m", "re-run the import"] {
         assert!(said.contains(needle), "names {needle:?}: {said}");
     }
+}
+
+#[test]
+fn opni_mutual_tls_a_name_mismatch_fails_at_once_naming_the_certificate_and_the_server_name_lands_exactly()
+ {
+    let tls = opni_certificates("cortex-mtls");
+    let cortex = Cortex::start("cortex-mtls", &[("CORTEX_TLS_DIR", tls.to_str().unwrap())]);
+    assert!(
+        cortex.url.starts_with("https://127.0.0.1:"),
+        "{}",
+        cortex.url
+    );
+    let source = recent_history_source("cortex-mtls-src", 6, 1);
+    let file = |f: &str| tls.join(f).to_str().unwrap().to_string();
+    let client = [
+        "--dest-ca-file".to_string(),
+        file("ca.crt"),
+        "--dest-cert-file".to_string(),
+        file("client.crt"),
+        "--dest-key-file".to_string(),
+        file("client.key"),
+    ];
+    let client: Vec<&str> = client.iter().map(String::as_str).collect();
+    let run = |name: &str, more: &[&str]| {
+        Run::new(&source.url("/api/v1/read"), &cortex.push_url())
+            .flags(&["--start", "now-8h", "--end", "now"])
+            .flag("--dest-header", &tenant_header())
+            .flags(&client)
+            .flags(more)
+            .state(&temp_dir(name))
+            .exec()
+    };
+    // The URL's host (127.0.0.1, as cortex-distributor.opni.svc from another namespace) is not
+    // in the certificate: a permanent problem, said at once with the names it holds.
+    let started = std::time::Instant::now();
+    let (code, log) = run("cortex-mtls-mismatch", &[]);
+    assert_eq!(code, Some(1), "{log}");
+    assert!(log.contains("TLS certificate problem"), "{log}");
+    assert!(
+        log.contains("cortex-distributor"),
+        "the names in the certificate: {log}"
+    );
+    assert!(log.contains("--dest-tls-server-name"), "{log}");
+    assert!(!log.contains("retrying"), "never retried: {log}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(30),
+        "{log}"
+    );
+    // With the name to verify, the client certificate is accepted and the data lands.
+    let (code, log) = run(
+        "cortex-mtls-named",
+        &["--dest-tls-server-name", "cortex-distributor"],
+    );
+    assert_eq!(code, Some(0), "{log}");
+    let (start, end) = summary_range(&log);
+    let expected = read_samples(&source, start, end);
+    assert!(total_samples(&expected) > 10_000, "the range holds history");
+    let reader = cortex.tls_reader(&tls);
+    assert_same_data(
+        &expected,
+        &cortex.read_samples_with(&reader, TENANT, start, end),
+    );
+    // verify and query take the same options.
+    let out = verify(
+        &source,
+        &cortex,
+        start,
+        end,
+        &[&client[..], &["--dest-tls-server-name", "cortex-querier"]].concat(),
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let base = format!("{}/prometheus", cortex.url);
+    let header = tenant_header();
+    let out = promimport(
+        &[
+            &[
+                "query",
+                "count(count_over_time(test_requests_total[3h]))",
+                "--dest",
+                &base,
+                "--dest-header",
+                &header,
+            ][..],
+            &client,
+            &["--dest-tls-server-name", "cortex-querier", "-o", "json"],
+        ]
+        .concat(),
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    // An instant vector, as Prometheus' API shapes it: one `value` per series.
+    let answer: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        answer["result"][0]["value"][1], "16",
+        "16 series of test_requests_total: {answer}"
+    );
 }

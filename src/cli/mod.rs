@@ -274,9 +274,28 @@ pub struct QueryArgs {
     /// File holding a bearer token
     #[arg(long, value_name = "FILE")]
     pub dest_bearer_token_file: Option<PathBuf>,
+    /// Basic auth user
+    #[arg(long, value_name = "USER")]
+    pub dest_basic_user: Option<String>,
+    /// File holding the basic auth password
+    #[arg(long, value_name = "FILE")]
+    pub dest_basic_password_file: Option<PathBuf>,
     /// CA bundle (PEM) to verify the server's certificate
     #[arg(long, value_name = "FILE")]
     pub dest_ca_file: Option<PathBuf>,
+    /// Client certificate (PEM), for a server that requires one (Opni's Cortex does)
+    #[arg(long, value_name = "FILE")]
+    pub dest_cert_file: Option<PathBuf>,
+    /// Client key (PEM)
+    #[arg(long, value_name = "FILE")]
+    pub dest_key_file: Option<PathBuf>,
+    /// Verify the server's certificate for this name instead of the URL's host, e.g.
+    /// cortex-querier (needs --dest-ca-file)
+    #[arg(long, value_name = "NAME")]
+    pub dest_tls_server_name: Option<String>,
+    /// Do not verify the server's TLS certificate (unsafe)
+    #[arg(long)]
+    pub dest_insecure_skip_verify: bool,
     /// Evaluate at this time [default: now]
     #[arg(long, value_name = "TIME", conflicts_with = "range")]
     pub at: Option<String>,

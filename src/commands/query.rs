@@ -18,7 +18,13 @@ pub async fn query(args: QueryArgs) -> Result<i32> {
         url: args.dest.clone(),
         headers: args.dest_header.clone(),
         bearer_token_file: args.dest_bearer_token_file.clone(),
+        basic_user: args.dest_basic_user.clone(),
+        basic_password_file: args.dest_basic_password_file.clone(),
         ca_file: args.dest_ca_file.clone(),
+        cert_file: args.dest_cert_file.clone(),
+        key_file: args.dest_key_file.clone(),
+        tls_server_name: args.dest_tls_server_name.clone(),
+        insecure_skip_verify: args.dest_insecure_skip_verify,
         connect_timeout: Duration::from_secs(10),
         timeout: Duration::from_secs(120),
         ..Default::default()

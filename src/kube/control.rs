@@ -34,6 +34,10 @@ pub struct ImportStatus {
     /// Samples written per second since the import was created.
     pub samples_per_second: f64,
     pub eta_seconds: Option<f64>,
+    /// Seconds windows spent waiting on the destination's ingestion rate limit (summed over
+    /// windows running at once), and the limit it named.
+    pub waited_seconds: f64,
+    pub rate_limit: Option<f64>,
     /// The most recent problems, newest first.
     pub last_errors: Vec<String>,
 }
@@ -104,6 +108,8 @@ pub fn summarize(view: &LedgerView, running: usize) -> ImportStatus {
         samples_skipped: totals.skipped,
         samples_per_second: rate,
         eta_seconds: eta,
+        waited_seconds: totals.waited,
+        rate_limit: totals.rate_limit,
         last_errors,
     }
 }
@@ -116,6 +122,8 @@ fn add_up(view: &LedgerView) -> (Totals, Vec<String>) {
         totals.done += range.windows as usize;
         totals.read += range.read;
         totals.written += range.written;
+        totals.waited += range.waited;
+        totals.rate_limit = totals.rate_limit.or(range.rate_limit);
     }
     let mut problems: Vec<(&str, String)> = Vec::new();
     for (window, record) in &view.windows {
@@ -126,6 +134,8 @@ fn add_up(view: &LedgerView) -> (Totals, Vec<String>) {
         totals.written += record.written;
         totals.rejected += record.rejected;
         totals.skipped += record.skipped;
+        totals.waited += record.waited;
+        totals.rate_limit = totals.rate_limit.or(record.rate_limit);
         match (record.status, record.is_final()) {
             (WindowStatus::Done, _) => totals.done += 1,
             (_, true) => totals.failed += 1,
@@ -188,6 +198,8 @@ struct Totals {
     written: u64,
     rejected: u64,
     skipped: u64,
+    waited: f64,
+    rate_limit: Option<f64>,
 }
 
 /// `[=========>          ]  45%`: windows finished (done or failed) of all.
@@ -248,6 +260,13 @@ pub fn render_table(imports: &[ImportStatus]) -> String {
         ));
         if !s.message.is_empty() {
             out.push_str(&format!("  {}\n", s.message));
+        }
+        if let Some(rate) = s.rate_limit {
+            out.push_str(&format!(
+                "  paced: windows waited {:.0}s in all on the destination's ingestion rate limit ({rate} samples/s; \
+                 Cortex/Mimir `ingestion_rate`, `ingestion_burst_size`)\n",
+                s.waited_seconds
+            ));
         }
         for (i, error) in s.last_errors.iter().enumerate() {
             // The fix is the same for every window refused for one reason: say it once.
@@ -389,6 +408,8 @@ mod tests {
             rejected: read - written,
             skipped: 0,
             seconds: 0.0,
+            waited: 1.5,
+            rate_limit: Some(25_000.0),
             at: "2026-11-24T00:00:00Z".into(),
             reasons: Vec::new(),
             error: None,
@@ -416,6 +437,8 @@ mod tests {
                 read: 30,
                 written: 30,
                 seconds: 0.0,
+                waited: 10.0,
+                rate_limit: None,
                 at: "2026-11-24T00:00:00Z".into(),
             }],
             uid: String::new(),
@@ -436,6 +459,17 @@ mod tests {
             ),
             (42, 38, 4)
         );
+        // Waiting on the rate limit adds up over compacted ranges and records (window 0's
+        // record is compacted, so counted once), and the table names the limit.
+        assert_eq!(
+            (status.waited_seconds, status.rate_limit),
+            (13.0, Some(25_000.0))
+        );
+        let table = render_table(&[status]);
+        assert!(
+            table.contains("waited 13s in all") && table.contains("25000 samples/s"),
+            "{table}"
+        );
     }
 
     #[test]
@@ -455,6 +489,8 @@ mod tests {
             samples_skipped: 0,
             samples_per_second: 0.0,
             eta_seconds: None,
+            waited_seconds: 0.0,
+            rate_limit: None,
             last_errors: Vec::new(),
         };
         assert!(

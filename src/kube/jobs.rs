@@ -26,9 +26,6 @@ pub fn job_name(import: &str, window: Window, generation: u32) -> String {
     }
 }
 
-/// Where a CA Secret is mounted in the worker; the root filesystem is read-only.
-const CA_DIR: &str = "/etc/promimport";
-
 pub fn job_for_window(
     spec: &ImportSpec,
     ledger_name: &str,
@@ -46,11 +43,7 @@ pub fn job_for_window(
         LABEL_IMPORT: spec.name,
         LABEL_WINDOW: window_label,
     });
-    let WorkerEnv {
-        env,
-        volumes,
-        mounts,
-    } = worker_env(spec, ledger_name, window);
+    let env = worker_env(spec, ledger_name, window);
 
     let job = json!({
         "apiVersion": "batch/v1",
@@ -89,7 +82,6 @@ pub fn job_for_window(
                         "args": ["worker"],
                         "env": env,
                         "resources": spec.worker.resources,
-                        "volumeMounts": mounts,
                         "securityContext": {
                             "allowPrivilegeEscalation": false,
                             "readOnlyRootFilesystem": true,
@@ -97,7 +89,6 @@ pub fn job_for_window(
                             "capabilities": { "drop": ["ALL"] },
                         },
                     }],
-                    "volumes": volumes,
                 },
             },
         },
@@ -106,15 +97,9 @@ pub fn job_for_window(
         .map_err(|e| Error::Internal(format!("the Job for window {window} is malformed: {e}")))
 }
 
-/// What a window's worker container is given: its environment (the PROMIMPORT_* variables that
-/// `WorkerOptions::from_vars` reads back), and the CA Secrets mounted for it.
-struct WorkerEnv {
-    env: Vec<Value>,
-    volumes: Vec<Value>,
-    mounts: Vec<Value>,
-}
-
-fn worker_env(spec: &ImportSpec, ledger_name: &str, window: Window) -> WorkerEnv {
+/// A window's worker environment: the PROMIMPORT_* variables that `WorkerOptions::from_vars`
+/// reads back, credentials and certificates as Secret references.
+fn worker_env(spec: &ImportSpec, ledger_name: &str, window: Window) -> Vec<Value> {
     let mut env = vec![
         plain("PROMIMPORT_SOURCE", &spec.source.url),
         plain("PROMIMPORT_DEST", &spec.destination.url),
@@ -148,35 +133,22 @@ fn worker_env(spec: &ImportSpec, ledger_name: &str, window: Window) -> WorkerEnv
     if let Some(n) = spec.worker.max_samples_per_second {
         env.push(plain("PROMIMPORT_MAX_SAMPLES_PER_SECOND", &n.to_string()));
     }
-    let mut volumes = Vec::new();
-    let mut mounts = Vec::new();
-    for (prefix, role, endpoint) in [
-        ("SOURCE", "source", &spec.source),
-        ("DEST", "destination", &spec.destination),
-    ] {
-        endpoint_env(prefix, role, endpoint, &mut env, &mut volumes, &mut mounts);
+    for (prefix, endpoint) in [("SOURCE", &spec.source), ("DEST", &spec.destination)] {
+        endpoint_env(prefix, endpoint, &mut env);
     }
-
-    WorkerEnv {
-        env,
-        volumes,
-        mounts,
-    }
+    env
 }
 
 fn plain(name: &str, value: &str) -> Value {
     json!({ "name": name, "value": value })
 }
 
+fn secret_env(name: &str, secret: &str, key: &str) -> Value {
+    json!({ "name": name, "valueFrom": { "secretKeyRef": { "name": secret, "key": key } } })
+}
+
 /// Credentials arrive as references to Secrets, never as values in the Job.
-fn endpoint_env(
-    prefix: &str,
-    role: &str,
-    endpoint: &EndpointSpec,
-    env: &mut Vec<Value>,
-    volumes: &mut Vec<Value>,
-    mounts: &mut Vec<Value>,
-) {
+fn endpoint_env(prefix: &str, endpoint: &EndpointSpec, env: &mut Vec<Value>) {
     if !endpoint.headers.is_empty() {
         let lines: Vec<String> = endpoint
             .headers
@@ -189,31 +161,46 @@ fn endpoint_env(
         ));
     }
     if let Some(secret) = &endpoint.bearer_token_secret {
-        env.push(json!({
-            "name": format!("PROMIMPORT_{prefix}_BEARER_TOKEN"),
-            "valueFrom": { "secretKeyRef": { "name": secret.name, "key": secret.key } },
-        }));
+        env.push(secret_env(
+            &format!("PROMIMPORT_{prefix}_BEARER_TOKEN"),
+            &secret.name,
+            &secret.key,
+        ));
     }
     if let Some(basic) = &endpoint.basic_auth {
         env.push(plain(
             &format!("PROMIMPORT_{prefix}_BASIC_USER"),
             &basic.username,
         ));
-        env.push(json!({
-            "name": format!("PROMIMPORT_{prefix}_BASIC_PASSWORD"),
-            "valueFrom": { "secretKeyRef": { "name": basic.password_secret.name, "key": basic.password_secret.key } },
-        }));
-    }
-    if let Some(ca) = &endpoint.ca_secret {
-        let volume = format!("{role}-ca");
-        volumes.push(json!({ "name": volume, "secret": { "secretName": ca.name, "items": [{ "key": ca.key, "path": "ca.crt" }] } }));
-        mounts.push(
-            json!({ "name": volume, "mountPath": format!("{CA_DIR}/{role}"), "readOnly": true }),
-        );
-        env.push(plain(
-            &format!("PROMIMPORT_{prefix}_CA_FILE"),
-            &format!("{CA_DIR}/{role}/ca.crt"),
+        env.push(secret_env(
+            &format!("PROMIMPORT_{prefix}_BASIC_PASSWORD"),
+            &basic.password_secret.name,
+            &basic.password_secret.key,
         ));
+    }
+    // Certificates travel like the other credentials: as Secret references in the
+    // environment, so the worker needs no mounted files on its read-only root filesystem.
+    if let Some(ca) = &endpoint.ca_secret {
+        env.push(secret_env(
+            &format!("PROMIMPORT_{prefix}_CA"),
+            &ca.name,
+            &ca.key,
+        ));
+    }
+    if let Some(client) = &endpoint.client_cert_secret {
+        env.push(secret_env(
+            &format!("PROMIMPORT_{prefix}_CLIENT_CERT"),
+            &client.name,
+            &client.cert_key,
+        ));
+        env.push(secret_env(
+            &format!("PROMIMPORT_{prefix}_CLIENT_KEY"),
+            &client.name,
+            &client.key_key,
+        ));
+    }
+    if let Some(name) = &endpoint.tls_server_name {
+        env.push(plain(&format!("PROMIMPORT_{prefix}_TLS_SERVER_NAME"), name));
     }
     if endpoint.insecure_skip_verify {
         env.push(plain(
@@ -317,11 +304,12 @@ dropLabels: [prometheus_replica]
             env["PROMIMPORT_DEST_BASIC_PASSWORD"]["secretKeyRef"]["name"],
             "cortex"
         );
+        // Certificates arrive as Secret references too: no file is mounted.
         assert_eq!(
-            env["PROMIMPORT_SOURCE_CA_FILE"],
-            "/etc/promimport/source/ca.crt"
+            env["PROMIMPORT_SOURCE_CA"]["secretKeyRef"]["name"],
+            "prom-ca"
         );
-        assert_eq!(pod["volumes"][0]["secret"]["secretName"], "prom-ca");
+        assert!(pod.get("volumes").is_none(), "{pod}");
     }
 
     proptest::proptest! {
@@ -361,7 +349,7 @@ source:
 destination:
   url: https://cortex/api/v1/push
   headers: {X-Scope-OrgID: tenant, X-Other: "a=b"}
-  insecureSkipVerify: true
+  tlsServerName: cortex-distributor
 match: ['{job="node", mode!="idle"}', 'up']
 dropLabels: [prometheus_replica, prometheus]
 setLabels: {origin: old, cluster: "c-1"}
@@ -395,7 +383,12 @@ worker:
                     s.source.headers,
                     s.source.insecure_skip_verify,
                 ),
-                (s.dest.url, s.dest.headers, s.dest.insecure_skip_verify),
+                (
+                    s.dest.url,
+                    s.dest.headers,
+                    s.dest.insecure_skip_verify,
+                    s.dest.tls_server_name,
+                ),
                 s.selectors
                     .iter()
                     .map(ToString::to_string)
@@ -420,7 +413,8 @@ worker:
                     "X-Other=a=b".to_string(),
                     "X-Scope-OrgID=tenant".to_string(),
                 ],
-                true,
+                false,
+                Some("cortex-distributor".to_string()),
             ),
             vec![
                 "{job=\"node\", mode!=\"idle\"}".to_string(),

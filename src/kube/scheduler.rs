@@ -134,7 +134,7 @@ async fn round(
 ) -> Result<Option<ImportState>> {
     let mut view = load(ledger).await?;
     if view.state != ImportState::Running {
-        tracing::info!(state = view.state.as_str(), message = %view.message, "import is not running; scheduler exits");
+        tracing::info!(state = view.state.as_str(), reason = %view.message, "import is not running; scheduler exits");
         return Ok(Some(view.state));
     }
     if ledger.compact(&view).await? {

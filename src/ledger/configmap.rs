@@ -102,6 +102,11 @@ pub struct WindowRecord {
     #[serde(default, skip_serializing_if = "is_zero")]
     pub skipped: u64,
     pub seconds: f64,
+    /// Seconds spent waiting on the destination's ingestion rate limit, and the limit.
+    #[serde(default, skip_serializing_if = "is_zero_f64")]
+    pub waited: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<f64>,
     pub at: String,
     /// Why samples were refused or skipped, with the fix (the first few, each bounded).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -115,6 +120,10 @@ pub struct WindowRecord {
 
 fn is_zero(n: &u64) -> bool {
     *n == 0
+}
+
+fn is_zero_f64(n: &f64) -> bool {
+    *n == 0.0
 }
 
 /// At most about `bytes` bytes of `text`, cut at a character boundary and marked where cut.
@@ -157,6 +166,8 @@ impl WindowRecord {
             rejected: o.samples_rejected(),
             skipped: o.samples_skipped(),
             seconds: (o.seconds * 100.0).round() / 100.0,
+            waited: (o.throttled_seconds * 100.0).round() / 100.0,
+            rate_limit: o.rate_limit,
             at: entry.finished_at.clone(),
             reasons: reasons.iter().map(|r| bounded(r, MESSAGE_BYTES)).collect(),
             error: o.error.as_ref().map(|e| WindowError {
@@ -184,6 +195,10 @@ pub struct DoneRange {
     pub read: u64,
     pub written: u64,
     pub seconds: f64,
+    #[serde(default, skip_serializing_if = "is_zero_f64")]
+    pub waited: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<f64>,
     /// When its newest window finished.
     pub at: String,
 }
@@ -197,6 +212,8 @@ impl DoneRange {
             read: record.read,
             written: record.written,
             seconds: record.seconds,
+            waited: record.waited,
+            rate_limit: record.rate_limit,
             at: record.at.clone(),
         }
     }
@@ -209,6 +226,8 @@ impl DoneRange {
         self.read += other.read;
         self.written += other.written;
         self.seconds = ((self.seconds + other.seconds) * 100.0).round() / 100.0;
+        self.waited = ((self.waited + other.waited) * 100.0).round() / 100.0;
+        self.rate_limit = self.rate_limit.or(other.rate_limit);
         if other.at > self.at {
             self.at = other.at.clone();
         }

@@ -214,6 +214,8 @@ mod tests {
             rejected: 0,
             skipped: 0,
             seconds: 0.1,
+            waited: 0.0,
+            rate_limit: None,
             at: String::new(),
             reasons: vec!["1 samples rejected as out of bounds".into()],
             error: transient.map(|transient| WindowError {

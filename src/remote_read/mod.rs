@@ -136,10 +136,7 @@ impl SourceReader {
                 .body(body.clone())
                 .send()
                 .await
-                .map_err(|source| Error::SourceUnreachable {
-                    url: self.url(),
-                    cause: source.without_url(),
-                })?;
+                .map_err(|source| Error::source_request(self.url(), source))?;
             let status = response.status();
             if status.is_success() {
                 return Ok(response);
@@ -202,14 +199,10 @@ impl SourceReader {
                   use a smaller --window, or raise --max-samples-response-bytes",
         };
         let mut compressed = Vec::new();
-        while let Some(piece) =
-            response
-                .chunk()
-                .await
-                .map_err(|source| Error::SourceUnreachable {
-                    url: self.url(),
-                    cause: source.without_url(),
-                })?
+        while let Some(piece) = response
+            .chunk()
+            .await
+            .map_err(|source| Error::source_request(self.url(), source))?
         {
             compressed.extend_from_slice(&piece);
             if compressed.len() > limit {
@@ -251,10 +244,7 @@ impl ReadStream {
                 let piece = response
                     .chunk()
                     .await
-                    .map_err(|source| Error::SourceUnreachable {
-                        url: self.url.clone(),
-                        cause: source.without_url(),
-                    })?;
+                    .map_err(|source| Error::source_request(self.url.clone(), source))?;
                 match piece {
                     Some(piece) => {
                         self.bytes_read += piece.len() as u64;

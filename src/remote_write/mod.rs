@@ -82,6 +82,8 @@ struct Attempt {
     disposition: Disposition,
     status: Option<u16>,
     message: String,
+    /// The certificate problem that failed it, if one did: permanent, never retried.
+    certificate: Option<String>,
 }
 
 /// One request's answer, as the batch's resolution needs it.
@@ -94,6 +96,27 @@ enum Answer {
     /// Refused for rate again and again while paced: more samples than the limit lets
     /// through at once (Cortex's `ingestion_burst_size` is not in its message).
     TooLarge,
+}
+
+/// Refuses a destination URL that is plainly not a remote write endpoint (a remote read or
+/// query URL, which users copy from the source's side), before anything is sent.
+pub fn check_write_url(url: &reqwest::Url) -> Result<()> {
+    let path = url.path().trim_end_matches('/');
+    let kind = if path.ends_with("/read") {
+        "a remote read URL"
+    } else if path.ends_with("/query") || path.ends_with("/query_range") {
+        "a query API URL"
+    } else {
+        return Ok(());
+    };
+    Err(Error::invalid(
+        "--dest",
+        url.as_str(),
+        format!(
+            "is {kind}; samples are written to the remote write URL: Cortex and Mimir \
+             /api/v1/push, Prometheus and VictoriaMetrics /api/v1/write"
+        ),
+    ))
 }
 
 impl DestinationWriter {
@@ -263,6 +286,14 @@ impl DestinationWriter {
 
     /// The error for an attempt that ended the retries without a verdict.
     fn failure(&self, a: Attempt) -> Error {
+        if let Some(problem) = a.certificate {
+            return Error::Certificate {
+                role: "destination",
+                url: self.url(),
+                problem,
+                fix: crate::tls::fix("dest"),
+            };
+        }
         match a.disposition {
             Disposition::Fatal { fix } => Error::DestinationRefused {
                 url: self.url(),
@@ -303,10 +334,18 @@ impl DestinationWriter {
         let response = match answer {
             Ok(response) => response,
             Err(e) => {
+                let e = e.without_url();
+                let certificate = crate::tls::certificate_problem(&e);
                 return Err(Attempt {
-                    disposition: classify(None, "", None),
+                    disposition: match certificate {
+                        Some(_) => Disposition::Fatal {
+                            fix: "a certificate problem does not heal by trying again",
+                        },
+                        None => classify(None, "", None),
+                    },
                     status: None,
-                    message: e.without_url().to_string(),
+                    message: crate::error::chain(&e),
+                    certificate,
                 });
             }
         };
@@ -328,6 +367,7 @@ impl DestinationWriter {
                 disposition,
                 status: Some(status),
                 message: first_line(&text),
+                certificate: None,
             }),
         }
     }

@@ -74,6 +74,10 @@ impl Target {
                     basic.password_secret.key.clone(),
                 ));
             }
+            if let Some(client) = &endpoint.client_cert_secret {
+                refs.push((client.name.clone(), client.cert_key.clone()));
+                refs.push((client.name.clone(), client.key_key.clone()));
+            }
         }
         refs
     }

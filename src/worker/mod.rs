@@ -183,6 +183,7 @@ impl Worker {
             settings,
         )?;
         let dest = settings.dest.build()?;
+        crate::remote_write::check_write_url(&dest.url)?;
         Ok(Worker::with_destination(
             reader,
             DestinationWriter::new(

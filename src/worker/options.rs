@@ -78,6 +78,10 @@ pub struct WorkerOptions {
     #[arg(long)]
     #[serde(default)]
     pub source_insecure_skip_verify: bool,
+    /// Verify the source's certificate for this name instead of the URL's host (needs
+    /// --source-ca-file)
+    #[arg(long, value_name = "NAME")]
+    pub source_tls_server_name: Option<String>,
 
     /// File holding the destination's bearer token
     #[arg(long, value_name = "FILE")]
@@ -101,6 +105,11 @@ pub struct WorkerOptions {
     #[arg(long)]
     #[serde(default)]
     pub dest_insecure_skip_verify: bool,
+    /// Verify the destination's certificate for this name instead of the URL's host, e.g.
+    /// cortex-distributor for Opni's Cortex reached as cortex-distributor.opni.svc (needs
+    /// --dest-ca-file)
+    #[arg(long, value_name = "NAME")]
+    pub dest_tls_server_name: Option<String>,
 
     /// Longest silence while reading the source's answer (rancher-monitoring's proxy allows 180s)
     #[arg(long, value_name = "DURATION", default_value = "3m")]
@@ -163,6 +172,27 @@ pub struct WorkerOptions {
     #[arg(skip)]
     #[serde(default)]
     pub dest_basic_password: Option<Secret>,
+
+    /// Environment only (PROMIMPORT_SOURCE_CA, ..._CLIENT_CERT, ..._CLIENT_KEY and the DEST
+    /// ones): PEM certificates and keys a Job passes from Secrets, so that no file is mounted.
+    #[arg(skip)]
+    #[serde(default)]
+    pub source_ca: Option<Secret>,
+    #[arg(skip)]
+    #[serde(default)]
+    pub source_client_cert: Option<Secret>,
+    #[arg(skip)]
+    #[serde(default)]
+    pub source_client_key: Option<Secret>,
+    #[arg(skip)]
+    #[serde(default)]
+    pub dest_ca: Option<Secret>,
+    #[arg(skip)]
+    #[serde(default)]
+    pub dest_client_cert: Option<Secret>,
+    #[arg(skip)]
+    #[serde(default)]
+    pub dest_client_key: Option<Secret>,
 
     /// `promimport worker` in a Job (PROMIMPORT_LEDGER): the ConfigMap ledger that the window's
     /// outcome is recorded in.
@@ -245,6 +275,7 @@ impl Default for WorkerOptions {
             source_cert_file: None,
             source_key_file: None,
             source_insecure_skip_verify: false,
+            source_tls_server_name: None,
             dest_bearer_token_file: None,
             dest_basic_user: None,
             dest_basic_password_file: None,
@@ -252,6 +283,7 @@ impl Default for WorkerOptions {
             dest_cert_file: None,
             dest_key_file: None,
             dest_insecure_skip_verify: false,
+            dest_tls_server_name: None,
             source_timeout: default_source_timeout(),
             dest_timeout: default_dest_timeout(),
             batch_samples: default_batch_samples(),
@@ -264,6 +296,12 @@ impl Default for WorkerOptions {
             dest_bearer_token: None,
             source_basic_password: None,
             dest_basic_password: None,
+            source_ca: None,
+            source_client_cert: None,
+            source_client_key: None,
+            dest_ca: None,
+            dest_client_cert: None,
+            dest_client_key: None,
             ledger: None,
             namespace: None,
             window_start: None,
@@ -291,6 +329,8 @@ impl WorkerOptions {
             dest_header: pairs(&spec.destination.headers),
             source_insecure_skip_verify: spec.source.insecure_skip_verify,
             dest_insecure_skip_verify: spec.destination.insecure_skip_verify,
+            source_tls_server_name: spec.source.tls_server_name.clone(),
+            dest_tls_server_name: spec.destination.tls_server_name.clone(),
             batch_samples: spec.worker.batch_samples.unwrap_or(defaults.batch_samples),
             retries: spec.worker.retries.unwrap_or(defaults.retries),
             max_samples_per_second: spec.worker.max_samples_per_second,
@@ -374,7 +414,11 @@ impl WorkerOptions {
                 ca_file: self.source_ca_file.clone(),
                 cert_file: self.source_cert_file.clone(),
                 key_file: self.source_key_file.clone(),
+                ca_pem: self.source_ca.clone(),
+                cert_pem: self.source_client_cert.clone(),
+                key_pem: self.source_client_key.clone(),
                 insecure_skip_verify: self.source_insecure_skip_verify,
+                tls_server_name: self.source_tls_server_name.clone(),
                 connect_timeout,
                 timeout: parse_duration("--source-timeout", &self.source_timeout)?,
             },
@@ -390,7 +434,11 @@ impl WorkerOptions {
                 ca_file: self.dest_ca_file.clone(),
                 cert_file: self.dest_cert_file.clone(),
                 key_file: self.dest_key_file.clone(),
+                ca_pem: self.dest_ca.clone(),
+                cert_pem: self.dest_client_cert.clone(),
+                key_pem: self.dest_client_key.clone(),
                 insecure_skip_verify: self.dest_insecure_skip_verify,
+                tls_server_name: self.dest_tls_server_name.clone(),
                 connect_timeout,
                 timeout: parse_duration("--dest-timeout", &self.dest_timeout)?,
             },

@@ -56,7 +56,19 @@ impl Cortex {
     /// Every raw sample the tenant holds in [start, end), read back through Cortex's own
     /// remote read (its querier), not through promimport.
     pub fn read_samples(&self, tenant: &str, start_ms: i64, end_ms: i64) -> Data {
+        self.read_samples_with(&reqwest::blocking::Client::new(), tenant, start_ms, end_ms)
+    }
+
+    /// `read_samples` with a client of the test's making (client certificates).
+    pub fn read_samples_with(
+        &self,
+        client: &reqwest::blocking::Client,
+        tenant: &str,
+        start_ms: i64,
+        end_ms: i64,
+    ) -> Data {
         let (_, body) = raw_read_with(
+            client,
             &self.read_url(),
             &[("X-Scope-OrgID", tenant)],
             start_ms,
@@ -65,6 +77,109 @@ impl Cortex {
         );
         decode_samples(&body, start_ms, end_ms)
     }
+}
+
+impl Cortex {
+    /// A reader for a Cortex started with `CORTEX_TLS_DIR`: the client certificate from
+    /// `opni`-style files (ca.crt, client.crt, client.key). The test's own reader does not
+    /// check the host name (the certificate names Services, not 127.0.0.1): promimport's
+    /// checking is what the tests test.
+    pub fn tls_reader(&self, dir: &std::path::Path) -> reqwest::blocking::Client {
+        let read = |f: &str| std::fs::read(dir.join(f)).expect("certificate files");
+        let mut pem = read("client.crt");
+        pem.extend(read("client.key"));
+        reqwest::blocking::Client::builder()
+            .tls_certs_only(reqwest::Certificate::from_pem_bundle(&read("ca.crt")).unwrap())
+            .identity(reqwest::Identity::from_pem(&pem).unwrap())
+            .tls_danger_accept_invalid_hostnames(true)
+            .build()
+            .unwrap()
+    }
+}
+
+/// Certificates as Opni issues them (cert-manager, Ed25519): a CA, a serving certificate
+/// naming only the short Service names, and a client certificate. The files `up` wants
+/// (server.crt, server.key, client-ca.crt) and the client's (ca.crt, client.crt, client.key).
+pub fn opni_certificates(name: &str) -> std::path::PathBuf {
+    let dir = temp_dir(&format!("{name}-tls"));
+    let openssl = |args: &[&str]| {
+        let out = std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(&dir)
+            .output()
+            .expect("openssl runs");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            super::text(&out)
+        );
+    };
+    openssl(&["genpkey", "-algorithm", "ed25519", "-out", "ca.key"]);
+    openssl(&[
+        "req",
+        "-x509",
+        "-new",
+        "-key",
+        "ca.key",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=cortex-ca",
+        "-out",
+        "ca.crt",
+    ]);
+    for (who, subject, ext) in [
+        (
+            "server",
+            "/CN=cortex",
+            "subjectAltName=DNS:cortex-distributor,DNS:cortex-querier,DNS:cortex-ingester,\
+             DNS:cortex-compactor,DNS:cortex-store-gateway,DNS:cortex-server\n\
+             basicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+        ),
+        (
+            "client",
+            "/CN=cortex-client",
+            "basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\n",
+        ),
+    ] {
+        std::fs::write(dir.join(format!("{who}.cnf")), ext).unwrap();
+        openssl(&[
+            "genpkey",
+            "-algorithm",
+            "ed25519",
+            "-out",
+            &format!("{who}.key"),
+        ]);
+        openssl(&[
+            "req",
+            "-new",
+            "-key",
+            &format!("{who}.key"),
+            "-subj",
+            subject,
+            "-out",
+            &format!("{who}.csr"),
+        ]);
+        openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            &format!("{who}.csr"),
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            &format!("{who}.cnf"),
+            "-out",
+            &format!("{who}.crt"),
+        ]);
+    }
+    std::fs::copy(dir.join("ca.crt"), dir.join("client-ca.crt")).unwrap();
+    dir
 }
 
 impl Drop for Cortex {

@@ -597,11 +597,19 @@ pub fn raw_read(
     end_ms: i64,
     response_type: read_request::ResponseType,
 ) -> (String, Vec<u8>) {
-    raw_read_with(url, &[], start_ms, end_ms, response_type)
+    raw_read_with(
+        &reqwest::blocking::Client::new(),
+        url,
+        &[],
+        start_ms,
+        end_ms,
+        response_type,
+    )
 }
 
-/// `raw_read` with extra headers (a Cortex tenant).
+/// `raw_read` with a client and extra headers (a Cortex tenant, client certificates).
 pub fn raw_read_with(
+    client: &reqwest::blocking::Client,
     url: &str,
     headers: &[(&str, &str)],
     start_ms: i64,
@@ -629,7 +637,7 @@ pub fn raw_read_with(
     // promimport retries 5xx itself; this reader does too, a few times.
     let mut attempt = 0;
     let response = loop {
-        let mut request = reqwest::blocking::Client::new().post(url);
+        let mut request = client.post(url);
         for (name, value) in headers {
             request = request.header(*name, *value);
         }

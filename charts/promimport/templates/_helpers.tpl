@@ -48,6 +48,8 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{- end }}
 {{- if $e.basicAuth }}{{- $_ := set $out "basicAuth" $e.basicAuth }}{{- end }}
 {{- if $e.caSecret }}{{- $_ := set $out "caSecret" $e.caSecret }}{{- end }}
+{{- if $e.clientCertSecret }}{{- $_ := set $out "clientCertSecret" $e.clientCertSecret }}{{- end }}
+{{- if $e.tlsServerName }}{{- $_ := set $out "tlsServerName" $e.tlsServerName }}{{- end }}
 {{- if $e.insecureSkipVerify }}{{- $_ := set $out "insecureSkipVerify" true }}{{- end }}
 {{- toYaml $out -}}
 {{- end -}}
