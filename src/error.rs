@@ -61,11 +61,13 @@ pub enum Error {
         fix: &'static str,
     },
 
-    #[error("source {url} answered HTTP {status}: {body}")]
+    #[error("source {url} answered HTTP {status}: {body}; {fix}")]
     SourceStatus {
         url: String,
         status: u16,
+        /// The first line of the source's answer.
         body: String,
+        fix: &'static str,
     },
 
     /// A 200 that is not a remote read answer: typically an auth proxy's login page.
@@ -285,7 +287,9 @@ impl Error {
     /// worded for the destination, with the destination's fixes.
     pub fn about_destination(self) -> Self {
         match self {
-            Error::SourceStatus { url, status, body } => Error::DestinationRead {
+            Error::SourceStatus {
+                url, status, body, ..
+            } => Error::DestinationRead {
                 url,
                 fix: if crate::retry::tenant_missing(&body) {
                     crate::retry::TENANT_FIX

@@ -221,6 +221,21 @@ fn bad_times_matchers_and_urls_are_named() {
 }
 
 #[test]
+fn a_destination_that_is_a_read_or_query_url_is_refused_before_anything_is_sent() {
+    let source = FakeServer::start(|_, _| FakeResponse::new(500, "text/plain", "unused"));
+    for (path, kind) in [
+        ("/prometheus/api/v1/read", "a remote read URL"),
+        ("/api/v1/query", "a query API URL"),
+    ] {
+        let dest = FakeServer::start(|_, _| FakeResponse::new(204, "text/plain", ""));
+        let (code, log) = run(&source.url("/api/v1/read"), &dest.url(path), &[]);
+        assert_eq!(code, Some(1), "{log}");
+        assert!(log.contains(kind) && log.contains("/api/v1/push"), "{log}");
+        assert_eq!(source.request_count() + dest.request_count(), 0, "{log}");
+    }
+}
+
+#[test]
 fn credentials_never_reach_the_output() {
     let dir = temp_dir("secret");
     let token = dir.join("token");

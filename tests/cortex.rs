@@ -312,3 +312,67 @@ fn opni_mutual_tls_a_name_mismatch_fails_at_once_naming_the_certificate_and_the_
         "16 series of test_requests_total: {answer}"
     );
 }
+
+#[test]
+fn a_request_larger_than_the_tenants_burst_is_split_until_it_passes() {
+    // A burst of 20 000 samples: a request of 30 000 can never pass whole, however long it
+    // waits (Cortex's message names the rate, not the burst).
+    let source = recent_history_source("cortex-burst-src", 26, 1);
+    let cortex = Cortex::start("cortex-burst", &[("CORTEX_INGESTION_BURST", "20000")]);
+    let (code, log) = Run::new(&source.url("/api/v1/read"), &cortex.push_url())
+        .flags(&["--start", "now-30h", "--end", "now", "--window", "1d"])
+        .flags(&["--batch-samples", "30000"])
+        .flag("--dest-header", &tenant_header())
+        .state(&temp_dir("cortex-burst-state"))
+        .exec();
+    assert_eq!(code, Some(0), "{log}");
+    assert!(log.contains("PACED"), "{log}");
+    let (start, end) = summary_range(&log);
+    let expected = read_samples(&source, start, end);
+    assert_same_data(&expected, &cortex.read_samples(TENANT, start, end));
+}
+
+#[test]
+fn without_the_tenant_every_command_says_it_is_the_tenant_that_is_missing() {
+    let source = recent_history_source("cortex-tenant-src", 2, 1);
+    let cortex = Cortex::start("cortex-tenant", &[]);
+    let (code, log) = Run::new(&source.url("/api/v1/read"), &cortex.push_url())
+        .flags(&["--start", "now-4h", "--end", "now"])
+        .state(&temp_dir("cortex-tenant-state"))
+        .exec();
+    assert_eq!(code, Some(1), "{log}");
+    assert!(log.contains("X-Scope-OrgID=TENANT"), "run: {log}");
+    let out = promimport(&[
+        "query",
+        "up",
+        "--dest",
+        &format!("{}/prometheus", cortex.url),
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains("X-Scope-OrgID=TENANT"),
+        "query: {}",
+        text(&out)
+    );
+    let now = promimport::timespec::now_ms();
+    let from = source.url("/api/v1/read");
+    let (start, end) = (rfc3339(now - 4 * HOUR_MS), rfc3339(now));
+    let out = promimport(&[
+        "verify",
+        "--source",
+        &from,
+        "--dest",
+        &cortex.read_url(),
+        "--start",
+        &start,
+        "--end",
+        &end,
+    ]);
+    let said = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    assert!(
+        said.contains("destination") && said.contains("X-Scope-OrgID=TENANT"),
+        "verify: {said}"
+    );
+    assert!(!said.contains("bearer"), "verify: {said}");
+}

@@ -142,10 +142,12 @@ impl SourceReader {
                 return Ok(response);
             }
             let text = crate::endpoint::read_bounded(response, 4096).await;
+            let body = crate::retry::first_line(&text);
             Err(Error::SourceStatus {
                 url: self.url(),
                 status: status.as_u16(),
-                body: source_hint(status.as_u16(), &crate::retry::first_line(&text)),
+                fix: source_fix(status.as_u16(), &body),
+                body,
             })
         };
         send.retry(self.retry.backoff())
@@ -293,8 +295,11 @@ pub fn decode_samples_response(
     Ok(answer.results)
 }
 
-fn source_hint(status: u16, message: &str) -> String {
-    let fix = match status {
+fn source_fix(status: u16, message: &str) -> &'static str {
+    match status {
+        401 if crate::retry::tenant_missing(message) => {
+            "Cortex and Mimir need the tenant: --source-header X-Scope-OrgID=TENANT"
+        }
         401 | 403 => "check --source-bearer-token-file / --source-basic-user",
         404 | 405 => {
             "check the URL: Prometheus serves remote read at /api/v1/read, Cortex and Mimir at /prometheus/api/v1/read"
@@ -302,6 +307,5 @@ fn source_hint(status: u16, message: &str) -> String {
         400 | 422 => "the source refused the query: check the --match selectors",
         429 | 500..=599 => "the source is overloaded or failing; it was retried",
         _ => "read the source's message",
-    };
-    format!("{message}; {fix}")
+    }
 }
