@@ -149,14 +149,14 @@ impl WindowOutcome {
         }
         Some(match self.rate_limit {
             Some(rate) => format!(
-                "waited {:.1}s on the destination's ingestion rate limit ({rate} samples/s; {} \
-                 requests refused for it and sent again, slower). To import faster raise the \
+                "windows waited {:.1}s in all on the destination's ingestion rate limit ({rate} \
+                 samples/s; {} requests refused for it and sent again, slower). To import faster raise the \
                  tenant's `ingestion_rate` and `ingestion_burst_size` (Cortex limits or runtime \
                  overrides; Mimir -distributor.ingestion-rate-limit / -burst-size)",
                 self.throttled_seconds, self.throttles
             ),
             None => format!(
-                "waited {:.1}s to keep to --max-samples-per-second",
+                "windows waited {:.1}s in all to keep to --max-samples-per-second",
                 self.throttled_seconds
             ),
         })

@@ -150,3 +150,52 @@ fn a_receiver_down_longer_than_the_retry_budget_fails_the_window_with_the_last_a
     );
     assert!(log.contains("1 failed"), "{log}");
 }
+
+#[test]
+fn a_burst_the_receiver_names_is_never_exceeded_once_named() {
+    // Mimir's 429 names its burst: a request larger than that can never pass.
+    let source = history_source("burst-src", 2, true);
+    let data = Arc::new(Mutex::new(Data::new()));
+    let sizes = Arc::new(Mutex::new(Vec::new()));
+    let (d, sz) = (data.clone(), sizes.clone());
+    let dest = FakeServer::start(move |request, _| {
+        let raw = snap::raw::Decoder::new()
+            .decompress_vec(&request.body)
+            .unwrap();
+        let samples: usize = WriteRequest::decode(raw.as_slice())
+            .unwrap()
+            .timeseries
+            .iter()
+            .map(|s| s.samples.len())
+            .sum();
+        sz.lock().unwrap().push(samples);
+        if samples > 1500 {
+            return FakeResponse::new(
+                429,
+                "text/plain",
+                "the request has been rejected because the tenant exceeded the ingestion rate \
+                 limit, set to 1000000 items/s with a maximum allowed burst of 1500 \
+                 (err-mimir-tenant-max-ingestion-rate)",
+            );
+        }
+        receive(request, &d);
+        FakeResponse::new(204, "text/plain", "")
+    });
+    let (code, log) = import(
+        &source,
+        &dest.url("/api/v1/write"),
+        &["--parallel", "1", "--batch-samples", "5000"],
+    );
+    assert_eq!(code, Some(0), "{log}");
+    let sizes = sizes.lock().unwrap();
+    assert!(
+        sizes[0] > 1500,
+        "the first request met the burst: {sizes:?}"
+    );
+    assert!(
+        sizes[1..].iter().all(|&n| n <= 1500),
+        "none larger once named: {sizes:?}"
+    );
+    let expected = read_samples(&source, BASE_MS, BASE_MS + 2 * HOUR_MS);
+    assert_same_data(&expected, &data.lock().unwrap());
+}

@@ -291,7 +291,16 @@ fn worker_pods_deleted_again_and_again_and_a_killed_scheduler_still_finish_exact
             "jsonpath={.items[0].metadata.name}",
         ]);
         if !pod.is_empty() {
-            cluster.kubectl(&["delete", "pod", "-n", "chaos", &pod, "--wait=false"]);
+            // The pod may finish between the listing and the deletion.
+            cluster.kubectl(&[
+                "delete",
+                "pod",
+                "-n",
+                "chaos",
+                &pod,
+                "--wait=false",
+                "--ignore-not-found",
+            ]);
         }
     }
     assert!(

@@ -238,14 +238,17 @@ impl DestinationWriter {
             };
             throttles += 1;
             costs.throttles += 1;
-            self.pacer.throttled(limit);
+            self.pacer.throttled(limit, samples);
             tracing::info!(
                 limit = limit.rate,
                 samples,
                 "destination's ingestion rate limit reached; slowing down"
             );
-            let at_once = limit.burst.map_or(limit.rate, |b| b as f64);
-            if throttles >= THROTTLES_BEFORE_SPLIT && samples > 1 && samples as f64 > at_once {
+            // A burst the receiver names is a hard bound; one it does not name (Cortex) is
+            // guessed from refusals that go on even at the pace: over a second's worth.
+            let over_burst = limit.burst.is_some_and(|burst| samples > burst);
+            let over_guess = throttles >= THROTTLES_BEFORE_SPLIT && samples as f64 > limit.rate;
+            if samples > 1 && (over_burst || over_guess) {
                 return Ok(Answer::TooLarge);
             }
             if throttles >= MAX_THROTTLES {

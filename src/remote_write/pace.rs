@@ -18,7 +18,7 @@ const AIM: f64 = 0.9;
 /// Each 429 while paced cuts the pace by this factor; each accepted request raises it by
 /// `RECOVER`, up to the aim.
 const BACK_OFF: f64 = 0.8;
-const RECOVER: f64 = 1.02;
+const RECOVER: f64 = 1.05;
 /// The pace never drops below this share of the named limit, so a tenant shared with heavy
 /// live traffic slows the import down without stopping it.
 const FLOOR: f64 = 0.05;
@@ -67,8 +67,10 @@ impl Pacer {
         waited
     }
 
-    /// A 429 named `limit`: aim under it, lower each time it repeats.
-    pub fn throttled(&self, limit: RateLimit) {
+    /// A request of `samples` got a 429 naming `limit`: aim under the limit (lower each time
+    /// it repeats), and let the refused request wait for the tokens it needs before it is
+    /// sent again, instead of meeting an empty bucket at once.
+    pub fn throttled(&self, limit: RateLimit, samples: u64) {
         let mut state = self.lock();
         let ceiling = self.ceiling(limit);
         let pace = match (state.limit, state.pace) {
@@ -76,8 +78,12 @@ impl Pacer {
             _ => ceiling,
         };
         // A cap under the floor still wins: the user's cap is a promise to the receiver.
-        state.pace = Some(pace.max(limit.rate * FLOOR).min(ceiling));
+        let pace = pace.max(limit.rate * FLOOR).min(ceiling);
+        state.pace = Some(pace);
         state.limit = Some(limit);
+        let now = Instant::now();
+        let next = state.next.map_or(now, |next| next.max(now));
+        state.next = Some(next + Duration::from_secs_f64(samples as f64 / pace));
     }
 
     /// An accepted request: recover towards the aim.
@@ -138,15 +144,16 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_named_limit_sets_the_pace_under_it_and_repeats_lower_it_to_a_floor() {
         let pacer = Pacer::new(None);
-        pacer.throttled(cortex_default());
         let started = Instant::now();
+        pacer.throttled(cortex_default(), 22_500);
         for _ in 0..10 {
             pacer.admit(22_500).await;
         }
-        // 22 500 at 22 500/s (0.9 of the limit): the tenth starts 9 s after the first.
-        assert_eq!(started.elapsed(), Duration::from_secs(9));
+        // 22 500 at 22 500/s (0.9 of the limit), after the refused request's own second: the
+        // tenth starts 10 s after the refusal.
+        assert_eq!(started.elapsed(), Duration::from_secs(10));
         for _ in 0..100 {
-            pacer.throttled(cortex_default());
+            pacer.throttled(cortex_default(), 1);
         }
         let pace = pacer.lock().pace.unwrap();
         assert!((pace - 25_000.0 * FLOOR).abs() < 1e-6, "{pace}");
@@ -159,7 +166,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_cap_below_the_limit_wins() {
         let pacer = Pacer::new(Some(5_000.0));
-        pacer.throttled(cortex_default());
+        pacer.throttled(cortex_default(), 1);
         for _ in 0..50 {
             pacer.accepted();
         }
