@@ -2,8 +2,8 @@
 
 use std::path::PathBuf;
 
-use crate::remote_read::frame::FrameError;
-use crate::remote_read::xor::ChunkError;
+use crate::decode::frame::FrameError;
+use crate::decode::xor::ChunkError;
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 

@@ -4,6 +4,7 @@
 
 pub mod cli;
 pub mod commands;
+pub mod decode;
 pub mod destination;
 pub mod endpoint;
 pub mod error;

@@ -87,10 +87,9 @@ impl WindowOutcome {
 
     /// The destination refused this whole window for a reason that applies to all older data
     /// too, so importing further windows is pointless until the receiver is changed.
+    /// Other refusals may come with it (a series over a label limit is refused either way).
     pub fn rejects_all_history(&self) -> bool {
-        self.samples_written == 0
-            && !self.rejected.is_empty()
-            && self.rejected.iter().all(|r| r.reason.rejects_all_history())
+        self.samples_written == 0 && self.rejected.iter().any(|r| r.reason.rejects_all_history())
     }
 
     pub fn add_rejection(&mut self, reason: RejectReason, samples: u64, message: &str) {
@@ -150,9 +149,9 @@ impl WindowOutcome {
         Some(match self.rate_limit {
             Some(rate) => format!(
                 "windows waited {:.1}s in all on the destination's ingestion rate limit ({rate} \
-                 samples/s; {} requests refused for it and sent again, slower). To import faster raise the \
-                 tenant's `ingestion_rate` and `ingestion_burst_size` (Cortex limits or runtime \
-                 overrides; Mimir -distributor.ingestion-rate-limit / -burst-size)",
+                 samples/s; 429s for it: {}, each request sent again, slower). To import faster \
+                 raise the tenant's `ingestion_rate` and `ingestion_burst_size` (Cortex limits or \
+                 runtime overrides; Mimir -distributor.ingestion-rate-limit / -burst-size)",
                 self.throttled_seconds, self.throttles
             ),
             None => format!(
@@ -192,5 +191,11 @@ mod tests {
         let mut dup = WindowOutcome::default();
         dup.add_rejection(RejectReason::DuplicateSample, 5, "duplicate sample");
         assert!(!dup.rejects_all_history());
+        // Refused for its age and, besides, some series for their labels: still history-wide.
+        let mut mixed = WindowOutcome::default();
+        mixed.add_rejection(RejectReason::TooManyLabels, 5, "series has too many labels");
+        assert!(!mixed.rejects_all_history());
+        mixed.add_rejection(RejectReason::OutOfBounds, 7, "out of bounds");
+        assert!(mixed.rejects_all_history());
     }
 }

@@ -109,7 +109,7 @@ fn a_source_that_answers_html_is_not_mistaken_for_an_empty_one() {
 #[test]
 fn a_corrupt_frame_fails_the_window_with_its_checksum() {
     let mut body = Vec::new();
-    promimport::remote_read::frame::encode_frame(b"\x0a\x00", &mut body);
+    promimport::decode::frame::encode_frame(b"\x0a\x00", &mut body);
     let last = body.len() - 1;
     body[last] ^= 0xff;
     let source = FakeServer::start(move |_, _| {
@@ -290,7 +290,7 @@ fn a_source_sending_a_monstrous_series_is_refused_by_a_limit_not_by_running_out_
         query_index: 0,
     };
     let mut body = Vec::new();
-    promimport::remote_read::frame::encode_frame(&message.encode_to_vec(), &mut body);
+    promimport::decode::frame::encode_frame(&message.encode_to_vec(), &mut body);
     let source = FakeServer::start(move |_, _| {
         FakeResponse::new(
             200,

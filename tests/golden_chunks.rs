@@ -7,9 +7,9 @@ mod common;
 use std::path::PathBuf;
 
 use common::*;
+use promimport::decode::frame::FrameReader;
+use promimport::decode::xor::decode_xor;
 use promimport::proto::{ChunkedReadResponse, chunk::Encoding, read_request::ResponseType};
-use promimport::remote_read::frame::FrameReader;
-use promimport::remote_read::xor::decode_xor;
 use prost::Message;
 
 const STREAMED_CONTENT_TYPE: &str =

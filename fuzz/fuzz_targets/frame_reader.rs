@@ -4,8 +4,8 @@
 
 use libfuzzer_sys::fuzz_target;
 use promimport::proto::ChunkedReadResponse;
-use promimport::remote_read::frame::FrameReader;
-use promimport::remote_read::xor::decode_xor;
+use promimport::decode::frame::FrameReader;
+use promimport::decode::xor::decode_xor;
 use prost::Message;
 
 fuzz_target!(|data: &[u8]| {

@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use promimport::remote_read::xor::{declared_samples, decode_xor};
+use promimport::decode::xor::{declared_samples, decode_xor};
 
 fuzz_target!(|data: &[u8]| {
     let mut samples = Vec::new();

@@ -141,9 +141,11 @@ fn bounded(text: &str, bytes: usize) -> String {
 impl WindowRecord {
     pub fn from_entry(entry: &LedgerEntry) -> Self {
         let o = &entry.outcome;
-        let mut reasons: Vec<String> = o
-            .rejected
-            .iter()
+        // A refusal of all history first: it is why the import stops, and what the fix is.
+        let mut rejected: Vec<_> = o.rejected.iter().collect();
+        rejected.sort_by_key(|r| !r.reason.rejects_all_history());
+        let mut reasons: Vec<String> = rejected
+            .into_iter()
             .map(|r| {
                 format!(
                     "{} samples rejected as {}: {:?}; fix: {}",

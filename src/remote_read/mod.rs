@@ -5,14 +5,12 @@
 //! stream of CRC-checked frames (`frame.rs`), each a `ChunkedReadResponse` whose chunks
 //! `xor.rs` decodes, or one snappy `ReadResponse` with raw samples.
 
-pub mod frame;
-pub mod xor;
-
 use std::time::Duration;
 
 use backon::Retryable;
 use prost::Message;
 
+use crate::decode::frame::FrameReader;
 use crate::endpoint::Endpoint;
 use crate::error::{Error, Result};
 use crate::proto::{
@@ -21,7 +19,6 @@ use crate::proto::{
 };
 use crate::protocol;
 use crate::retry::RetryPolicy;
-use frame::FrameReader;
 
 /// What a source may send before we call it hostile or misconfigured.
 #[derive(Debug, Clone, Copy)]

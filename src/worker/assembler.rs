@@ -5,11 +5,11 @@
 
 use std::collections::BTreeMap;
 
+use crate::decode::xor::{self, ChunkError, RawSamples};
 use crate::error::{Error, Result};
 use crate::plan::Window;
 use crate::proto::{Chunk, Label, chunk::Encoding};
 use crate::relabel::{LabelRules, render};
-use crate::remote_read::xor::{self, ChunkError, RawSamples};
 use crate::remote_write::batch::{Batch, BatchLimits, Batcher};
 
 /// Limits on what a source may send in one series, so hostile or broken data is a clear error
