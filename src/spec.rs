@@ -86,6 +86,17 @@ pub struct ClientCertSecret {
     pub key_key: String,
 }
 
+impl ClientCertSecret {
+    /// A Secret with the keys cert-manager (and Opni) write: `tls.crt`, `tls.key`.
+    pub fn named(name: &str) -> Self {
+        ClientCertSecret {
+            name: name.to_string(),
+            cert_key: default_cert_key(),
+            key_key: default_key_key(),
+        }
+    }
+}
+
 fn default_cert_key() -> String {
     "tls.crt".into()
 }

@@ -361,51 +361,62 @@ fn finished(namespace: &str) -> Ledger {
 }
 
 #[test]
+fn helm_install_into_cortex_with_the_tenant_lands_exactly() {
+    helm_install_into_cortex("helm-cortex", false);
+}
+
+#[test]
 fn helm_install_into_opnis_cortex_with_client_certificates_from_secrets_lands_exactly() {
+    helm_install_into_cortex("helm-opni", true);
+}
+
+/// `helm install` with the destination and the tenant set, into a real Cortex; with `opni`, a
+/// Cortex as Opni runs it (mutual TLS, a certificate naming only the short Service names) and
+/// the CA and client certificate from Secrets named as Opni's.
+fn helm_install_into_cortex(namespace: &str, opni: bool) {
     let cluster = cluster();
-    let namespace = "helm-opni";
     cluster.kubectl(&["create", "namespace", namespace]);
-    // Cortex as Opni runs it: mutual TLS, a certificate naming only the short Service names.
-    let tls = opni_certificates("chart-opni");
-    let cortex = Cortex::start("chart-opni", &[("CORTEX_TLS_DIR", tls.to_str().unwrap())]);
-    let source = recent_history_source("chart-opni-src", 6, 1);
-    // The Secrets Opni's namespace holds, copied into the import's namespace as a user does.
-    let file = |f: &str| format!("--from-file={}", tls.join(f).display());
-    cluster.kubectl(&[
-        "-n",
-        namespace,
-        "create",
-        "secret",
-        "generic",
-        "cortex-serving-cert-keys",
-        &file("ca.crt"),
-    ]);
-    let (cert, key) = (
-        format!("--from-file=tls.crt={}", tls.join("client.crt").display()),
-        format!("--from-file=tls.key={}", tls.join("client.key").display()),
-    );
-    cluster.kubectl(&[
-        "-n",
-        namespace,
-        "create",
-        "secret",
-        "generic",
-        "cortex-client-cert-keys",
-        &cert,
-        &key,
-        &file("ca.crt"),
-    ]);
-    let sets = [
+    let tls = opni_certificates(namespace);
+    let settings: &[(&str, &str)] = if opni {
+        &[("CORTEX_TLS_DIR", tls.to_str().unwrap())]
+    } else {
+        &[]
+    };
+    let cortex = Cortex::start(namespace, settings);
+    let source = recent_history_source(&format!("{namespace}-src"), 6, 1);
+    let mut sets = vec![
         format!("source.url={}", source.url("/api/v1/read")),
         format!("destination.url={}", cortex.push_url()),
         "destination.headers.X-Scope-OrgID=c-7xk2p".to_string(),
-        "destination.caSecret.name=cortex-serving-cert-keys".to_string(),
-        "destination.caSecret.key=ca.crt".to_string(),
-        "destination.clientCertSecret.name=cortex-client-cert-keys".to_string(),
-        "destination.tlsServerName=cortex-distributor".to_string(),
         "start=now-8h".to_string(),
     ];
-    let mut args = vec!["install", "opni", "charts/promimport", "-n", namespace];
+    if opni {
+        // The Secrets Opni's namespace holds, copied into the import's namespace as a user does.
+        let file = |key: &str, f: &str| format!("--from-file={key}={}", tls.join(f).display());
+        let (ca, cert, key) = (
+            file("ca.crt", "ca.crt"),
+            file("tls.crt", "client.crt"),
+            file("tls.key", "client.key"),
+        );
+        for (name, files) in [
+            ("cortex-serving-cert-keys", vec![&ca]),
+            ("cortex-client-cert-keys", vec![&cert, &key, &ca]),
+        ] {
+            let mut args = vec!["-n", namespace, "create", "secret", "generic", name];
+            args.extend(files.iter().map(|f| f.as_str()));
+            cluster.kubectl(&args);
+        }
+        sets.extend(
+            [
+                "destination.caSecret.name=cortex-serving-cert-keys",
+                "destination.caSecret.key=ca.crt",
+                "destination.clientCertSecret.name=cortex-client-cert-keys",
+                "destination.tlsServerName=cortex-distributor",
+            ]
+            .map(String::from),
+        );
+    }
+    let mut args = vec!["install", "cortex", "charts/promimport", "-n", namespace];
     for set in &sets {
         args.extend(["--set", set.as_str()]);
     }
@@ -416,14 +427,23 @@ fn helm_install_into_opnis_cortex_with_client_certificates_from_secrets_lands_ex
     let (start, end) = (ledger.range_start_ms, ledger.range_end_ms.unwrap());
     let expected = read_samples(&source, start, end);
     assert!(total_samples(&expected) > 10_000, "the range holds history");
-    let landed = cortex.read_samples_with(&cortex.tls_reader(&tls), "c-7xk2p", start, end);
-    assert_same_data(&expected, &landed);
-    // The Jobs carry references to the Secrets, never a certificate or key.
-    let jobs = cluster.kubectl(&["-n", namespace, "get", "jobs", "-o", "yaml"]);
-    let key_pem = std::fs::read_to_string(tls.join("client.key")).unwrap();
-    let key_line = key_pem.lines().nth(1).unwrap();
-    assert!(!jobs.contains(key_line), "a key in a Job spec");
-    assert!(jobs.contains("cortex-client-cert-keys"), "{jobs}");
+    let reader = if opni {
+        cortex.tls_reader(&tls)
+    } else {
+        reqwest::blocking::Client::new()
+    };
+    assert_same_data(
+        &expected,
+        &cortex.read_samples_with(&reader, "c-7xk2p", start, end),
+    );
+    if opni {
+        // The Jobs carry references to the Secrets, never a certificate or key.
+        let jobs = cluster.kubectl(&["-n", namespace, "get", "jobs", "-o", "yaml"]);
+        let key_pem = std::fs::read_to_string(tls.join("client.key")).unwrap();
+        let key_line = key_pem.lines().nth(1).unwrap();
+        assert!(!jobs.contains(key_line), "a key in a Job spec");
+        assert!(jobs.contains("cortex-client-cert-keys"), "{jobs}");
+    }
 }
 
 /// Remote-writes a sample of a few live series every second at the current time, as a

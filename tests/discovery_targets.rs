@@ -362,6 +362,10 @@ fn every_credential_a_target_file_holds_can_be_given_on_the_command_line() {
         "cortex/password",
         "--dest-ca-secret",
         "cortex-ca/ca.pem",
+        "--dest-client-cert-secret",
+        "cortex-client-cert-keys",
+        "--dest-tls-server-name",
+        "cortex-distributor",
     ];
     add.extend(local);
     let out = promimport(&add);
@@ -377,6 +381,10 @@ fn every_credential_a_target_file_holds_can_be_given_on_the_command_line() {
         "name: cortex",
         "key: password",
         "name: cortex-ca",
+        "name: cortex-client-cert-keys",
+        "certKey: tls.crt",
+        "keyKey: tls.key",
+        "tlsServerName: cortex-distributor",
     ] {
         assert!(yaml.contains(needle), "{needle}: {yaml}");
     }

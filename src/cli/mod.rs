@@ -165,6 +165,20 @@ pub struct TargetArgs {
     /// Secret with a CA bundle (PEM) to verify the destination's certificate
     #[arg(long, value_name = "SECRET/KEY")]
     pub dest_ca_secret: Option<String>,
+    /// Secret with the source's client certificate and key (keys tls.crt and tls.key)
+    #[arg(long, value_name = "SECRET")]
+    pub source_client_cert_secret: Option<String>,
+    /// Secret with the destination's client certificate and key (keys tls.crt and tls.key), e.g.
+    /// cortex-client-cert-keys for Opni's Cortex
+    #[arg(long, value_name = "SECRET")]
+    pub dest_client_cert_secret: Option<String>,
+    /// Verify the source's certificate for this name instead of the URL's host
+    #[arg(long, value_name = "NAME")]
+    pub source_tls_server_name: Option<String>,
+    /// Verify the destination's certificate for this name instead of the URL's host, e.g.
+    /// cortex-distributor
+    #[arg(long, value_name = "NAME")]
+    pub dest_tls_server_name: Option<String>,
     /// Do not verify the source's TLS certificate (unsafe)
     #[arg(long)]
     pub source_insecure_skip_verify: bool,

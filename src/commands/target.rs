@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use crate::cli::{TargetArgs, TargetCommand, TargetScope};
 use crate::error::{Error, Result};
 use crate::relabel::LabelRules;
-use crate::spec::{BasicAuthSpec, EndpointSpec, SecretKeyRef};
+use crate::spec::{BasicAuthSpec, ClientCertSecret, EndpointSpec, SecretKeyRef};
 use crate::targets::{Target, TargetStore, from_discovery};
 
 use super::{cluster, json_output};
@@ -144,44 +144,71 @@ fn apply_flags(args: &TargetArgs, target: &mut Target) -> Result<()> {
     target
         .set_labels
         .extend(LabelRules::parse_set(&args.set_label)?);
-    for (endpoint, role, headers, bearer, user, password, ca, insecure) in [
-        (
-            &mut target.source,
-            "source",
-            &args.source_header,
-            &args.source_bearer_secret,
-            &args.source_basic_user,
-            &args.source_basic_password_secret,
-            &args.source_ca_secret,
-            args.source_insecure_skip_verify,
-        ),
-        (
-            &mut target.destination,
-            "dest",
-            &args.dest_header,
-            &args.dest_bearer_secret,
-            &args.dest_basic_user,
-            &args.dest_basic_password_secret,
-            &args.dest_ca_secret,
-            args.dest_insecure_skip_verify,
-        ),
-    ] {
-        endpoint.headers.extend(header_pairs(role, headers)?);
-        if let Some(secret) = bearer {
+    let source = EndpointFlags {
+        role: "source",
+        headers: &args.source_header,
+        bearer: &args.source_bearer_secret,
+        user: &args.source_basic_user,
+        password: &args.source_basic_password_secret,
+        ca: &args.source_ca_secret,
+        client_cert: &args.source_client_cert_secret,
+        server_name: &args.source_tls_server_name,
+        insecure: args.source_insecure_skip_verify,
+    };
+    let dest = EndpointFlags {
+        role: "dest",
+        headers: &args.dest_header,
+        bearer: &args.dest_bearer_secret,
+        user: &args.dest_basic_user,
+        password: &args.dest_basic_password_secret,
+        ca: &args.dest_ca_secret,
+        client_cert: &args.dest_client_cert_secret,
+        server_name: &args.dest_tls_server_name,
+        insecure: args.dest_insecure_skip_verify,
+    };
+    source.apply(&mut target.source)?;
+    dest.apply(&mut target.destination)
+}
+
+/// One endpoint's flags of `target add` / `target edit`.
+struct EndpointFlags<'a> {
+    role: &'static str,
+    headers: &'a [String],
+    bearer: &'a Option<String>,
+    user: &'a Option<String>,
+    password: &'a Option<String>,
+    ca: &'a Option<String>,
+    client_cert: &'a Option<String>,
+    server_name: &'a Option<String>,
+    insecure: bool,
+}
+
+impl EndpointFlags<'_> {
+    /// Sets what was given on the endpoint; what was not given stays as it was.
+    fn apply(&self, endpoint: &mut EndpointSpec) -> Result<()> {
+        let role = self.role;
+        endpoint.headers.extend(header_pairs(role, self.headers)?);
+        if let Some(secret) = self.bearer {
             endpoint.bearer_token_secret = Some(secret_ref(role, "bearer-secret", secret)?);
         }
-        if let (Some(username), Some(secret)) = (user, password) {
+        if let (Some(username), Some(secret)) = (self.user, self.password) {
             endpoint.basic_auth = Some(BasicAuthSpec {
                 username: username.clone(),
                 password_secret: secret_ref(role, "basic-password-secret", secret)?,
             });
         }
-        if let Some(secret) = ca {
+        if let Some(secret) = self.ca {
             endpoint.ca_secret = Some(secret_ref(role, "ca-secret", secret)?);
         }
-        endpoint.insecure_skip_verify |= insecure;
+        if let Some(name) = self.client_cert {
+            endpoint.client_cert_secret = Some(ClientCertSecret::named(name));
+        }
+        if let Some(name) = self.server_name {
+            endpoint.tls_server_name = Some(name.clone());
+        }
+        endpoint.insecure_skip_verify |= self.insecure;
+        Ok(())
     }
-    Ok(())
 }
 
 fn secret_ref(role: &str, flag: &str, value: &str) -> Result<SecretKeyRef> {

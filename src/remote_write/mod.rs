@@ -37,7 +37,7 @@ pub struct DestinationWriter {
 
 /// The destination's answer to one request, once retries are over.
 #[derive(Debug, PartialEq)]
-pub enum Verdict {
+enum Verdict {
     Accepted,
     Rejected {
         reason: RejectReason,
@@ -172,7 +172,11 @@ impl DestinationWriter {
                     parts.push(older);
                 }
                 Answer::Rejected { reason, message } if request.timeseries.len() > 1 => {
-                    let (refused, rest) = split_by_label_limit(request, &message);
+                    let (refused, rest) = if reason == RejectReason::TooManyLabels {
+                        split_by_label_limit(request, &message)
+                    } else {
+                        (WriteRequest::default(), request)
+                    };
                     if refused.timeseries.is_empty() {
                         let (first, second) = split_series(rest);
                         parts.push(second);
