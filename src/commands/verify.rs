@@ -173,14 +173,15 @@ fn advice(settings: &WorkerSettings, checks: &[WindowCheck], wait: Duration) -> 
     if !(only_missing && serves_history_from_a_bucket(&settings.dest)) {
         return format!("{rerun}.");
     }
-    let waited = if wait.is_zero() {
-        "If the import finished less than that ago, the samples may be safe in the bucket and not \
-         visible yet: run verify again with --wait 30m."
-            .to_string()
+    let what_to_do = if wait.is_zero() {
+        format!(
+            "If the import finished less than that ago, the samples may be safe in the bucket and \
+             not visible yet: run verify again with --wait 30m. Otherwise {rerun}."
+        )
     } else {
         format!(
-            "They were still missing after --wait {}s: if the import finished longer ago than the sync \
-             interval, the samples are not there.",
+            "They were still missing after --wait {}s: unless the import finished less than a sync \
+             interval before verify began, they are not there; {rerun}.",
             wait.as_secs()
         )
     };
@@ -188,7 +189,7 @@ fn advice(settings: &WorkerSettings, checks: &[WindowCheck], wait: Duration) -> 
         "Only samples are missing, from a Cortex or Mimir: these serve history older than the \
          ingesters' retention from the bucket, and queries see newly shipped blocks only after the \
          store-gateway's next sync (`blocks_storage.bucket_store.sync_interval`, 15m by default; with \
-         the bucket index, also the compactor's `cleanup_interval`). {waited} Otherwise {rerun}."
+         the bucket index, also the compactor's `cleanup_interval`). {what_to_do}"
     )
 }
 

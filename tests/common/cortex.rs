@@ -25,24 +25,31 @@ impl Cortex {
     /// Starts a Cortex with `settings` (`CORTEX_*` variables, see ../shared/cortex/up; Cortex's
     /// defaults otherwise, but a 240h out-of-order window unless `CORTEX_OOO_WINDOW` says).
     pub fn start(name: &str, settings: &[(&str, &str)]) -> Cortex {
-        let dir = temp_dir(&format!("{name}-cortex")).join("cortex");
-        let out = Command::new(script("up"))
-            .arg(&dir)
-            .envs(settings.iter().copied())
-            .output()
-            .expect("../shared/cortex/up runs");
-        assert!(
-            out.status.success(),
-            "cortex did not start: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let url = String::from_utf8_lossy(&out.stdout).trim().to_string();
-        let pid = std::fs::read_to_string(dir.join("cortex.pid"))
-            .expect("cortex.pid")
-            .trim()
-            .parse()
-            .expect("a pid");
-        Cortex { url, dir, pid }
+        let base = temp_dir(&format!("{name}-cortex"));
+        // `up` picks free ports and Cortex binds them a moment later; another server of a
+        // parallel test may take one in between. A new try gets new ports.
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let dir = base.join(format!("cortex-{attempt}"));
+            let out = Command::new(script("up"))
+                .arg(&dir)
+                .envs(settings.iter().copied())
+                .output()
+                .expect("../shared/cortex/up runs");
+            let said = String::from_utf8_lossy(&out.stderr);
+            if !out.status.success() && said.contains("address already in use") && attempt < 3 {
+                continue;
+            }
+            assert!(out.status.success(), "cortex did not start: {said}");
+            let url = String::from_utf8_lossy(&out.stdout).trim().to_string();
+            let pid = std::fs::read_to_string(dir.join("cortex.pid"))
+                .expect("cortex.pid")
+                .trim()
+                .parse()
+                .expect("a pid");
+            return Cortex { url, dir, pid };
+        }
     }
 
     pub fn push_url(&self) -> String {
