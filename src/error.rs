@@ -271,15 +271,35 @@ impl Error {
     /// A request to the source that got no answer: a certificate problem (permanent) or the
     /// network (worth another try).
     pub fn source_request(url: String, cause: reqwest::Error) -> Self {
+        Self::unanswered("source", "source", url, cause, |url, cause| {
+            Error::SourceUnreachable { url, cause }
+        })
+    }
+
+    /// `source_request` for a query API (`query`, `verify` through one).
+    pub fn query_request(url: String, cause: reqwest::Error) -> Self {
+        Self::unanswered("query API", "dest", url, cause, |url, cause| {
+            Error::QueryUnreachable { url, cause }
+        })
+    }
+
+    /// A certificate problem as such (with the `--{flags}-*` that fix it), else `network`.
+    fn unanswered(
+        role: &'static str,
+        flags: &str,
+        url: String,
+        cause: reqwest::Error,
+        network: impl FnOnce(String, reqwest::Error) -> Error,
+    ) -> Self {
         let cause = cause.without_url();
         match crate::tls::certificate_problem(&cause) {
             Some(problem) => Error::Certificate {
-                role: "source",
+                role,
                 url,
                 problem,
-                fix: crate::tls::fix("source"),
+                fix: crate::tls::fix(flags),
             },
-            None => Error::SourceUnreachable { url, cause },
+            None => network(url, cause),
         }
     }
 
@@ -319,20 +339,6 @@ impl Error {
                 fix: crate::tls::fix("dest"),
             },
             other => other,
-        }
-    }
-
-    /// `source_request` for a query API (`query`, `verify` through one).
-    pub fn query_request(url: String, cause: reqwest::Error) -> Self {
-        let cause = cause.without_url();
-        match crate::tls::certificate_problem(&cause) {
-            Some(problem) => Error::Certificate {
-                role: "query API",
-                url,
-                problem,
-                fix: crate::tls::fix("dest"),
-            },
-            None => Error::QueryUnreachable { url, cause },
         }
     }
 

@@ -307,20 +307,7 @@ fn helm_install_with_only_the_urls_and_a_relative_start_finishes_exact_with_one_
     }
     let (ok, log) = helm(Some(&cluster.admin()), &args);
     assert!(ok, "{log}");
-    let deadline = Instant::now() + Duration::from_secs(300);
-    let ledger = loop {
-        let ledger = cluster.ledger("helm-defaults", "rancher-monitoring");
-        let state = ledger.as_ref().map_or("", |l| l.state.as_str());
-        assert_ne!(state, "failed", "the import failed: {ledger:?}");
-        if state == "finished" {
-            break ledger.unwrap();
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the chart's import did not finish: {ledger:?}"
-        );
-        std::thread::sleep(Duration::from_millis(500));
-    };
+    let ledger = finished("helm-defaults");
     let (start, end) = (ledger.range_start_ms, ledger.range_end_ms.unwrap());
     let planned = promimport::plan::plan_windows(
         promimport::plan::Window::new(start, end).unwrap(),
