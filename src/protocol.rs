@@ -14,3 +14,15 @@ pub const REMOTE_READ_VERSION_HEADER: &str = "X-Prometheus-Remote-Read-Version";
 pub const REMOTE_READ_VERSION: &str = "0.1.0";
 /// Receivers' logs name the sender; the spec asks for a User-Agent.
 pub const USER_AGENT: &str = concat!("promimport/", env!("CARGO_PKG_VERSION"));
+
+/// A request body: the message as protobuf, in snappy block format.
+pub fn snappy_body(message: &impl prost::Message) -> crate::Result<bytes::Bytes> {
+    let encoded = message.encode_to_vec();
+    let body = snap::raw::Encoder::new()
+        .compress_vec(&encoded)
+        .map_err(|cause| crate::Error::Compress {
+            bytes: encoded.len(),
+            cause,
+        })?;
+    Ok(bytes::Bytes::from(body))
+}

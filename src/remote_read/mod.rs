@@ -103,14 +103,7 @@ impl SourceReader {
                 ResponseType::Samples as i32,
             ],
         };
-        let encoded = request.encode_to_vec();
-        let body = bytes::Bytes::from(snap::raw::Encoder::new().compress_vec(&encoded).map_err(
-            |cause| Error::Compress {
-                bytes: encoded.len(),
-                cause,
-            },
-        )?);
-        let response = self.post(body).await?;
+        let response = self.post(protocol::snappy_body(&request)?).await?;
         self.answer(response).await
     }
 

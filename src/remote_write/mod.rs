@@ -9,7 +9,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use backon::Retryable;
-use prost::Message;
 
 use crate::endpoint::Endpoint;
 use crate::error::{Error, Result};
@@ -211,13 +210,7 @@ impl DestinationWriter {
         costs: &mut SendCosts,
     ) -> Result<Answer> {
         let started = Instant::now();
-        let encoded = request.encode_to_vec();
-        let body = bytes::Bytes::from(snap::raw::Encoder::new().compress_vec(&encoded).map_err(
-            |cause| Error::Compress {
-                bytes: encoded.len(),
-                cause,
-            },
-        )?);
+        let body = protocol::snappy_body(request)?;
         costs.encode += started.elapsed();
         costs.requests += 1;
         costs.bytes += body.len() as u64;
