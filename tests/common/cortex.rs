@@ -109,32 +109,26 @@ impl Cortex {
 /// (server.crt, server.key, client-ca.crt) and the client's (ca.crt, client.crt, client.key).
 pub fn opni_certificates(name: &str) -> std::path::PathBuf {
     let dir = temp_dir(&format!("{name}-tls"));
-    let openssl = |args: &[&str]| {
-        let out = std::process::Command::new("openssl")
-            .args(args)
-            .current_dir(&dir)
-            .output()
-            .expect("openssl runs");
-        assert!(
-            out.status.success(),
-            "openssl {args:?}: {}",
-            super::text(&out)
-        );
-    };
-    openssl(&["genpkey", "-algorithm", "ed25519", "-out", "ca.key"]);
-    openssl(&[
-        "req",
-        "-x509",
-        "-new",
-        "-key",
-        "ca.key",
-        "-days",
-        "2",
-        "-subj",
-        "/CN=cortex-ca",
-        "-out",
-        "ca.crt",
-    ]);
+    super::openssl(
+        &dir,
+        &["genpkey", "-algorithm", "ed25519", "-out", "ca.key"],
+    );
+    super::openssl(
+        &dir,
+        &[
+            "req",
+            "-x509",
+            "-new",
+            "-key",
+            "ca.key",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=cortex-ca",
+            "-out",
+            "ca.crt",
+        ],
+    );
     for (who, subject, ext) in [
         (
             "server",
@@ -150,40 +144,49 @@ pub fn opni_certificates(name: &str) -> std::path::PathBuf {
         ),
     ] {
         std::fs::write(dir.join(format!("{who}.cnf")), ext).unwrap();
-        openssl(&[
-            "genpkey",
-            "-algorithm",
-            "ed25519",
-            "-out",
-            &format!("{who}.key"),
-        ]);
-        openssl(&[
-            "req",
-            "-new",
-            "-key",
-            &format!("{who}.key"),
-            "-subj",
-            subject,
-            "-out",
-            &format!("{who}.csr"),
-        ]);
-        openssl(&[
-            "x509",
-            "-req",
-            "-in",
-            &format!("{who}.csr"),
-            "-CA",
-            "ca.crt",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-days",
-            "2",
-            "-extfile",
-            &format!("{who}.cnf"),
-            "-out",
-            &format!("{who}.crt"),
-        ]);
+        super::openssl(
+            &dir,
+            &[
+                "genpkey",
+                "-algorithm",
+                "ed25519",
+                "-out",
+                &format!("{who}.key"),
+            ],
+        );
+        super::openssl(
+            &dir,
+            &[
+                "req",
+                "-new",
+                "-key",
+                &format!("{who}.key"),
+                "-subj",
+                subject,
+                "-out",
+                &format!("{who}.csr"),
+            ],
+        );
+        super::openssl(
+            &dir,
+            &[
+                "x509",
+                "-req",
+                "-in",
+                &format!("{who}.csr"),
+                "-CA",
+                "ca.crt",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-days",
+                "2",
+                "-extfile",
+                &format!("{who}.cnf"),
+                "-out",
+                &format!("{who}.crt"),
+            ],
+        );
     }
     std::fs::copy(dir.join("ca.crt"), dir.join("client-ca.crt")).unwrap();
     dir

@@ -317,20 +317,18 @@ pub fn remote_write_with(url: &str, headers: &[(&str, &str)], series: &[SeriesTo
     let body = snap::raw::Encoder::new()
         .compress_vec(&request.encode_to_vec())
         .unwrap();
-    let mut post = reqwest::blocking::Client::new().post(url);
-    for (name, value) in headers {
-        post = post.header(*name, *value);
-    }
-    let response = post
-        .header("Content-Encoding", protocol::CONTENT_ENCODING)
-        .header("Content-Type", protocol::PROTOBUF)
-        .header(
+    let response = protobuf_post(
+        &reqwest::blocking::Client::new(),
+        url,
+        headers,
+        (
             protocol::REMOTE_WRITE_VERSION_HEADER,
             protocol::REMOTE_WRITE_VERSION,
-        )
-        .body(body)
-        .send()
-        .unwrap();
+        ),
+        body,
+    )
+    .send()
+    .unwrap();
     assert!(
         response.status().is_success(),
         "seeding {url}: {} {}",
@@ -429,6 +427,36 @@ pub fn assert_same_data(expected: &Data, actual: &Data) {
 
 pub fn total_samples(data: &Data) -> usize {
     data.values().map(Vec::len).sum()
+}
+
+/// Runs `openssl ARGS` in `dir` (test certificates), failing the test with its output.
+pub fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("openssl runs");
+    assert!(out.status.success(), "openssl {args:?}: {}", text(&out));
+}
+
+/// A POST of a snappy protobuf body with the given protocol version header and extra headers
+/// (a Cortex tenant), as both remote write and remote read send it.
+pub fn protobuf_post(
+    client: &reqwest::blocking::Client,
+    url: &str,
+    headers: &[(&str, &str)],
+    version: (&str, &str),
+    body: Vec<u8>,
+) -> reqwest::blocking::RequestBuilder {
+    let mut request = client.post(url);
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    request
+        .header("Content-Encoding", protocol::CONTENT_ENCODING)
+        .header("Content-Type", protocol::PROTOBUF)
+        .header(version.0, version.1)
+        .body(body)
 }
 
 pub fn promimport(args: &[&str]) -> Output {
@@ -637,20 +665,18 @@ pub fn raw_read_with(
     // promimport retries 5xx itself; this reader does too, a few times.
     let mut attempt = 0;
     let response = loop {
-        let mut request = client.post(url);
-        for (name, value) in headers {
-            request = request.header(*name, *value);
-        }
-        let response = request
-            .header("Content-Encoding", protocol::CONTENT_ENCODING)
-            .header("Content-Type", protocol::PROTOBUF)
-            .header(
+        let response = protobuf_post(
+            client,
+            url,
+            headers,
+            (
                 protocol::REMOTE_READ_VERSION_HEADER,
                 protocol::REMOTE_READ_VERSION,
-            )
-            .body(body.clone())
-            .send()
-            .unwrap();
+            ),
+            body.clone(),
+        )
+        .send()
+        .unwrap();
         let status = response.status();
         if status.is_success() {
             break response;
