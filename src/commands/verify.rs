@@ -97,12 +97,7 @@ async fn check_range(
     wait: Duration,
     json: bool,
 ) -> Result<(Vec<WindowCheck>, Precision)> {
-    let source = WindowReader::new(
-        &settings.source,
-        settings.selectors.clone(),
-        settings.labels.clone(),
-        settings,
-    )?;
+    let source = WindowReader::source(settings)?;
     let dest = DestinationReader::new(settings)?;
     let precision = dest.precision();
     let deadline = Instant::now() + wait;

@@ -77,6 +77,16 @@ impl WindowReader {
         })
     }
 
+    /// The source as the settings describe it: its endpoint, selectors and relabelling.
+    pub fn source(settings: &WorkerSettings) -> Result<Self> {
+        Self::new(
+            &settings.source,
+            settings.selectors.clone(),
+            settings.labels.clone(),
+            settings,
+        )
+    }
+
     pub fn url(&self) -> String {
         self.reader.url()
     }
@@ -176,12 +186,7 @@ impl WindowReader {
 impl Worker {
     /// A worker that remote-writes to the settings' destination.
     pub fn new(settings: &WorkerSettings) -> Result<Self> {
-        let reader = WindowReader::new(
-            &settings.source,
-            settings.selectors.clone(),
-            settings.labels.clone(),
-            settings,
-        )?;
+        let reader = WindowReader::source(settings)?;
         let dest = settings.dest.build()?;
         crate::remote_write::check_write_url(&dest.url)?;
         Ok(Worker::with_destination(
