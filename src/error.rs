@@ -85,7 +85,10 @@ pub enum Error {
         source: FrameError,
     },
 
-    #[error("source {url} sent a corrupt chunk for series {series}: {source}")]
+    #[error("source {url} answered 200, then failed mid-stream: {message}")]
+    SourceFailedMidStream { url: String, message: String },
+
+    #[error("source {url} sent a chunk promimport cannot decode, for series {series}: {source}")]
     SourceChunk {
         url: String,
         series: String,
@@ -246,6 +249,7 @@ impl Error {
             Error::SourceStatus { status, .. } => *status == 429 || *status >= 500,
             // A frame cut short or failing its checksum is what a dropped connection looks like.
             Error::SourceFrame { source, .. } => source.is_transient(),
+            Error::SourceFailedMidStream { .. } => true,
             _ => false,
         }
     }
@@ -264,6 +268,9 @@ impl Error {
             | Error::Certificate { .. }
             | Error::Compress { .. }
             | Error::SourceNotSnappy { .. } => true,
+            Error::SourceChunk { source, .. } => {
+                matches!(source, crate::decode::xor::ChunkError::UnknownEncoding { .. })
+            }
             _ => false,
         }
     }
@@ -274,6 +281,19 @@ impl Error {
         Self::unanswered("source", "source", url, cause, |url, cause| {
             Error::SourceUnreachable { url, cause }
         })
+    }
+
+    /// A frame that cannot be read; the source's own error text when it wrote one instead.
+    pub fn source_frame(url: String, source: crate::decode::frame::FrameError) -> Self {
+        match source {
+            crate::decode::frame::FrameError::ServerMessage { .. } => {
+                Error::SourceFailedMidStream {
+                    url,
+                    message: source.to_string(),
+                }
+            }
+            source => Error::SourceFrame { url, source },
+        }
     }
 
     /// `source_request` for a query API (`query`, `verify` through one).

@@ -167,11 +167,20 @@ impl std::fmt::Display for RunSummary {
         writeln!(
             f,
             "  samples  read {}, written {}, rejected {}, skipped {}",
-            t.samples_read,
-            t.samples_written,
-            t.samples_rejected(),
+            t.samples_read - t.histograms_read,
+            t.samples_written - t.histograms_written,
+            t.samples_rejected() - t.histograms_rejected(),
             t.samples_skipped()
         )?;
+        if t.histograms_read > 0 {
+            writeln!(
+                f,
+                "  histograms read {}, written {}, rejected {} (native histogram samples)",
+                t.histograms_read,
+                t.histograms_written,
+                t.histograms_rejected()
+            )?;
+        }
         writeln!(
             f,
             "  bytes    read {}B, written {}B in {} requests ({} retries)",
@@ -191,9 +200,13 @@ impl std::fmt::Display for RunSummary {
             write!(f, "\n  PACED    {line}")?;
         }
         for r in &t.rejected {
+            let histograms = match r.histograms {
+                0 => String::new(),
+                n => format!(" ({n} of them native histogram samples)"),
+            };
             write!(
                 f,
-                "\n  REJECTED {} samples in {} requests as {}: destination said {:?}\n           fix: {}",
+                "\n  REJECTED {}{histograms} samples in {} requests as {}: destination said {:?}\n           fix: {}",
                 r.samples,
                 r.requests,
                 r.reason,

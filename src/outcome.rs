@@ -12,7 +12,10 @@ use crate::retry::RejectReason;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Rejection {
     pub reason: RejectReason,
+    /// Float and histogram samples; `histograms` counts the latter alone.
     pub samples: u64,
+    #[serde(default, skip_serializing_if = "is_zero_u64")]
+    pub histograms: u64,
     pub requests: u64,
     /// The first line of the destination's answer to the first such request.
     pub message: String,
@@ -30,11 +33,17 @@ pub struct WindowError {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct WindowOutcome {
     pub series: u64,
+    /// Samples of both kinds, float and native histogram; the `histograms_*` fields count the
+    /// histogram samples among them, so floats are the difference.
     pub samples_read: u64,
     pub samples_written: u64,
+    #[serde(default, skip_serializing_if = "is_zero_u64")]
+    pub histograms_read: u64,
+    #[serde(default, skip_serializing_if = "is_zero_u64")]
+    pub histograms_written: u64,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub rejected: Vec<Rejection>,
-    /// Samples read but not sent, by reason (native histograms, disorder inside the source).
+    /// Samples read but not sent, by reason (disorder inside the source).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub skipped: BTreeMap<String, u64>,
     /// Remote read answer bytes as received.
@@ -80,6 +89,10 @@ impl WindowOutcome {
         self.skipped.values().sum()
     }
 
+    pub fn histograms_rejected(&self) -> u64 {
+        self.rejected.iter().map(|r| r.histograms).sum()
+    }
+
     /// Every sample read was accepted and nothing went wrong.
     pub fn is_complete(&self) -> bool {
         self.error.is_none() && self.rejected.is_empty() && self.skipped.is_empty()
@@ -92,15 +105,24 @@ impl WindowOutcome {
         self.samples_written == 0 && self.rejected.iter().any(|r| r.reason.rejects_all_history())
     }
 
-    pub fn add_rejection(&mut self, reason: RejectReason, samples: u64, message: &str) {
+    /// Records refused samples: `samples` of both kinds, `histograms` of them histograms.
+    pub fn add_rejection(
+        &mut self,
+        reason: RejectReason,
+        samples: u64,
+        histograms: u64,
+        message: &str,
+    ) {
         match self.rejected.iter_mut().find(|r| r.reason == reason) {
             Some(r) => {
                 r.samples += samples;
+                r.histograms += histograms;
                 r.requests += 1;
             }
             None => self.rejected.push(Rejection {
                 reason,
                 samples,
+                histograms,
                 requests: 1,
                 message: message.to_string(),
             }),
@@ -113,6 +135,8 @@ impl WindowOutcome {
         self.series = self.series.max(other.series);
         self.samples_read += other.samples_read;
         self.samples_written += other.samples_written;
+        self.histograms_read += other.histograms_read;
+        self.histograms_written += other.histograms_written;
         for r in &other.rejected {
             match self
                 .rejected
@@ -121,6 +145,7 @@ impl WindowOutcome {
             {
                 Some(mine) => {
                     mine.samples += r.samples;
+                    mine.histograms += r.histograms;
                     mine.requests += r.requests;
                 }
                 None => self.rejected.push(r.clone()),
@@ -174,28 +199,28 @@ mod tests {
             ..Default::default()
         };
         assert!(o.is_complete());
-        o.skipped.insert("native histogram".into(), 1);
+        o.skipped.insert("samples out of order".into(), 1);
         assert!(!o.is_complete());
     }
 
     #[test]
     fn only_a_fully_rejected_window_with_a_history_wide_reason_stops_the_import() {
         let mut o = WindowOutcome::default();
-        o.add_rejection(RejectReason::OutOfBounds, 5, "out of bounds");
-        o.add_rejection(RejectReason::OutOfBounds, 7, "out of bounds");
+        o.add_rejection(RejectReason::OutOfBounds, 5, 0, "out of bounds");
+        o.add_rejection(RejectReason::OutOfBounds, 7, 0, "out of bounds");
         assert_eq!(o.samples_rejected(), 12);
         assert_eq!(o.rejected[0].requests, 2);
         assert!(o.rejects_all_history());
         o.samples_written = 1;
         assert!(!o.rejects_all_history());
         let mut dup = WindowOutcome::default();
-        dup.add_rejection(RejectReason::DuplicateSample, 5, "duplicate sample");
+        dup.add_rejection(RejectReason::DuplicateSample, 5, 0, "duplicate sample");
         assert!(!dup.rejects_all_history());
         // Refused for its age and, besides, some series for their labels: still history-wide.
         let mut mixed = WindowOutcome::default();
-        mixed.add_rejection(RejectReason::TooManyLabels, 5, "series has too many labels");
+        mixed.add_rejection(RejectReason::TooManyLabels, 5, 0, "series has too many labels");
         assert!(!mixed.rejects_all_history());
-        mixed.add_rejection(RejectReason::OutOfBounds, 7, "out of bounds");
+        mixed.add_rejection(RejectReason::OutOfBounds, 7, 0, "out of bounds");
         assert!(mixed.rejects_all_history());
     }
 }

@@ -22,10 +22,15 @@ pub enum FrameError {
     BadLength { index: u64 },
     #[error("the stream ended inside frame {index} ({remaining} bytes of it received)")]
     Truncated { index: u64, remaining: usize },
+    #[error(
+        "after {index} frames it wrote its own error instead of a frame: {text}"
+    )]
+    ServerMessage { index: u64, text: String },
 }
 
 impl FrameError {
-    /// A cut or damaged stream is what a broken connection looks like; a frame over the limit
+    /// A cut or damaged stream is what a broken connection looks like, and a server's own
+    /// error mid-stream is a server-side failure (retried like a 500); a frame over the limit
     /// will be over it next time too.
     pub fn is_transient(&self) -> bool {
         !matches!(self, FrameError::TooLarge { .. })
@@ -73,17 +78,22 @@ impl FrameReader {
             self.buffer.reserve(prefix + 4 + len - self.buffer.len());
             return Ok(None);
         }
-        self.buffer.advance(prefix);
-        let expected = self.buffer.get_u32();
-        let message = self.buffer.split_to(len).freeze();
-        let actual = crc32c::crc32c(&message);
+        let expected = u32::from_be_bytes([
+            self.buffer[prefix],
+            self.buffer[prefix + 1],
+            self.buffer[prefix + 2],
+            self.buffer[prefix + 3],
+        ]);
+        let actual = crc32c::crc32c(&self.buffer[prefix + 4..prefix + 4 + len]);
         if actual != expected {
-            return Err(FrameError::Checksum {
+            return Err(self.server_text().unwrap_or(FrameError::Checksum {
                 index,
                 expected,
                 actual,
-            });
+            }));
         }
+        self.buffer.advance(prefix + 4);
+        let message = self.buffer.split_to(len).freeze();
         self.frames += 1;
         Ok(Some(message))
     }
@@ -93,11 +103,26 @@ impl FrameReader {
         if self.buffer.is_empty() {
             Ok(())
         } else {
-            Err(FrameError::Truncated {
+            Err(self.server_text().unwrap_or(FrameError::Truncated {
                 index: self.frames,
                 remaining: self.buffer.len(),
-            })
+            }))
         }
+    }
+
+    /// A server that fails after it has sent its 200 and some frames can only write its error
+    /// text into the body (Prometheus does, e.g. when re-encoding a histogram chunk fails).
+    /// Where a frame should start, readable text is that message, not a corrupt frame: a
+    /// frame's length prefix, checksum and protobuf tags are never all printable.
+    fn server_text(&self) -> Option<FrameError> {
+        let text = std::str::from_utf8(&self.buffer).ok()?.trim_end();
+        let printable = text
+            .chars()
+            .all(|c| !c.is_control() || c == '\n' || c == '\t' || c == '\r');
+        (printable && text.len() >= 4).then(|| FrameError::ServerMessage {
+            index: self.frames,
+            text: text.chars().take(2000).collect(),
+        })
     }
 
     pub fn frames(&self) -> u64 {

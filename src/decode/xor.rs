@@ -19,6 +19,14 @@ pub enum ChunkError {
     },
     #[error("a varint in the chunk runs past 10 bytes")]
     BadVarint,
+    #[error(
+        "the chunk has encoding {number} ({name}), which this promimport cannot decode; {fix}"
+    )]
+    UnknownEncoding {
+        number: i32,
+        name: &'static str,
+        fix: &'static str,
+    },
 }
 
 /// Samples as (timestamp ms, value bits). A reused buffer keeps decoding free of allocations.
@@ -87,7 +95,7 @@ fn read_dod(bits: &mut BitReader) -> Option<i64> {
     })
 }
 
-fn read_value(
+pub(super) fn read_value(
     bits: &mut BitReader,
     previous: u64,
     leading: &mut u8,
@@ -126,18 +134,23 @@ fn zigzag(u: u64) -> i64 {
 }
 
 /// Reads big-endian bit fields of up to 64 bits.
-struct BitReader<'a> {
+pub(super) struct BitReader<'a> {
     data: &'a [u8],
     position: usize,
 }
 
 impl<'a> BitReader<'a> {
-    fn new(data: &'a [u8]) -> Self {
+    pub(super) fn new(data: &'a [u8]) -> Self {
         BitReader { data, position: 0 }
     }
 
+    /// Bits not read yet.
+    pub(super) fn remaining(&self) -> usize {
+        self.data.len() * 8 - self.position
+    }
+
     /// The next `n` bits (0..=64) as the low bits of a u64, or None past the end.
-    fn read(&mut self, n: u32) -> Option<u64> {
+    pub(super) fn read(&mut self, n: u32) -> Option<u64> {
         if n == 0 {
             return Some(0);
         }

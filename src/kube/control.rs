@@ -31,6 +31,9 @@ pub struct ImportStatus {
     pub samples_written: u64,
     pub samples_rejected: u64,
     pub samples_skipped: u64,
+    /// Native histogram samples among those read and written.
+    pub histograms_read: u64,
+    pub histograms_written: u64,
     /// Samples written per second since the import was created.
     pub samples_per_second: f64,
     pub eta_seconds: Option<f64>,
@@ -106,6 +109,8 @@ pub fn summarize(view: &LedgerView, running: usize) -> ImportStatus {
         samples_written: totals.written,
         samples_rejected: totals.rejected,
         samples_skipped: totals.skipped,
+        histograms_read: totals.histograms_read,
+        histograms_written: totals.histograms_written,
         samples_per_second: rate,
         eta_seconds: eta,
         waited_seconds: totals.waited,
@@ -122,6 +127,8 @@ fn add_up(view: &LedgerView) -> (Totals, Vec<String>) {
         totals.done += range.windows as usize;
         totals.read += range.read;
         totals.written += range.written;
+        totals.histograms_read += range.histograms_read;
+        totals.histograms_written += range.histograms_written;
         totals.waited += range.waited;
         totals.rate_limit = totals.rate_limit.or(range.rate_limit);
     }
@@ -132,6 +139,8 @@ fn add_up(view: &LedgerView) -> (Totals, Vec<String>) {
         }
         totals.read += record.read;
         totals.written += record.written;
+        totals.histograms_read += record.histograms_read;
+        totals.histograms_written += record.histograms_written;
         totals.rejected += record.rejected;
         totals.skipped += record.skipped;
         totals.waited += record.waited;
@@ -196,6 +205,8 @@ struct Totals {
     failed: usize,
     read: u64,
     written: u64,
+    histograms_read: u64,
+    histograms_written: u64,
     rejected: u64,
     skipped: u64,
     waited: f64,
@@ -260,6 +271,13 @@ pub fn render_table(imports: &[ImportStatus]) -> String {
         ));
         if !s.message.is_empty() {
             out.push_str(&format!("  {}\n", s.message));
+        }
+        if s.histograms_read > 0 {
+            out.push_str(&format!(
+                "  native histogram samples (counted in READ and WRITTEN): read {}, written {}\n",
+                human(s.histograms_read as f64),
+                human(s.histograms_written as f64)
+            ));
         }
         if let Some(rate) = s.rate_limit {
             out.push_str(&format!(
@@ -405,6 +423,8 @@ mod tests {
             series: 1,
             read,
             written,
+            histograms_read: 2,
+            histograms_written: 1,
             rejected: read - written,
             skipped: 0,
             seconds: 0.0,
@@ -436,6 +456,8 @@ mod tests {
                 series: 1,
                 read: 30,
                 written: 30,
+                histograms_read: 6,
+                histograms_written: 6,
                 seconds: 0.0,
                 waited: 10.0,
                 rate_limit: None,
@@ -465,9 +487,16 @@ mod tests {
             (status.waited_seconds, status.rate_limit),
             (13.0, Some(25_000.0))
         );
+        // Histogram samples add up the same way: 6 compacted, 1+1+1 read and 1+1+1 written in
+        // windows 4 and 5 (window 0's record is compacted).
+        assert_eq!((status.histograms_read, status.histograms_written), (10, 8));
         let table = render_table(&[status]);
         assert!(
             table.contains("waited 13s in all") && table.contains("25000 samples/s"),
+            "{table}"
+        );
+        assert!(
+            table.contains("native histogram samples (counted in READ and WRITTEN): read 10, written 8"),
             "{table}"
         );
     }
@@ -487,6 +516,8 @@ mod tests {
             samples_written: 0,
             samples_rejected: 0,
             samples_skipped: 0,
+            histograms_read: 0,
+            histograms_written: 0,
             samples_per_second: 0.0,
             eta_seconds: None,
             waited_seconds: 0.0,

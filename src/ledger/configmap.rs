@@ -95,8 +95,13 @@ pub struct WindowRecord {
     pub start: String,
     pub end: String,
     pub series: u64,
+    /// Samples of both kinds; `histograms_*` count the native histogram samples among them.
     pub read: u64,
     pub written: u64,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub histograms_read: u64,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub histograms_written: u64,
     #[serde(default, skip_serializing_if = "is_zero")]
     pub rejected: u64,
     #[serde(default, skip_serializing_if = "is_zero")]
@@ -147,8 +152,12 @@ impl WindowRecord {
         let mut reasons: Vec<String> = rejected
             .into_iter()
             .map(|r| {
+                let histograms = match r.histograms {
+                    0 => String::new(),
+                    n => format!(" ({n} native histogram)"),
+                };
                 format!(
-                    "{} samples rejected as {}: {:?}; fix: {}",
+                    "{}{histograms} samples rejected as {}: {:?}; fix: {}",
                     r.samples,
                     r.reason,
                     r.message,
@@ -165,6 +174,8 @@ impl WindowRecord {
             series: o.series,
             read: o.samples_read,
             written: o.samples_written,
+            histograms_read: o.histograms_read,
+            histograms_written: o.histograms_written,
             rejected: o.samples_rejected(),
             skipped: o.samples_skipped(),
             seconds: (o.seconds * 100.0).round() / 100.0,
@@ -196,6 +207,10 @@ pub struct DoneRange {
     pub series: u64,
     pub read: u64,
     pub written: u64,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub histograms_read: u64,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub histograms_written: u64,
     pub seconds: f64,
     #[serde(default, skip_serializing_if = "is_zero_f64")]
     pub waited: f64,
@@ -213,6 +228,8 @@ impl DoneRange {
             series: record.series,
             read: record.read,
             written: record.written,
+            histograms_read: record.histograms_read,
+            histograms_written: record.histograms_written,
             seconds: record.seconds,
             waited: record.waited,
             rate_limit: record.rate_limit,
@@ -227,6 +244,8 @@ impl DoneRange {
         self.series = self.series.max(other.series);
         self.read += other.read;
         self.written += other.written;
+        self.histograms_read += other.histograms_read;
+        self.histograms_written += other.histograms_written;
         self.seconds = ((self.seconds + other.seconds) * 100.0).round() / 100.0;
         self.waited = ((self.waited + other.waited) * 100.0).round() / 100.0;
         self.rate_limit = self.rate_limit.or(other.rate_limit);
@@ -757,7 +776,7 @@ mod tests {
             ..Default::default()
         };
         for n in 0..6 {
-            outcome.add_rejection(RejectReason::Other(format!("{n}{message}")), 1, message);
+            outcome.add_rejection(RejectReason::Other(format!("{n}{message}")), 1, 0, message);
         }
         outcome.error = Some(WindowError {
             message: message.into(),
@@ -827,7 +846,7 @@ mod tests {
             samples_read: 5,
             ..Default::default()
         };
-        outcome.add_rejection(RejectReason::OutOfBounds, 5, "out of bounds");
+        outcome.add_rejection(RejectReason::OutOfBounds, 5, 0, "out of bounds");
         let window = Window {
             start_ms: 0,
             end_ms: 1,

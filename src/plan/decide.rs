@@ -211,6 +211,8 @@ mod tests {
             series: 1,
             read: 1,
             written: u64::from(status == WindowStatus::Done),
+            histograms_read: 0,
+            histograms_written: 0,
             rejected: 0,
             skipped: 0,
             seconds: 0.1,

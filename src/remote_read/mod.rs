@@ -220,10 +220,9 @@ impl ReadStream {
         match &mut self.body {
             Body::Samples(results) => Ok(results.next().map(ReadPart::Samples)),
             Body::Streamed { response, frames } => loop {
-                let frame = frames.next_frame().map_err(|source| Error::SourceFrame {
-                    url: self.url.clone(),
-                    source,
-                })?;
+                let frame = frames
+                    .next_frame()
+                    .map_err(|source| Error::source_frame(self.url.clone(), source))?;
                 if let Some(frame) = frame {
                     let message = ChunkedReadResponse::decode(frame).map_err(|source| {
                         Error::SourceDecode {
@@ -243,10 +242,9 @@ impl ReadStream {
                         frames.push(&piece);
                     }
                     None => {
-                        frames.finish().map_err(|source| Error::SourceFrame {
-                            url: self.url.clone(),
-                            source,
-                        })?;
+                        frames
+                            .finish()
+                            .map_err(|source| Error::source_frame(self.url.clone(), source))?;
                         return Ok(None);
                     }
                 }

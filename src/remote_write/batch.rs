@@ -6,7 +6,7 @@ use std::collections::VecDeque;
 
 use prost::Message;
 
-use crate::proto::{Label, Sample, TimeSeries, WriteRequest};
+use crate::proto::{Histogram, Label, Sample, TimeSeries, WriteRequest};
 
 #[derive(Debug, Clone, Copy)]
 pub struct BatchLimits {
@@ -14,7 +14,7 @@ pub struct BatchLimits {
     pub max_bytes: usize,
 }
 
-/// A request ready to send, with its sample count for accounting.
+/// A request ready to send, with its sample count (float and histogram) for accounting.
 #[derive(Debug)]
 pub struct Batch {
     pub request: WriteRequest,
@@ -51,29 +51,45 @@ impl Batcher {
         self.open_slot = None;
     }
 
+    /// The open series' slot in this request, opened with its labels on first use.
+    fn slot(&mut self) -> usize {
+        if let Some(slot) = self.open_slot {
+            return slot;
+        }
+        self.bytes += self
+            .open_labels
+            .iter()
+            .map(Message::encoded_len)
+            .sum::<usize>()
+            + 6;
+        self.series.push(TimeSeries {
+            labels: self.open_labels.clone(),
+            samples: Vec::new(),
+            histograms: Vec::new(),
+        });
+        self.open_slot = Some(self.series.len() - 1);
+        self.series.len() - 1
+    }
+
     pub fn push(&mut self, timestamp: i64, value: f64) {
-        let slot = match self.open_slot {
-            Some(slot) => slot,
-            None => {
-                self.bytes += self
-                    .open_labels
-                    .iter()
-                    .map(Message::encoded_len)
-                    .sum::<usize>()
-                    + 6;
-                self.series.push(TimeSeries {
-                    labels: self.open_labels.clone(),
-                    samples: Vec::new(),
-                    histograms: Vec::new(),
-                });
-                self.open_slot = Some(self.series.len() - 1);
-                self.series.len() - 1
-            }
-        };
+        let slot = self.slot();
         self.series[slot].samples.push(Sample { value, timestamp });
-        self.samples += 1;
         // tag + length + double + tag + varint timestamp
-        self.bytes += 2 + 9 + 1 + prost::encoding::encoded_len_varint(timestamp as u64);
+        self.added(2 + 9 + 1 + prost::encoding::encoded_len_varint(timestamp as u64));
+    }
+
+    /// A histogram sample counts as one sample and its encoded size, which grows with its
+    /// buckets (a few hundred bytes is common), so size bounds hold for histograms too.
+    pub fn push_histogram(&mut self, histogram: Histogram) {
+        let slot = self.slot();
+        let bytes = histogram.encoded_len();
+        self.series[slot].histograms.push(histogram);
+        self.added(1 + prost::encoding::encoded_len_varint(bytes as u64) + bytes);
+    }
+
+    fn added(&mut self, bytes: usize) {
+        self.samples += 1;
+        self.bytes += bytes;
         if self.samples >= self.limits.max_samples || self.bytes >= self.limits.max_bytes {
             self.flush();
         }
@@ -99,12 +115,21 @@ impl Batcher {
     }
 }
 
-/// Samples in a request.
+/// Samples in a request, float and histogram.
 pub fn samples_in(request: &WriteRequest) -> u64 {
     request
         .timeseries
         .iter()
-        .map(|s| s.samples.len() as u64)
+        .map(|s| (s.samples.len() + s.histograms.len()) as u64)
+        .sum()
+}
+
+/// Histogram samples in a request.
+pub fn histograms_in(request: &WriteRequest) -> u64 {
+    request
+        .timeseries
+        .iter()
+        .map(|s| s.histograms.len() as u64)
         .sum()
 }
 
@@ -116,24 +141,31 @@ pub fn split_series(mut request: WriteRequest) -> (WriteRequest, WriteRequest) {
 
 /// Cuts a request into two of about half the samples each. A series cut in two keeps its
 /// labels in both and its older samples in the first, so sending the first, then the second,
-/// keeps every series in timestamp order.
+/// keeps every series in timestamp order. A series holding both kinds is cut in its floats
+/// first, then in its histograms, the order a receiver appends them in.
 pub fn split_samples(request: WriteRequest) -> (WriteRequest, WriteRequest) {
     let mut left = (samples_in(&request) / 2).max(1) as usize;
     let mut first = Vec::new();
     let mut second = Vec::new();
     for mut series in request.timeseries {
+        let size = series.samples.len() + series.histograms.len();
         if left == 0 {
             second.push(series);
-        } else if series.samples.len() <= left {
-            left -= series.samples.len();
+        } else if size <= left {
+            left -= size;
             first.push(series);
         } else {
-            let rest = series.samples.split_off(left);
+            let (samples, histograms) = if left < series.samples.len() {
+                (series.samples.split_off(left), std::mem::take(&mut series.histograms))
+            } else {
+                let keep = left - series.samples.len();
+                (Vec::new(), series.histograms.split_off(keep))
+            };
             left = 0;
             second.push(TimeSeries {
                 labels: series.labels.clone(),
-                samples: rest,
-                histograms: Vec::new(),
+                samples,
+                histograms,
             });
             first.push(series);
         }

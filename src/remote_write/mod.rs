@@ -17,7 +17,9 @@ use crate::protocol;
 use crate::retry::{
     Disposition, RateLimit, RejectReason, RetryPolicy, classify, first_line, parse_retry_after,
 };
-use batch::{Batch, samples_in, split_by_label_limit, split_samples, split_series};
+use batch::{
+    Batch, histograms_in, samples_in, split_by_label_limit, split_samples, split_series,
+};
 use pace::Pacer;
 
 /// 429s naming the rate limit in a row for one request before it is split (when it is larger
@@ -48,7 +50,9 @@ enum Verdict {
 /// are what the destination holds, not an upper bound.
 #[derive(Debug, Default, PartialEq)]
 pub struct Delivery {
+    /// Samples written, float and histogram; `written_histograms` counts the latter alone.
     pub written: u64,
+    pub written_histograms: u64,
     pub refused: Vec<Refused>,
 }
 
@@ -56,7 +60,9 @@ pub struct Delivery {
 #[derive(Debug, PartialEq)]
 pub struct Refused {
     pub reason: RejectReason,
+    /// Float and histogram samples; `histograms` counts the latter alone.
     pub samples: u64,
+    pub histograms: u64,
     /// The first line of the receiver's answer.
     pub message: String,
 }
@@ -163,7 +169,10 @@ impl DestinationWriter {
                 _ => self.post(&request, samples, costs).await?,
             };
             match answer {
-                Answer::Accepted => delivery.written += samples,
+                Answer::Accepted => {
+                    delivery.written += samples;
+                    delivery.written_histograms += histograms_in(&request);
+                }
                 Answer::TooLarge => {
                     // Older samples first, so each series stays in order at the receiver.
                     let (older, newer) = split_samples(request);
@@ -185,6 +194,7 @@ impl DestinationWriter {
                     delivery.refused.push(Refused {
                         reason,
                         samples: samples_in(&refused),
+                        histograms: histograms_in(&refused),
                         message,
                     });
                     if !rest.timeseries.is_empty() {
@@ -194,6 +204,7 @@ impl DestinationWriter {
                 Answer::Rejected { reason, message } => delivery.refused.push(Refused {
                     reason,
                     samples,
+                    histograms: histograms_in(&request),
                     message,
                 }),
             }

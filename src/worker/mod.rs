@@ -145,12 +145,9 @@ impl WindowReader {
                                 for sample in &series.samples {
                                     assembler.sample(sample.timestamp, sample.value.to_bits());
                                 }
-                                let histograms = series
-                                    .histograms
-                                    .iter()
-                                    .filter(|h| window.contains(h.timestamp))
-                                    .count();
-                                assembler.skip(assembler::SKIP_HISTOGRAM, histograms as u64);
+                                for histogram in series.histograms {
+                                    assembler.histogram(histogram);
+                                }
                             }
                         }
                     }
@@ -177,6 +174,7 @@ impl WindowReader {
         .await;
         outcome.series = assembler.series;
         outcome.samples_read = assembler.samples + assembler.skipped.values().sum::<u64>();
+        outcome.histograms_read = assembler.histograms + assembler.histograms_skipped;
         outcome.skipped = std::mem::take(&mut assembler.skipped);
         outcome.decode_seconds = decode.as_secs_f64();
         result
@@ -237,6 +235,7 @@ impl<D: Destination> Worker<D> {
             ),
         };
         outcome.samples_written = sent.samples_written;
+        outcome.histograms_written = sent.histograms_written;
         outcome.rejected = sent.rejected;
         outcome.bytes_written = sent.bytes_written;
         outcome.requests = sent.requests;
@@ -273,10 +272,11 @@ async fn send_batches<D: Destination>(
         match writer.send(batch, &mut costs).await {
             Ok(delivery) => {
                 sent.samples_written += delivery.written;
+                sent.histograms_written += delivery.written_histograms;
                 live.samples_written
                     .fetch_add(delivery.written, Ordering::Relaxed);
                 for r in delivery.refused {
-                    sent.add_rejection(r.reason, r.samples, &r.message);
+                    sent.add_rejection(r.reason, r.samples, r.histograms, &r.message);
                 }
             }
             Err(e) => {

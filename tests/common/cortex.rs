@@ -34,6 +34,10 @@ impl Cortex {
             let dir = base.join(format!("cortex-{attempt}"));
             let out = Command::new(script("up"))
                 .arg(&dir)
+                // Cortex keeps its active query log in `./active-query-tracker/queries.active`
+                // and mmaps it: two Cortex of parallel tests in one working directory shared that
+                // file, and one crashed with SIGBUS when the other recreated it (CI, chart tests).
+                .current_dir(&base)
                 .envs(settings.iter().copied())
                 .output()
                 .expect("../shared/cortex/up runs");

@@ -1,0 +1,768 @@
+//! Decoder for Prometheus' native histogram chunks (prometheus/tsdb/chunkenc/histogram.go,
+//! float_histogram.go, histogram_meta.go, varbit.go): a 2-byte sample count and a flags byte
+//! whose top two bits say how the chunk began (counter reset, none, gauge, unknown), then the
+//! layout of the first sample (zero threshold, schema, positive and negative spans, custom
+//! bounds for the custom-buckets schema) and the samples.
+//!
+//! Integer histograms (encoding 2) store every field as a raw value, then a delta, then deltas
+//! of deltas, in "varbit" integers; their buckets are themselves deltas between neighbouring
+//! buckets, exactly remote write's `positive_deltas`. Float histograms (encoding 3) store the
+//! first sample's fields as raw 64-bit floats and later ones XOR-compressed like XOR chunk
+//! values. A stale marker is a sample whose sum is the stale NaN; it carries no buckets.
+//! Every float stays bit-exact (the sum, counts and bounds pass through as bits).
+
+use super::xor::{BitReader, ChunkError, read_value};
+use crate::proto::{
+    BucketSpan, Histogram,
+    histogram::{Count, ResetHint, ZeroCount},
+};
+
+/// Prometheus' stale marker (model/value/value.go).
+pub const STALE_NAN: u64 = 0x7ff0_0000_0000_0002;
+/// The custom-buckets schema, whose chunks carry their bucket bounds in the layout.
+const CUSTOM_BUCKETS_SCHEMA: i32 = -53;
+
+/// Decodes every sample of an integer (`float == false`) or float histogram chunk into `out`
+/// (cleared first), in the order the chunk holds them.
+pub fn decode_histograms(
+    chunk: &[u8],
+    float: bool,
+    out: &mut Vec<Histogram>,
+) -> Result<(), ChunkError> {
+    out.clear();
+    let (count, flags, body) = match chunk {
+        [hi, lo, flags, body @ ..] => (u16::from_be_bytes([*hi, *lo]), *flags, body),
+        _ => return Err(ChunkError::NoHeader { len: chunk.len() }),
+    };
+    if count == 0 {
+        return Ok(());
+    }
+    let mut bits = BitReader::new(body);
+    let mut reader = Reader {
+        bits: &mut bits,
+        sample: 0,
+        count,
+    };
+    let layout = reader.layout(float)?;
+    if float {
+        decode_float(&mut reader, &layout, flags, out)
+    } else {
+        decode_int(&mut reader, &layout, flags, out)
+    }
+}
+
+struct Layout {
+    zero_threshold: f64,
+    schema: i32,
+    positive: Vec<BucketSpan>,
+    negative: Vec<BucketSpan>,
+    custom_values: Vec<f64>,
+    positive_buckets: usize,
+    negative_buckets: usize,
+}
+
+struct Reader<'r, 'a> {
+    bits: &'r mut BitReader<'a>,
+    sample: u16,
+    count: u16,
+}
+
+impl Reader<'_, '_> {
+    fn truncated(&self) -> ChunkError {
+        ChunkError::Truncated {
+            sample: self.sample,
+            count: self.count,
+        }
+    }
+
+    fn bits(&mut self, n: u32) -> Result<u64, ChunkError> {
+        let truncated = self.truncated();
+        self.bits.read(n).ok_or(truncated)
+    }
+
+    /// The number of leading one bits (at most 8) that select a varbit's width.
+    fn varbit_width(&mut self) -> Result<Option<u32>, ChunkError> {
+        let mut ones = 0;
+        while ones < 8 && self.bits(1)? == 1 {
+            ones += 1;
+        }
+        Ok(match ones {
+            0 => None,
+            1 => Some(3),
+            2 => Some(6),
+            3 => Some(9),
+            4 => Some(12),
+            5 => Some(18),
+            6 => Some(25),
+            7 => Some(56),
+            _ => Some(64),
+        })
+    }
+
+    fn varbit_uint(&mut self) -> Result<u64, ChunkError> {
+        match self.varbit_width()? {
+            None => Ok(0),
+            Some(width) => self.bits(width),
+        }
+    }
+
+    fn varbit_int(&mut self) -> Result<i64, ChunkError> {
+        let Some(width) = self.varbit_width()? else {
+            return Ok(0);
+        };
+        let raw = self.bits(width)?;
+        // The encoder's range for n bits is -(2^(n-1)-1) ..= 2^(n-1); larger raw values are
+        // negative. 64 bits hold the value itself.
+        Ok(if width < 64 && raw > 1 << (width - 1) {
+            raw as i64 - (1i64 << width)
+        } else {
+            raw as i64
+        })
+    }
+
+    fn xor(&mut self, previous: u64, leading: &mut u8, trailing: &mut u8) -> Result<u64, ChunkError> {
+        read_value(
+            self.bits,
+            previous,
+            leading,
+            trailing,
+            self.sample,
+            self.count,
+        )
+    }
+
+    fn layout(&mut self, float: bool) -> Result<Layout, ChunkError> {
+        let zero_threshold = match self.bits(8)? {
+            0 => 0.0,
+            255 => f64::from_bits(self.bits(64)?),
+            // A power of two 2^(b-244), stored as its exponent: built from the bits so it is
+            // exact (b is 1..=254, so the exponent is a normal one).
+            b => f64::from_bits(((b as i64 - 244 + 1023) as u64) << 52),
+        };
+        let schema = self.varbit_int()? as i32;
+        let positive = self.spans()?;
+        let negative = self.spans()?;
+        let custom_values = if schema == CUSTOM_BUCKETS_SCHEMA {
+            self.custom_bounds()?
+        } else {
+            Vec::new()
+        };
+        let buckets = |spans: &[BucketSpan]| spans.iter().map(|s| s.length as usize).sum();
+        let (positive_buckets, negative_buckets): (usize, usize) =
+            (buckets(&positive), buckets(&negative));
+        // The first sample stores every bucket in at least one bit (64 for floats): more
+        // buckets than bits left is a corrupt layout, refused before anything is allocated.
+        let per_bucket = if float { 64 } else { 1 };
+        if positive_buckets.saturating_add(negative_buckets) > self.bits.remaining() / per_bucket
+        {
+            return Err(self.truncated());
+        }
+        Ok(Layout {
+            zero_threshold,
+            schema,
+            positive,
+            negative,
+            custom_values,
+            positive_buckets,
+            negative_buckets,
+        })
+    }
+
+    fn spans(&mut self) -> Result<Vec<BucketSpan>, ChunkError> {
+        let n = self.varbit_uint()?;
+        let mut spans = Vec::new();
+        for _ in 0..n {
+            // Each span takes at least two bits, so a corrupt count ends at the data's end.
+            let length = self.varbit_uint()? as u32;
+            let offset = self.varbit_int()? as i32;
+            spans.push(BucketSpan { offset, length });
+        }
+        Ok(spans)
+    }
+
+    fn custom_bounds(&mut self) -> Result<Vec<f64>, ChunkError> {
+        let n = self.varbit_uint()?;
+        let mut bounds = Vec::new();
+        for _ in 0..n {
+            // Multiples of 0.001 up to 33554.43 are stored as 1000x+1; others as raw bits.
+            let bound = match self.varbit_uint()? {
+                0 => f64::from_bits(self.bits(64)?),
+                b => (b - 1) as f64 / 1000.0,
+            };
+            bounds.push(bound);
+        }
+        Ok(bounds)
+    }
+}
+
+/// The reset hint Prometheus gives a sample: a gauge chunk holds gauges; within a counter
+/// chunk only its first sample can follow a reset, as the header says.
+fn reset_hint(flags: u8, index: u16) -> ResetHint {
+    match flags & 0b1100_0000 {
+        0b1100_0000 => ResetHint::Gauge,
+        _ if index > 0 => ResetHint::No,
+        0b1000_0000 => ResetHint::Yes,
+        _ => ResetHint::Unknown,
+    }
+}
+
+/// What Prometheus returns for a stale marker: the stale sum and nothing else.
+fn stale(t: i64, float: bool) -> Histogram {
+    Histogram {
+        count: Some(if float {
+            Count::CountFloat(0.0)
+        } else {
+            Count::CountInt(0)
+        }),
+        zero_count: Some(if float {
+            ZeroCount::ZeroCountFloat(0.0)
+        } else {
+            ZeroCount::ZeroCountInt(0)
+        }),
+        sum: f64::from_bits(STALE_NAN),
+        timestamp: t,
+        ..Histogram::default()
+    }
+}
+
+fn sample(layout: &Layout, t: i64, sum: u64, flags: u8, index: u16) -> Histogram {
+    Histogram {
+        sum: f64::from_bits(sum),
+        schema: layout.schema,
+        zero_threshold: layout.zero_threshold,
+        positive_spans: layout.positive.clone(),
+        negative_spans: layout.negative.clone(),
+        custom_values: layout.custom_values.clone(),
+        reset_hint: reset_hint(flags, index) as i32,
+        timestamp: t,
+        ..Histogram::default()
+    }
+}
+
+fn decode_int(
+    r: &mut Reader,
+    layout: &Layout,
+    flags: u8,
+    out: &mut Vec<Histogram>,
+) -> Result<(), ChunkError> {
+    let mut t = r.varbit_int()?;
+    let mut count = r.varbit_uint()?;
+    let mut zero = r.varbit_uint()?;
+    let mut sum = r.bits(64)?;
+    let mut positive = Vec::with_capacity(layout.positive_buckets);
+    for _ in 0..layout.positive_buckets {
+        positive.push(r.varbit_int()?);
+    }
+    let mut negative = Vec::with_capacity(layout.negative_buckets);
+    for _ in 0..layout.negative_buckets {
+        negative.push(r.varbit_int()?);
+    }
+    let (mut t_delta, mut count_delta, mut zero_delta) = (0i64, 0i64, 0i64);
+    let mut positive_delta = vec![0i64; positive.len()];
+    let mut negative_delta = vec![0i64; negative.len()];
+    let (mut leading, mut trailing) = (0u8, 0u8);
+    for index in 0..r.count {
+        r.sample = index;
+        if index > 0 {
+            // The second sample's deltas are deltas of deltas from zero.
+            t_delta = t_delta.wrapping_add(r.varbit_int()?);
+            t = t.wrapping_add(t_delta);
+            count_delta = count_delta.wrapping_add(r.varbit_int()?);
+            count = (count as i64).wrapping_add(count_delta) as u64;
+            zero_delta = zero_delta.wrapping_add(r.varbit_int()?);
+            zero = (zero as i64).wrapping_add(zero_delta) as u64;
+            sum = r.xor(sum, &mut leading, &mut trailing)?;
+            if sum != STALE_NAN {
+                for (bucket, delta) in positive.iter_mut().zip(positive_delta.iter_mut()) {
+                    *delta = delta.wrapping_add(r.varbit_int()?);
+                    *bucket = bucket.wrapping_add(*delta);
+                }
+                for (bucket, delta) in negative.iter_mut().zip(negative_delta.iter_mut()) {
+                    *delta = delta.wrapping_add(r.varbit_int()?);
+                    *bucket = bucket.wrapping_add(*delta);
+                }
+            }
+        }
+        if sum == STALE_NAN {
+            out.push(stale(t, false));
+            continue;
+        }
+        let mut h = sample(layout, t, sum, flags, index);
+        h.count = Some(Count::CountInt(count));
+        h.zero_count = Some(ZeroCount::ZeroCountInt(zero));
+        h.positive_deltas = positive.clone();
+        h.negative_deltas = negative.clone();
+        out.push(h);
+    }
+    Ok(())
+}
+
+/// XOR state of one float field.
+#[derive(Clone, Copy, Default)]
+struct XorField {
+    bits: u64,
+    leading: u8,
+    trailing: u8,
+}
+
+impl XorField {
+    fn read(&mut self, r: &mut Reader) -> Result<(), ChunkError> {
+        self.bits = r.xor(self.bits, &mut self.leading, &mut self.trailing)?;
+        Ok(())
+    }
+}
+
+fn decode_float(
+    r: &mut Reader,
+    layout: &Layout,
+    flags: u8,
+    out: &mut Vec<Histogram>,
+) -> Result<(), ChunkError> {
+    let mut t = r.varbit_int()?;
+    let raw = |r: &mut Reader| -> Result<XorField, ChunkError> {
+        Ok(XorField {
+            bits: r.bits(64)?,
+            ..XorField::default()
+        })
+    };
+    let mut count = raw(r)?;
+    let mut zero = raw(r)?;
+    let mut sum = raw(r)?;
+    let mut positive = Vec::with_capacity(layout.positive_buckets);
+    for _ in 0..layout.positive_buckets {
+        positive.push(raw(r)?);
+    }
+    let mut negative = Vec::with_capacity(layout.negative_buckets);
+    for _ in 0..layout.negative_buckets {
+        negative.push(raw(r)?);
+    }
+    let mut t_delta = 0i64;
+    for index in 0..r.count {
+        r.sample = index;
+        if index > 0 {
+            t_delta = t_delta.wrapping_add(r.varbit_int()?);
+            t = t.wrapping_add(t_delta);
+            count.read(r)?;
+            zero.read(r)?;
+            sum.read(r)?;
+            if sum.bits != STALE_NAN {
+                for bucket in positive.iter_mut().chain(negative.iter_mut()) {
+                    bucket.read(r)?;
+                }
+            }
+        }
+        if sum.bits == STALE_NAN {
+            out.push(stale(t, true));
+            continue;
+        }
+        let mut h = sample(layout, t, sum.bits, flags, index);
+        h.count = Some(Count::CountFloat(f64::from_bits(count.bits)));
+        h.zero_count = Some(ZeroCount::ZeroCountFloat(f64::from_bits(zero.bits)));
+        h.positive_counts = positive.iter().map(|b| f64::from_bits(b.bits)).collect();
+        h.negative_counts = negative.iter().map(|b| f64::from_bits(b.bits)).collect();
+        out.push(h);
+    }
+    Ok(())
+}
+
+/// An encoder written from the format description alone, for tests: it encodes samples that
+/// share one layout (as Prometheus' appender leaves a chunk after recoding it), with every
+/// varbit width and XOR branch reachable.
+#[cfg(test)]
+pub(crate) mod test_chunks {
+    use super::*;
+
+    #[derive(Default)]
+    pub struct BitWriter {
+        pub bytes: Vec<u8>,
+        bits: usize,
+    }
+
+    impl BitWriter {
+        pub fn write(&mut self, value: u64, n: u32) {
+            for i in (0..n).rev() {
+                if self.bits.is_multiple_of(8) {
+                    self.bytes.push(0);
+                }
+                if (value >> i) & 1 == 1 {
+                    let last = self.bytes.len() - 1;
+                    self.bytes[last] |= 0x80 >> (self.bits % 8);
+                }
+                self.bits += 1;
+            }
+        }
+
+        fn width(&mut self, ones: u32) {
+            let prefix = if ones == 8 { 0xff } else { (1u64 << (ones + 1)) - 2 };
+            self.write(prefix, if ones == 8 { 8 } else { ones + 1 });
+        }
+
+        pub fn varbit_int(&mut self, v: i64) {
+            const WIDTHS: [u32; 7] = [3, 6, 9, 12, 18, 25, 56];
+            if v == 0 {
+                return self.write(0, 1);
+            }
+            for (i, n) in WIDTHS.iter().enumerate() {
+                if -((1i64 << (n - 1)) - 1) <= v && v <= 1i64 << (n - 1) {
+                    self.width(i as u32 + 1);
+                    return self.write(v as u64 & ((1u64 << n) - 1), *n);
+                }
+            }
+            self.width(8);
+            self.write(v as u64, 64);
+        }
+
+        pub fn varbit_uint(&mut self, v: u64) {
+            const WIDTHS: [u32; 7] = [3, 6, 9, 12, 18, 25, 56];
+            if v == 0 {
+                return self.write(0, 1);
+            }
+            for (i, n) in WIDTHS.iter().enumerate() {
+                if v < 1u64 << n {
+                    self.width(i as u32 + 1);
+                    return self.write(v, *n);
+                }
+            }
+            self.width(8);
+            self.write(v, 64);
+        }
+
+        /// One XOR-compressed value; `state` is (leading, trailing), leading 0xff at first.
+        pub fn xor(&mut self, previous: u64, value: u64, state: &mut (u32, u32)) {
+            let xor = value ^ previous;
+            if xor == 0 {
+                return self.write(0, 1);
+            }
+            self.write(1, 1);
+            let lead = xor.leading_zeros().min(31);
+            let trail = xor.trailing_zeros();
+            let (leading, trailing) = *state;
+            if leading != 0xff && lead >= leading && trail >= trailing {
+                self.write(0, 1);
+                self.write(xor >> trailing, 64 - leading - trailing);
+            } else {
+                *state = (lead, trail);
+                let significant = 64 - lead - trail;
+                self.write(1, 1);
+                self.write(u64::from(lead), 5);
+                self.write(u64::from(significant) & 63, 6);
+                self.write(xor >> trail, significant);
+            }
+        }
+    }
+
+    pub fn layout(w: &mut BitWriter, h: &Histogram) {
+        match h.zero_threshold {
+            z if z == 0.0 => w.write(0, 8),
+            z if z.to_bits() & ((1 << 52) - 1) == 0
+                && (-243..=10).contains(&((z.to_bits() >> 52) as i64 - 1023)) =>
+            {
+                w.write(((z.to_bits() >> 52) as i64 - 1023 + 244) as u64, 8)
+            }
+            z => {
+                w.write(255, 8);
+                w.write(z.to_bits(), 64)
+            }
+        }
+        w.varbit_int(i64::from(h.schema));
+        for spans in [&h.positive_spans, &h.negative_spans] {
+            w.varbit_uint(spans.len() as u64);
+            for s in spans {
+                w.varbit_uint(u64::from(s.length));
+                w.varbit_int(i64::from(s.offset));
+            }
+        }
+        if h.schema == CUSTOM_BUCKETS_SCHEMA {
+            w.varbit_uint(h.custom_values.len() as u64);
+            for &b in &h.custom_values {
+                let scaled = b * 1000.0;
+                if scaled >= 0.0 && scaled <= 33_554_430.0 && (scaled.round() / 1000.0) == b {
+                    w.varbit_uint(scaled.round() as u64 + 1);
+                } else {
+                    w.write(0, 1);
+                    w.write(b.to_bits(), 64);
+                }
+            }
+        }
+    }
+
+    fn int_count(h: &Histogram) -> (u64, u64) {
+        let count = match h.count {
+            Some(Count::CountInt(n)) => n,
+            _ => 0,
+        };
+        let zero = match h.zero_count {
+            Some(ZeroCount::ZeroCountInt(n)) => n,
+            _ => 0,
+        };
+        (count, zero)
+    }
+
+    /// An integer histogram chunk; the first sample's layout is every sample's.
+    pub fn encode_int(flags: u8, samples: &[Histogram]) -> Vec<u8> {
+        let mut w = BitWriter::default();
+        w.write(samples.len() as u64, 16);
+        w.write(u64::from(flags), 8);
+        let first = &samples[0];
+        layout(&mut w, first);
+        let (count, zero) = int_count(first);
+        w.varbit_int(first.timestamp);
+        w.varbit_uint(count);
+        w.varbit_uint(zero);
+        w.write(first.sum.to_bits(), 64);
+        for &b in first.positive_deltas.iter().chain(&first.negative_deltas) {
+            w.varbit_int(b);
+        }
+        let mut previous = (first.timestamp, count as i64, zero as i64, first.sum.to_bits());
+        let mut deltas = (0i64, 0i64, 0i64);
+        let mut buckets: Vec<i64> = first
+            .positive_deltas
+            .iter()
+            .chain(&first.negative_deltas)
+            .copied()
+            .collect();
+        let mut bucket_deltas = vec![0i64; buckets.len()];
+        let mut state = (0xff, 0);
+        for h in &samples[1..] {
+            let (count, zero) = int_count(h);
+            let d = (
+                h.timestamp - previous.0,
+                count as i64 - previous.1,
+                zero as i64 - previous.2,
+            );
+            w.varbit_int(d.0 - deltas.0);
+            w.varbit_int(d.1 - deltas.1);
+            w.varbit_int(d.2 - deltas.2);
+            w.xor(previous.3, h.sum.to_bits(), &mut state);
+            if h.sum.to_bits() != STALE_NAN {
+                let now = h.positive_deltas.iter().chain(&h.negative_deltas);
+                for ((b, last), delta) in now.zip(&mut buckets).zip(&mut bucket_deltas) {
+                    w.varbit_int((b - *last) - *delta);
+                    *delta = b - *last;
+                    *last = *b;
+                }
+            }
+            deltas = d;
+            previous = (h.timestamp, count as i64, zero as i64, h.sum.to_bits());
+        }
+        w.bytes
+    }
+
+    /// A float histogram chunk; the first sample's layout is every sample's.
+    pub fn encode_float(flags: u8, samples: &[Histogram]) -> Vec<u8> {
+        let fields = |h: &Histogram| -> Vec<u64> {
+            let count = match h.count {
+                Some(Count::CountFloat(n)) => n,
+                _ => 0.0,
+            };
+            let zero = match h.zero_count {
+                Some(ZeroCount::ZeroCountFloat(n)) => n,
+                _ => 0.0,
+            };
+            [count, zero, h.sum]
+                .into_iter()
+                .chain(h.positive_counts.iter().copied())
+                .chain(h.negative_counts.iter().copied())
+                .map(f64::to_bits)
+                .collect()
+        };
+        let mut w = BitWriter::default();
+        w.write(samples.len() as u64, 16);
+        w.write(u64::from(flags), 8);
+        let first = &samples[0];
+        layout(&mut w, first);
+        w.varbit_int(first.timestamp);
+        let mut previous = fields(first);
+        for &v in &previous {
+            w.write(v, 64);
+        }
+        let mut states = vec![(0xff, 0); previous.len()];
+        let (mut t, mut delta) = (first.timestamp, 0i64);
+        for h in &samples[1..] {
+            w.varbit_int(h.timestamp - t - delta);
+            (delta, t) = (h.timestamp - t, h.timestamp);
+            let now = fields(h);
+            let stale = now[2] == STALE_NAN;
+            let shown = if stale { 3 } else { now.len() };
+            for i in 0..shown {
+                w.xor(previous[i], now[i], &mut states[i]);
+                previous[i] = now[i];
+            }
+        }
+        w.bytes
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::test_chunks::{encode_float, encode_int};
+    use super::*;
+
+    fn spans(list: &[(i32, u32)]) -> Vec<BucketSpan> {
+        list.iter()
+            .map(|&(offset, length)| BucketSpan { offset, length })
+            .collect()
+    }
+
+    fn int(t: i64, count: u64, sum: f64, positive: Vec<i64>, negative: Vec<i64>) -> Histogram {
+        Histogram {
+            count: Some(Count::CountInt(count)),
+            zero_count: Some(ZeroCount::ZeroCountInt(count / 7)),
+            sum,
+            schema: 3,
+            zero_threshold: 2f64.powi(-128),
+            positive_spans: spans(&[(-2, 2), (3, 1)]),
+            negative_spans: spans(&[(0, 2)]),
+            positive_deltas: positive,
+            negative_deltas: negative,
+            reset_hint: ResetHint::No as i32,
+            timestamp: t,
+            ..Histogram::default()
+        }
+    }
+
+    fn same(a: &[Histogram], b: &[Histogram]) {
+        assert_eq!(a.len(), b.len());
+        for (x, y) in a.iter().zip(b) {
+            assert_eq!(x.encode_to_vec(), y.encode_to_vec(), "{x:?}\n{y:?}");
+        }
+    }
+
+    use prost::Message;
+
+    /// Integer samples with every varbit width in times, counts and buckets, a stale marker,
+    /// and a sample after it.
+    fn int_samples() -> Vec<Histogram> {
+        let mut samples = vec![int(-5_000, 10, 1.5, vec![1, 2, -1], vec![3, 0])];
+        let steps = [
+            15_000i64, 15_000, 15_003, 14_000, 300_000, 86_400_000, 1, 15_000, 1 << 40,
+        ];
+        let mut t = -5_000;
+        for (i, step) in steps.iter().enumerate() {
+            t += step;
+            let i = i as i64;
+            samples.push(int(
+                t,
+                10 + (i as u64).pow(7),
+                1.5 * i as f64,
+                vec![1 + i * 1000, 2 - i, -1 + (1 << (i * 6))],
+                vec![3 + i, i * i * 50],
+            ));
+        }
+        samples.push(Histogram {
+            count: Some(Count::CountInt(0)),
+            zero_count: Some(ZeroCount::ZeroCountInt(0)),
+            sum: f64::from_bits(STALE_NAN),
+            timestamp: t + 15_000,
+            ..Histogram::default()
+        });
+        samples.push(int(t + 30_000, 5, 2.0, vec![1, 1, 1], vec![0, 0]));
+        samples
+    }
+
+    #[test]
+    fn integer_histograms_round_trip_with_every_width_and_a_stale_marker() {
+        let samples = int_samples();
+        let mut expected = samples.clone();
+        // A chunk that began at a counter reset says so on its first sample only.
+        expected[0].reset_hint = ResetHint::Yes as i32;
+        let mut out = Vec::new();
+        decode_histograms(&encode_int(0b1000_0000, &samples), false, &mut out).unwrap();
+        same(&out, &expected);
+    }
+
+    #[test]
+    fn float_histograms_round_trip_bit_for_bit_and_gauges_say_so() {
+        let mut samples = Vec::new();
+        for i in 0..20 {
+            samples.push(Histogram {
+                count: Some(Count::CountFloat(10.5 + i as f64)),
+                zero_count: Some(ZeroCount::ZeroCountFloat(0.25 * i as f64)),
+                sum: if i == 7 { f64::NAN } else { -3.75 * i as f64 },
+                schema: -53,
+                zero_threshold: 0.001,
+                positive_spans: spans(&[(0, 3)]),
+                positive_counts: vec![1.0, 0.0, 1e300 * i as f64],
+                custom_values: vec![0.5, 1.0, 33_554.43, 1e9, -1.5],
+                reset_hint: ResetHint::Gauge as i32,
+                timestamp: 1_700_000_000_000 + i * 60_000 + i % 3,
+                ..Histogram::default()
+            });
+        }
+        samples.push(Histogram {
+            count: Some(Count::CountFloat(0.0)),
+            zero_count: Some(ZeroCount::ZeroCountFloat(0.0)),
+            sum: f64::from_bits(STALE_NAN),
+            timestamp: 1_700_000_000_000 + 20 * 60_000,
+            ..Histogram::default()
+        });
+        let mut out = Vec::new();
+        decode_histograms(&encode_float(0b1100_0000, &samples), true, &mut out).unwrap();
+        same(&out, &samples);
+    }
+
+    #[test]
+    fn an_unknown_reset_header_gives_unknown_then_no() {
+        let samples = int_samples();
+        let mut out = Vec::new();
+        decode_histograms(&encode_int(0, &samples[..3]), false, &mut out).unwrap();
+        let hints: Vec<i32> = out.iter().map(|h| h.reset_hint).collect();
+        assert_eq!(
+            hints,
+            [ResetHint::Unknown, ResetHint::No, ResetHint::No].map(|h| h as i32)
+        );
+    }
+
+    #[test]
+    fn every_truncation_is_an_error_not_a_panic() {
+        let samples = int_samples();
+        let mut out = Vec::new();
+        for (chunk, float) in [
+            (encode_int(0, &samples), false),
+            (
+                encode_float(
+                    0,
+                    &samples
+                        .iter()
+                        .map(|h| Histogram {
+                            count: Some(Count::CountFloat(1.0)),
+                            zero_count: Some(ZeroCount::ZeroCountFloat(0.0)),
+                            positive_counts: vec![1.0; 3],
+                            negative_counts: vec![2.0; 2],
+                            positive_deltas: Vec::new(),
+                            negative_deltas: Vec::new(),
+                            ..h.clone()
+                        })
+                        .collect::<Vec<_>>(),
+                ),
+                true,
+            ),
+        ] {
+            decode_histograms(&chunk, float, &mut out).unwrap();
+            for len in 0..chunk.len() - 1 {
+                assert!(
+                    decode_histograms(&chunk[..len], float, &mut out).is_err(),
+                    "float {float}, len {len}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_layout_claiming_more_buckets_than_bits_is_refused_without_allocating() {
+        let mut w = test_chunks::BitWriter::default();
+        w.write(1, 16);
+        w.write(0, 8);
+        w.write(0, 8); // zero threshold 0
+        w.varbit_int(0); // schema
+        w.varbit_uint(1); // one positive span ...
+        w.varbit_uint(u64::from(u32::MAX)); // ... of 4 billion buckets
+        w.varbit_int(0);
+        w.varbit_uint(0);
+        w.write(0, 64);
+        for float in [false, true] {
+            let err = decode_histograms(&w.bytes, float, &mut Vec::new()).unwrap_err();
+            assert!(matches!(err, ChunkError::Truncated { .. }), "{err}");
+        }
+    }
+}
