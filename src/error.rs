@@ -269,7 +269,10 @@ impl Error {
             | Error::Compress { .. }
             | Error::SourceNotSnappy { .. } => true,
             Error::SourceChunk { source, .. } => {
-                matches!(source, crate::decode::xor::ChunkError::UnknownEncoding { .. })
+                matches!(
+                    source,
+                    crate::decode::xor::ChunkError::UnknownEncoding { .. }
+                )
             }
             _ => false,
         }

@@ -218,7 +218,12 @@ mod tests {
         assert!(!dup.rejects_all_history());
         // Refused for its age and, besides, some series for their labels: still history-wide.
         let mut mixed = WindowOutcome::default();
-        mixed.add_rejection(RejectReason::TooManyLabels, 5, 0, "series has too many labels");
+        mixed.add_rejection(
+            RejectReason::TooManyLabels,
+            5,
+            0,
+            "series has too many labels",
+        );
         assert!(!mixed.rejects_all_history());
         mixed.add_rejection(RejectReason::OutOfBounds, 7, 0, "out of bounds");
         assert!(mixed.rejects_all_history());

@@ -22,9 +22,7 @@ pub enum FrameError {
     BadLength { index: u64 },
     #[error("the stream ended inside frame {index} ({remaining} bytes of it received)")]
     Truncated { index: u64, remaining: usize },
-    #[error(
-        "after {index} frames it wrote its own error instead of a frame: {text}"
-    )]
+    #[error("after {index} frames it wrote its own error instead of a frame: {text}")]
     ServerMessage { index: u64, text: String },
 }
 

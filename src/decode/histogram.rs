@@ -120,7 +120,12 @@ impl Reader<'_, '_> {
         })
     }
 
-    fn xor(&mut self, previous: u64, leading: &mut u8, trailing: &mut u8) -> Result<u64, ChunkError> {
+    fn xor(
+        &mut self,
+        previous: u64,
+        leading: &mut u8,
+        trailing: &mut u8,
+    ) -> Result<u64, ChunkError> {
         read_value(
             self.bits,
             previous,
@@ -153,8 +158,7 @@ impl Reader<'_, '_> {
         // The first sample stores every bucket in at least one bit (64 for floats): more
         // buckets than bits left is a corrupt layout, refused before anything is allocated.
         let per_bucket = if float { 64 } else { 1 };
-        if positive_buckets.saturating_add(negative_buckets) > self.bits.remaining() / per_bucket
-        {
+        if positive_buckets.saturating_add(negative_buckets) > self.bits.remaining() / per_bucket {
             return Err(self.truncated());
         }
         Ok(Layout {
@@ -393,7 +397,11 @@ pub(crate) mod test_chunks {
         }
 
         fn width(&mut self, ones: u32) {
-            let prefix = if ones == 8 { 0xff } else { (1u64 << (ones + 1)) - 2 };
+            let prefix = if ones == 8 {
+                0xff
+            } else {
+                (1u64 << (ones + 1)) - 2
+            };
             self.write(prefix, if ones == 8 { 8 } else { ones + 1 });
         }
 
@@ -453,7 +461,7 @@ pub(crate) mod test_chunks {
 
     pub fn layout(w: &mut BitWriter, h: &Histogram) {
         match h.zero_threshold {
-            z if z == 0.0 => w.write(0, 8),
+            0.0 => w.write(0, 8),
             z if z.to_bits() & ((1 << 52) - 1) == 0
                 && (-243..=10).contains(&((z.to_bits() >> 52) as i64 - 1023)) =>
             {
@@ -476,7 +484,7 @@ pub(crate) mod test_chunks {
             w.varbit_uint(h.custom_values.len() as u64);
             for &b in &h.custom_values {
                 let scaled = b * 1000.0;
-                if scaled >= 0.0 && scaled <= 33_554_430.0 && (scaled.round() / 1000.0) == b {
+                if (0.0..=33_554_430.0).contains(&scaled) && (scaled.round() / 1000.0) == b {
                     w.varbit_uint(scaled.round() as u64 + 1);
                 } else {
                     w.write(0, 1);
@@ -513,7 +521,12 @@ pub(crate) mod test_chunks {
         for &b in first.positive_deltas.iter().chain(&first.negative_deltas) {
             w.varbit_int(b);
         }
-        let mut previous = (first.timestamp, count as i64, zero as i64, first.sum.to_bits());
+        let mut previous = (
+            first.timestamp,
+            count as i64,
+            zero as i64,
+            first.sum.to_bits(),
+        );
         let mut deltas = (0i64, 0i64, 0i64);
         let mut buckets: Vec<i64> = first
             .positive_deltas
@@ -635,7 +648,15 @@ mod tests {
     fn int_samples() -> Vec<Histogram> {
         let mut samples = vec![int(-5_000, 10, 1.5, vec![1, 2, -1], vec![3, 0])];
         let steps = [
-            15_000i64, 15_000, 15_003, 14_000, 300_000, 86_400_000, 1, 15_000, 1 << 40,
+            15_000i64,
+            15_000,
+            15_003,
+            14_000,
+            300_000,
+            86_400_000,
+            1,
+            15_000,
+            1 << 40,
         ];
         let mut t = -5_000;
         for (i, step) in steps.iter().enumerate() {

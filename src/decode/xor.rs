@@ -19,9 +19,7 @@ pub enum ChunkError {
     },
     #[error("a varint in the chunk runs past 10 bytes")]
     BadVarint,
-    #[error(
-        "the chunk has encoding {number} ({name}), which this promimport cannot decode; {fix}"
-    )]
+    #[error("the chunk has encoding {number} ({name}), which this promimport cannot decode; {fix}")]
     UnknownEncoding {
         number: i32,
         name: &'static str,

@@ -496,7 +496,9 @@ mod tests {
             "{table}"
         );
         assert!(
-            table.contains("native histogram samples (counted in READ and WRITTEN): read 10, written 8"),
+            table.contains(
+                "native histogram samples (counted in READ and WRITTEN): read 10, written 8"
+            ),
             "{table}"
         );
     }

@@ -156,7 +156,10 @@ pub fn split_samples(request: WriteRequest) -> (WriteRequest, WriteRequest) {
             first.push(series);
         } else {
             let (samples, histograms) = if left < series.samples.len() {
-                (series.samples.split_off(left), std::mem::take(&mut series.histograms))
+                (
+                    series.samples.split_off(left),
+                    std::mem::take(&mut series.histograms),
+                )
             } else {
                 let keep = left - series.samples.len();
                 (Vec::new(), series.histograms.split_off(keep))

@@ -17,9 +17,7 @@ use crate::protocol;
 use crate::retry::{
     Disposition, RateLimit, RejectReason, RetryPolicy, classify, first_line, parse_retry_after,
 };
-use batch::{
-    Batch, histograms_in, samples_in, split_by_label_limit, split_samples, split_series,
-};
+use batch::{Batch, histograms_in, samples_in, split_by_label_limit, split_samples, split_series};
 use pace::Pacer;
 
 /// 429s naming the rate limit in a row for one request before it is split (when it is larger

@@ -233,7 +233,9 @@ fn unknown_encoding(number: i32) -> ChunkError {
         number,
         name: match number {
             0 => "UNKNOWN",
-            _ => "not in Prometheus 2.42's list: a newer server's, e.g. XOR2, HISTOGRAM_ST or FLOAT_HISTOGRAM_ST",
+            _ => {
+                "not in Prometheus 2.42's list: a newer server's, e.g. XOR2, HISTOGRAM_ST or FLOAT_HISTOGRAM_ST"
+            }
         },
         fix: "this build decodes XOR (1), HISTOGRAM (2) and FLOAT_HISTOGRAM (3); the window is \
               left unimported rather than imported without these samples: run a promimport that \
@@ -405,7 +407,11 @@ mod tests {
             min_time_ms: times[0],
             max_time_ms: times[times.len() - 1],
             r#type: Encoding::Histogram as i32,
-            data: encode_int(0b0100_0000, &times.iter().map(|&t| h(t)).collect::<Vec<_>>()).into(),
+            data: encode_int(
+                0b0100_0000,
+                &times.iter().map(|&t| h(t)).collect::<Vec<_>>(),
+            )
+            .into(),
         };
         a.series(labels("h")).unwrap();
         a.chunk(&chunk(&[0, 10, 20])).unwrap();
