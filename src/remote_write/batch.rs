@@ -29,6 +29,8 @@ pub struct Batcher {
     /// Labels of the series being fed, and its slot in `series` once it has a sample there.
     open_labels: Vec<Label>,
     open_slot: Option<usize>,
+    /// The kind of the open series' last sample in this request.
+    open_kind: Option<Kind>,
     ready: VecDeque<Batch>,
 }
 
@@ -41,6 +43,7 @@ impl Batcher {
             bytes: 0,
             open_labels: Vec::new(),
             open_slot: None,
+            open_kind: None,
             ready: VecDeque::new(),
         }
     }
@@ -49,6 +52,7 @@ impl Batcher {
     pub fn start_series(&mut self, labels: Vec<Label>) {
         self.open_labels = labels;
         self.open_slot = None;
+        self.open_kind = None;
     }
 
     /// The open series' slot in this request, opened with its labels on first use.
@@ -71,7 +75,20 @@ impl Batcher {
         self.series.len() - 1
     }
 
+    /// A series whose samples change kind (float, integer or float histogram) within one
+    /// request would lose samples: Prometheus commits a request's samples kind by kind, and
+    /// drops without an error those older than what it committed first for the series (seen
+    /// with 2.42: a float histogram series' stale marker, an integer one to 2.42, committed
+    /// before the float histograms just before it). A change of kind starts a new request.
+    fn kind_is(&mut self, kind: Kind) {
+        if self.open_kind.is_some_and(|open| open != kind) {
+            self.flush();
+        }
+        self.open_kind = Some(kind);
+    }
+
     pub fn push(&mut self, timestamp: i64, value: f64) {
+        self.kind_is(Kind::Float);
         let slot = self.slot();
         self.series[slot].samples.push(Sample { value, timestamp });
         // tag + length + double + tag + varint timestamp
@@ -81,6 +98,7 @@ impl Batcher {
     /// A histogram sample counts as one sample and its encoded size, which grows with its
     /// buckets (a few hundred bytes is common), so size bounds hold for histograms too.
     pub fn push_histogram(&mut self, histogram: Histogram) {
+        self.kind_is(Kind::of(&histogram));
         let slot = self.slot();
         let bytes = histogram.encoded_len();
         self.series[slot].histograms.push(histogram);
@@ -108,10 +126,35 @@ impl Batcher {
         self.samples = 0;
         self.bytes = 0;
         self.open_slot = None;
+        self.open_kind = None;
     }
 
     pub fn take_ready(&mut self) -> Option<Batch> {
         self.ready.pop_front()
+    }
+}
+
+/// The kinds of sample a receiver appends apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Float,
+    IntegerHistogram,
+    FloatHistogram,
+}
+
+impl Kind {
+    /// As Prometheus 2.42's receiver tells them: a float histogram has a float count or zero
+    /// count above 0 (so a stale marker is an integer one). Later versions go by the field
+    /// set; the only sample they see otherwise, a float stale marker, is then split off too.
+    fn of(h: &Histogram) -> Kind {
+        use crate::proto::histogram::{Count, ZeroCount};
+        let float = matches!(h.count, Some(Count::CountFloat(c)) if c > 0.0)
+            || matches!(h.zero_count, Some(ZeroCount::ZeroCountFloat(z)) if z > 0.0);
+        if float {
+            Kind::FloatHistogram
+        } else {
+            Kind::IntegerHistogram
+        }
     }
 }
 
@@ -222,6 +265,48 @@ mod tests {
 
     fn drain(b: &mut Batcher) -> Vec<Batch> {
         std::iter::from_fn(|| b.take_ready()).collect()
+    }
+
+    #[test]
+    fn a_series_changing_kind_starts_a_new_request_so_no_kind_is_committed_first() {
+        use crate::proto::histogram::{Count, ZeroCount};
+        let mut b = Batcher::new(BatchLimits {
+            max_samples: 100,
+            max_bytes: 1 << 20,
+        });
+        let float_histogram = |t: i64, count: f64| Histogram {
+            count: Some(Count::CountFloat(count)),
+            zero_count: Some(ZeroCount::ZeroCountFloat(0.0)),
+            timestamp: t,
+            ..Histogram::default()
+        };
+        b.start_series(vec![label("__name__", "h")]);
+        b.push_histogram(float_histogram(1, 2.5));
+        b.push_histogram(float_histogram(2, 3.5));
+        // Its stale marker is an integer histogram to Prometheus 2.42.
+        b.push_histogram(Histogram {
+            sum: f64::from_bits(0x7ff0_0000_0000_0002),
+            ..float_histogram(3, 0.0)
+        });
+        b.start_series(vec![label("__name__", "f")]);
+        b.push(1, 1.0);
+        b.push(2, 2.0);
+        b.flush();
+        let batches = drain(&mut b);
+        let shape: Vec<Vec<(usize, usize)>> = batches
+            .iter()
+            .map(|batch| {
+                batch
+                    .request
+                    .timeseries
+                    .iter()
+                    .map(|s| (s.samples.len(), s.histograms.len()))
+                    .collect()
+            })
+            .collect();
+        // Another series of another kind shares a request; the same series does not.
+        assert_eq!(shape, [vec![(0, 2)], vec![(0, 1), (2, 0)]]);
+        assert_eq!(batches.iter().map(|b| b.samples).sum::<usize>(), 5);
     }
 
     #[test]

@@ -2,10 +2,14 @@
 //! started on free loopback ports in temporary directories and killed when dropped; history made
 //! with promtool; and an independent reader that fetches raw samples back (remote read in
 //! SAMPLES mode, decoded here with prost alone, not with promimport's streamed decoder).
+//! Native histograms are left out of SAMPLES answers by Prometheus 2.42, so `read_chunked`
+//! reads them streamed with promimport's decoders; tests check those against what the
+//! exporter in `exporter.rs` served, which is independent of both.
 #![allow(dead_code)] // each test binary uses a different part of this module
 
 pub mod cluster;
 pub mod cortex;
+pub mod exporter;
 
 use std::collections::BTreeMap;
 use std::net::TcpListener;
@@ -82,6 +86,21 @@ pub fn start_prometheus(name: &str, options: PrometheusOptions) -> Server {
 
 /// `start_prometheus` with extra flags, e.g. `--web.enable-admin-api`.
 pub fn start_prometheus_with(name: &str, options: PrometheusOptions, extra: &[&str]) -> Server {
+    let config = match options.out_of_order_window {
+        Some(window) => format!("storage:\n  tsdb:\n    out_of_order_time_window: {window}\n"),
+        None => String::new(),
+    };
+    start_prometheus_config(name, &config, options, extra)
+}
+
+/// `start_prometheus_with` and a configuration file of the test's (scrape targets); the
+/// options' out-of-order window is then the configuration's business.
+pub fn start_prometheus_config(
+    name: &str,
+    config_body: &str,
+    options: PrometheusOptions,
+    extra: &[&str],
+) -> Server {
     let dir = temp_dir(name);
     let data = dir.join("data");
     if let Some(history) = options.history {
@@ -98,11 +117,7 @@ pub fn start_prometheus_with(name: &str, options: PrometheusOptions, extra: &[&s
         );
     }
     let config = dir.join("prometheus.yml");
-    let body = match options.out_of_order_window {
-        Some(window) => format!("storage:\n  tsdb:\n    out_of_order_time_window: {window}\n"),
-        None => String::new(),
-    };
-    std::fs::write(&config, body).unwrap();
+    std::fs::write(&config, config_body).unwrap();
     let port = free_port();
     let mut command = Command::new("prometheus");
     command
@@ -384,6 +399,99 @@ pub fn decode_samples(body: &[u8], start_ms: i64, end_ms: i64) -> Data {
         }
     }
     data
+}
+
+/// Native histogram samples by series key, in timestamp order.
+pub type Histograms = BTreeMap<String, Vec<promimport::proto::Histogram>>;
+
+/// Every float and native histogram sample a server holds in [start, end), read as streamed
+/// chunks (the only way Prometheus 2.42 returns histograms) and decoded with promimport's
+/// chunk decoders; overlapping chunks' repeats are dropped.
+pub fn read_chunked(
+    url: &str,
+    headers: &[(&str, &str)],
+    start_ms: i64,
+    end_ms: i64,
+) -> (Data, Histograms) {
+    use promimport::decode::{frame::FrameReader, histogram::decode_histograms, xor::decode_xor};
+    use promimport::proto::{ChunkedReadResponse, chunk::Encoding};
+    let (_, body) = raw_read_with(
+        &reqwest::blocking::Client::new(),
+        url,
+        headers,
+        start_ms,
+        end_ms,
+        read_request::ResponseType::StreamedXorChunks,
+    );
+    let mut frames = FrameReader::new(64 << 20);
+    frames.push(&body);
+    let (mut floats, mut histograms) = (Data::new(), Histograms::new());
+    let (mut xor, mut decoded) = (Vec::new(), Vec::new());
+    while let Some(frame) = frames.next_frame().unwrap() {
+        for series in ChunkedReadResponse::decode(frame).unwrap().chunked_series {
+            let key = series_key(&series.labels);
+            for chunk in &series.chunks {
+                match Encoding::try_from(chunk.r#type).unwrap() {
+                    Encoding::Xor => {
+                        decode_xor(&chunk.data, &mut xor).unwrap();
+                        let samples = floats.entry(key.clone()).or_default();
+                        for &(t, v) in &xor {
+                            if (start_ms..end_ms).contains(&t)
+                                && samples.last().is_none_or(|l| l.0 < t)
+                            {
+                                samples.push((t, v));
+                            }
+                        }
+                    }
+                    encoding => {
+                        let float = encoding == Encoding::FloatHistogram;
+                        decode_histograms(&chunk.data, float, &mut decoded).unwrap();
+                        let samples = histograms.entry(key.clone()).or_default();
+                        for h in decoded.drain(..) {
+                            if (start_ms..end_ms).contains(&h.timestamp)
+                                && samples.last().is_none_or(|l| l.timestamp < h.timestamp)
+                            {
+                                samples.push(h);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    frames.finish().unwrap();
+    floats.retain(|_, v| !v.is_empty());
+    histograms.retain(|_, v| !v.is_empty());
+    (floats, histograms)
+}
+
+/// Asserts two sets of histogram samples are equal, series by series, sample by sample and
+/// field by field (as `verify` compares them: buckets by index, empty buckets left out).
+pub fn assert_same_histograms(expected: &Histograms, actual: &Histograms) {
+    use promimport::verify::CanonicalHistogram;
+    let keys: std::collections::BTreeSet<&String> = expected.keys().chain(actual.keys()).collect();
+    for key in keys {
+        let canonical = |data: &Histograms| -> Vec<CanonicalHistogram> {
+            data.get(key)
+                .map(|v| v.iter().map(CanonicalHistogram::of).collect())
+                .unwrap_or_default()
+        };
+        let (want, got) = (canonical(expected), canonical(actual));
+        if want != got {
+            let first = want
+                .iter()
+                .zip(&got)
+                .position(|(a, b)| a != b)
+                .unwrap_or(want.len().min(got.len()));
+            panic!(
+                "histogram series {key}: {} samples expected, {} found; first difference at index {first}:\nexpected {:?}\nfound    {:?}",
+                want.len(),
+                got.len(),
+                want.get(first),
+                got.get(first)
+            );
+        }
+    }
 }
 
 pub fn series_key(labels: &[Label]) -> String {

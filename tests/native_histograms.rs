@@ -1,0 +1,189 @@
+//! Native histograms moved exactly between real Prometheus 2.42 servers: a source that scraped
+//! them from a protobuf exporter (so Prometheus made every chunk), a sink with the feature on,
+//! and every histogram sample compared field by field with what the exporter served.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::exporter::Exporter;
+use common::*;
+
+/// A source Prometheus that scrapes the exporter every 200 ms until it served `scrapes`, then
+/// sees it fail, so every series ends with a stale marker. Returns the source and a range
+/// [start, end) holding all of it.
+fn scraped_source(name: &str, exporter: &Exporter, scrapes: i64) -> (Server, i64, i64) {
+    let config = format!(
+        "global:\n  scrape_interval: 200ms\n  scrape_timeout: 150ms\nscrape_configs:\n  - job_name: native\n    static_configs:\n      - targets: ['{}']\n",
+        exporter.target()
+    );
+    let started = now_ms();
+    let source = start_prometheus_config(
+        name,
+        &config,
+        PrometheusOptions {
+            receiver: false,
+            out_of_order_window: None,
+            max_bytes_in_frame: Some(4096),
+            history: None,
+        },
+        &["--enable-feature=native-histograms"],
+    );
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while exporter.scrapes() < scrapes {
+        assert!(
+            Instant::now() < deadline,
+            "only {} scrapes in 120 s",
+            exporter.scrapes()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    exporter.go_down();
+    // A failed scrape or two later every series has its stale marker. Prometheus goes on
+    // recording `up` and the scrape's own series, so the range ends in the past, where
+    // nothing changes any more.
+    std::thread::sleep(Duration::from_millis(1500));
+    let end = now_ms();
+    std::thread::sleep(Duration::from_millis(500));
+    (source, started / 60_000 * 60_000, end)
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+fn native_sink(name: &str, features: bool) -> Server {
+    let extra: &[&str] = if features {
+        &["--enable-feature=native-histograms"]
+    } else {
+        &[]
+    };
+    start_prometheus_with(
+        name,
+        PrometheusOptions {
+            receiver: true,
+            out_of_order_window: None,
+            max_bytes_in_frame: None,
+            history: None,
+        },
+        extra,
+    )
+}
+
+/// Every histogram Prometheus stored equals what the exporter served in the scrape that the
+/// float `exporter_scrape` names at the same timestamp: the check that does not depend on any
+/// decoder of ours being right. Returns the number of (non-stale) histogram samples checked and
+/// of stale markers seen.
+fn assert_source_holds_what_was_served(
+    exporter: &Exporter,
+    floats: &Data,
+    histograms: &Histograms,
+) -> (usize, usize) {
+    use promimport::verify::CanonicalHistogram;
+    let scrape_series = floats
+        .iter()
+        .find(|(k, _)| k.contains("__name__=\"exporter_scrape\""))
+        .expect("the scrape number series")
+        .1;
+    let scrape_at: std::collections::BTreeMap<i64, i64> = scrape_series
+        .iter()
+        .filter(|(_, v)| *v != STALE_NAN)
+        .map(|&(t, v)| (t, f64::from_bits(v) as i64))
+        .collect();
+    let (mut checked, mut stale) = (0, 0);
+    for (key, samples) in histograms {
+        for h in samples {
+            if h.sum.to_bits() == STALE_NAN {
+                stale += 1;
+                continue;
+            }
+            let n = scrape_at[&h.timestamp];
+            let served = exporter.served(n);
+            let expected = served
+                .get(key)
+                .unwrap_or_else(|| panic!("scrape {n} served no {key}"));
+            assert_eq!(
+                CanonicalHistogram::of(h),
+                CanonicalHistogram::of(&promimport::proto::Histogram {
+                    timestamp: h.timestamp,
+                    ..expected.clone()
+                }),
+                "{key} at scrape {n}"
+            );
+            checked += 1;
+        }
+    }
+    // Every scrape Prometheus stored is there, for every series it served.
+    for (&t, &n) in &scrape_at {
+        for key in exporter.served(n).keys() {
+            assert!(
+                histograms[key].iter().any(|h| h.timestamp == t),
+                "{key} of scrape {n} is missing"
+            );
+        }
+    }
+    (checked, stale)
+}
+
+#[test]
+fn native_histograms_scraped_by_prometheus_are_imported_field_for_field_and_verified() {
+    let exporter = Exporter::start();
+    let (source, start, end) = scraped_source("native-src", &exporter, 100);
+    let (floats, histograms) = read_chunked(&source.url("/api/v1/read"), &[], start, end);
+    let (checked, stale) = assert_source_holds_what_was_served(&exporter, &floats, &histograms);
+    // Four histogram series, at least 99 stored scrapes each but the one absent 11 times.
+    assert!(checked >= 4 * 99 - 11, "only {checked} histogram samples");
+    // /b vanished for a while, and at the end every series went stale.
+    assert!(stale >= 5, "{stale} stale histogram markers");
+    let total: usize = histograms.values().map(Vec::len).sum();
+
+    let sink = native_sink("native-sink", true);
+    let state = temp_dir("native-state");
+    // One-minute windows cut through the source's chunks, so clipping and merging are tested
+    // on histogram chunks too.
+    let (code, log) = Run::new(&source.url("/api/v1/read"), &sink.url("/api/v1/write"))
+        .between(start, end)
+        .flags(&["--window", "1m", "--parallel", "1"])
+        .state(&state)
+        .exec();
+    assert_eq!(code, Some(0), "{log}");
+    assert!(
+        log.contains(&format!(
+            "histograms read {total}, written {total}, rejected 0"
+        )),
+        "{log}"
+    );
+    let (sink_floats, sink_histograms) = read_chunked(&sink.url("/api/v1/read"), &[], start, end);
+    assert_same_data(&floats, &sink_floats);
+    assert_same_histograms(&histograms, &sink_histograms);
+
+    // verify: every field through remote read; through the query API it cannot.
+    let verify = |dest: &str| {
+        promimport(&[
+            "verify",
+            "--source",
+            &source.url("/api/v1/read"),
+            "--dest",
+            dest,
+            "--start",
+            &rfc3339(start),
+            "--end",
+            &rfc3339(end),
+        ])
+    };
+    let out = verify(&sink.url("/api/v1/read"));
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(text(&out).contains("match (bit for bit)"), "{}", text(&out));
+    let out = verify(&sink.url(""));
+    let log = text(&out);
+    assert_eq!(out.status.code(), Some(4), "{log}");
+    assert!(
+        log.contains("NOT VERIFIED")
+            && log.contains(&format!("{total} native histogram samples"))
+            && !log.contains("all 1 windows match"),
+        "{log}"
+    );
+}
