@@ -6,7 +6,9 @@
 use std::future::Future;
 
 use crate::error::Result;
+use crate::proto::Label;
 use crate::remote_write::batch::Batch;
+use crate::remote_write::kept::HistogramCheck;
 use crate::remote_write::{Delivery, SendCosts};
 
 pub trait Destination: Clone + Send + Sync + 'static {
@@ -24,4 +26,12 @@ pub trait Destination: Clone + Send + Sync + 'static {
         batch: Batch,
         costs: &mut SendCosts,
     ) -> impl Future<Output = Result<Delivery>> + Send;
+
+    /// Whether the destination stored a native histogram sample it accepted (`labels` as
+    /// written, at `t`): some answer 2xx and keep none.
+    fn check_histograms(
+        &self,
+        labels: &[Label],
+        t: i64,
+    ) -> impl Future<Output = HistogramCheck> + Send;
 }

@@ -206,7 +206,7 @@ impl std::fmt::Display for RunSummary {
             };
             write!(
                 f,
-                "\n  REJECTED {}{histograms} samples in {} requests as {}: destination said {:?}\n           fix: {}",
+                "\n  REJECTED {} samples{histograms} in {} requests as {}: destination said {:?}\n           fix: {}",
                 r.samples,
                 r.requests,
                 r.reason,
@@ -216,6 +216,9 @@ impl std::fmt::Display for RunSummary {
         }
         for (reason, n) in &t.skipped {
             write!(f, "\n  SKIPPED  {n} {reason}")?;
+        }
+        for note in &t.notes {
+            write!(f, "\n  NOTE     {note}")?;
         }
         for (window, message) in &self.failures {
             write!(f, "\n  FAILED   {window}: {message}")?;

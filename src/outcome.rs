@@ -70,6 +70,14 @@ pub struct WindowOutcome {
     pub rate_limit: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<WindowError>,
+    /// What a person should know that is not an error (a destination that could not be asked
+    /// whether it kept native histograms).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
+    /// The first histogram sample written (labels as written, timestamp), to ask the
+    /// destination for afterwards; not recorded.
+    #[serde(skip)]
+    pub first_histogram: Option<(Vec<crate::proto::Label>, i64)>,
 }
 
 fn is_zero(n: &f64) -> bool {
@@ -164,6 +172,11 @@ impl WindowOutcome {
         self.throttled_seconds += other.throttled_seconds;
         self.throttles += other.throttles;
         self.rate_limit = self.rate_limit.or(other.rate_limit);
+        for note in &other.notes {
+            if !self.notes.contains(note) {
+                self.notes.push(note.clone());
+            }
+        }
     }
 
     /// The summary's line about the destination's rate limit, when the import waited on one.

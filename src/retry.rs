@@ -31,6 +31,10 @@ pub enum RejectReason {
     TooFarInFuture,
     /// The tenant holds as many series as it may.
     SeriesLimit,
+    /// The receiver does not take native histograms (a feature flag or setting is off).
+    NativeHistogramsDisabled,
+    /// The receiver answered 2xx to native histograms and stored none: found by reading one back.
+    NativeHistogramsDropped,
     /// Any other 400/422: the first line of the receiver's message.
     Other(String),
 }
@@ -53,6 +57,8 @@ impl RejectReason {
                 | RejectReason::TooOld
                 | RejectReason::OutOfOrder
                 | RejectReason::RejectOldSamples
+                | RejectReason::NativeHistogramsDisabled
+                | RejectReason::NativeHistogramsDropped
         )
     }
 
@@ -95,6 +101,20 @@ impl RejectReason {
                  `max_global_series_per_user` (Cortex) or -ingester.max-global-series-per-user (Mimir), \
                  or import fewer series with --match"
             }
+            RejectReason::NativeHistogramsDisabled => {
+                "the destination does not take native histograms yet: Prometheus 2.40 to 2.x needs \
+                 --enable-feature=native-histograms (restart it), Mimir \
+                 -ingester.native-histograms-ingestion-enabled, Cortex \
+                 `blocks_storage: {tsdb: {enable_native_histograms: true}}`; then import again, or \
+                 leave the histogram series out with --match"
+            }
+            RejectReason::NativeHistogramsDropped => {
+                "the destination takes native histograms without storing them: Cortex needs \
+                 `blocks_storage: {tsdb: {enable_native_histograms: true}}` (off by default), \
+                 Mimir -ingester.native-histograms-ingestion-enabled; \
+                 VictoriaMetrics before native histogram support cannot keep them. Enable them, then \
+                 import again, or leave the histogram series out with --match"
+            }
             RejectReason::Other(_) => {
                 "read the destination's message above; if it names a limit, raise it for the tenant \
                  or leave the series out with --match/--drop-label"
@@ -116,6 +136,12 @@ impl std::fmt::Display for RejectReason {
             RejectReason::InvalidLabels => f.write_str("invalid labels"),
             RejectReason::TooFarInFuture => f.write_str("too far in the future"),
             RejectReason::SeriesLimit => f.write_str("over the tenant's series limit"),
+            RejectReason::NativeHistogramsDisabled => {
+                f.write_str("native histograms not enabled at the destination")
+            }
+            RejectReason::NativeHistogramsDropped => {
+                f.write_str("native histograms accepted, then not stored")
+            }
             RejectReason::Other(message) => write!(f, "refused: {message}"),
         }
     }
@@ -224,7 +250,13 @@ pub fn classify(status: Option<u16>, body: &str, retry_after: Option<Duration>) 
 fn known_rejection(body: &str) -> Option<RejectReason> {
     let body = body.to_ascii_lowercase();
     let has = |needles: &[&str]| needles.iter().any(|n| body.contains(n));
-    let reason = if has(&["timestamp too old", "sample-timestamp-too-old"]) {
+    let reason = if has(&[
+        "native histograms are disabled",
+        "native histogram ingestion is disabled",
+        "native histograms ingestion is disabled",
+    ]) {
+        RejectReason::NativeHistogramsDisabled
+    } else if has(&["timestamp too old", "sample-timestamp-too-old"]) {
         RejectReason::RejectOldSamples
     } else if has(&["out of bounds"]) {
         RejectReason::OutOfBounds
@@ -432,6 +464,13 @@ mod tests {
         for (body, reason) in cases {
             assert_eq!(classify(Some(400), body, None), Rejected(reason));
         }
+        // Prometheus 2.42 without --enable-feature=native-histograms answers 500: not a
+        // failure another try fixes.
+        assert_eq!(
+            classify(Some(500), "native histograms are disabled\n", None),
+            Rejected(RejectReason::NativeHistogramsDisabled)
+        );
+        assert!(RejectReason::NativeHistogramsDisabled.rejects_all_history());
     }
 
     #[test]

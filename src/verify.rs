@@ -175,7 +175,8 @@ pub type Digests = BTreeMap<String, SeriesDigest>;
 pub enum Precision {
     /// Bit for bit, NaN and stale markers included (remote read).
     Exact,
-    /// Timestamps only, NaN samples left out (query API).
+    /// Timestamps of float samples only (query API); NaN, stale markers and native
+    /// histograms are counted as not verified.
     TimestampsOnly,
 }
 

@@ -187,3 +187,63 @@ fn native_histograms_scraped_by_prometheus_are_imported_field_for_field_and_veri
         "{log}"
     );
 }
+
+/// Receivers that take no native histograms: Prometheus without the feature flag refuses them
+/// (500 "native histograms are disabled"); Cortex 1.19 by default and VictoriaMetrics 1.79
+/// answer 2xx and store none, which only reading one back shows. Each is a rejection with its
+/// reason and fix, exit 3, never "complete"; the float series beside them land exactly.
+#[test]
+fn receivers_that_refuse_or_silently_drop_native_histograms_are_named_never_complete() {
+    let exporter = Exporter::start();
+    let (source, start, end) = scraped_source("refuse-src", &exporter, 30);
+    let (floats, histograms) = read_chunked(&source.url("/api/v1/read"), &[], start, end);
+    let total: usize = histograms.values().map(Vec::len).sum();
+    let plain = native_sink("refuse-plain", false);
+    let vm = start_victoria_metrics("refuse-vm", "100y");
+    let cortex = common::cortex::Cortex::start("refuse", &[]);
+    let cases = [
+        (
+            plain.url("/api/v1/write"),
+            vec![],
+            "native histograms not enabled at the destination: destination said \"native histograms are disabled\"",
+        ),
+        (
+            vm.url("/api/v1/write"),
+            vec![],
+            "native histograms accepted, then not stored",
+        ),
+        (
+            cortex.push_url(),
+            vec!["--dest-header", "X-Scope-OrgID=t1"],
+            "native histograms accepted, then not stored",
+        ),
+    ];
+    for (dest, extra, reason) in &cases {
+        let state = temp_dir("refuse-state");
+        let mut flags = vec!["--window", "1m", "--parallel", "1"];
+        flags.extend(extra.iter().copied());
+        let (code, log) = Run::new(&source.url("/api/v1/read"), dest)
+            .between(start, end)
+            .flags(&flags)
+            .state(&state)
+            .exec();
+        assert_eq!(code, Some(3), "{dest}: {log}");
+        assert!(
+            log.contains(&format!(
+                "histograms read {total}, written 0, rejected {total}"
+            )) && log.contains(reason)
+                && log.contains("fix: the destination")
+                && !log.contains("complete: every sample"),
+            "{dest}: {log}"
+        );
+    }
+    // The float series landed exactly where they can be read back.
+    let (plain_floats, plain_histograms) =
+        read_chunked(&plain.url("/api/v1/read"), &[], start, end);
+    assert_same_data(&floats, &plain_floats);
+    assert!(plain_histograms.is_empty());
+    let (cortex_floats, cortex_histograms) =
+        read_chunked(&cortex.read_url(), &[("X-Scope-OrgID", "t1")], start, end);
+    assert_same_data(&floats, &cortex_floats);
+    assert!(cortex_histograms.is_empty());
+}

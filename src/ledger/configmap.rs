@@ -166,6 +166,7 @@ impl WindowRecord {
             })
             .collect();
         reasons.extend(o.skipped.iter().map(|(reason, n)| format!("{n} {reason}")));
+        reasons.extend(o.notes.iter().cloned());
         reasons.truncate(REASONS_KEPT);
         WindowRecord {
             status: entry.status,

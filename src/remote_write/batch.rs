@@ -48,6 +48,11 @@ impl Batcher {
         }
     }
 
+    /// The labels of the series being fed, as they are written.
+    pub fn open_labels(&self) -> &[Label] {
+        &self.open_labels
+    }
+
     /// Starts a series; its samples must follow in timestamp order.
     pub fn start_series(&mut self, labels: Vec<Label>) {
         self.open_labels = labels;

@@ -2,6 +2,7 @@
 //! spec's headers, retried per the table in `retry.rs`.
 
 pub mod batch;
+pub mod kept;
 pub mod pace;
 
 use std::sync::Arc;
@@ -393,5 +394,13 @@ impl crate::destination::Destination for DestinationWriter {
 
     async fn send(&self, batch: Batch, costs: &mut SendCosts) -> Result<Delivery> {
         DestinationWriter::send(self, batch, costs).await
+    }
+
+    async fn check_histograms(
+        &self,
+        labels: &[crate::proto::Label],
+        t: i64,
+    ) -> kept::HistogramCheck {
+        kept::check(&self.endpoint, labels, t).await
     }
 }

@@ -64,6 +64,9 @@ pub struct WindowAssembler<'a> {
     pub histograms: u64,
     /// Histogram samples among the skipped ones, so histograms read add up.
     pub histograms_skipped: u64,
+    /// The first histogram sent on (labels as written, timestamp): what a destination is
+    /// asked for afterwards, to learn whether it kept histograms or dropped them.
+    pub first_histogram: Option<(Vec<Label>, i64)>,
     pub skipped: BTreeMap<String, u64>,
 }
 
@@ -84,6 +87,7 @@ impl<'a> WindowAssembler<'a> {
             samples: 0,
             histograms: 0,
             histograms_skipped: 0,
+            first_histogram: None,
             skipped: BTreeMap::new(),
         }
     }
@@ -187,6 +191,9 @@ impl<'a> WindowAssembler<'a> {
         }
         self.samples += 1;
         self.histograms += 1;
+        if self.first_histogram.is_none() {
+            self.first_histogram = Some((self.batcher.open_labels().to_vec(), h.timestamp));
+        }
         self.last_histogram = Some(h.clone());
         self.batcher.push_histogram(h);
     }

@@ -19,8 +19,9 @@ use crate::plan::Window;
 use crate::relabel::LabelRules;
 use crate::remote_read::{ReadLimits, ReadPart, SourceReader};
 use crate::remote_write::batch::{Batch, BatchLimits};
+use crate::remote_write::kept::HistogramCheck;
 use crate::remote_write::{DestinationWriter, SendCosts};
-use crate::retry::RetryPolicy;
+use crate::retry::{RejectReason, RetryPolicy};
 use crate::selector::Selector;
 use assembler::{WindowAssembler, chunk_error};
 
@@ -50,6 +51,9 @@ pub struct LiveCounters {
 pub struct Worker<D = DestinationWriter> {
     reader: WindowReader,
     writer: D,
+    /// What the destination did with the first native histograms it accepted: asked once
+    /// per worker, then applied to every window.
+    histograms: Arc<tokio::sync::Mutex<Option<HistogramCheck>>>,
 }
 
 /// The reading half of a worker: a window's series from a remote read endpoint, clipped,
@@ -175,6 +179,7 @@ impl WindowReader {
         outcome.series = assembler.series;
         outcome.samples_read = assembler.samples + assembler.skipped.values().sum::<u64>();
         outcome.histograms_read = assembler.histograms + assembler.histograms_skipped;
+        outcome.first_histogram = assembler.first_histogram.take();
         outcome.skipped = std::mem::take(&mut assembler.skipped);
         outcome.decode_seconds = decode.as_secs_f64();
         result
@@ -202,7 +207,11 @@ impl Worker {
 impl<D: Destination> Worker<D> {
     /// A worker that writes to any destination.
     pub fn with_destination(reader: WindowReader, writer: D) -> Self {
-        Worker { reader, writer }
+        Worker {
+            reader,
+            writer,
+            histograms: Arc::default(),
+        }
     }
 
     pub fn source_url(&self) -> String {
@@ -245,6 +254,23 @@ impl<D: Destination> Worker<D> {
         outcome.throttled_seconds = sent.throttled_seconds;
         outcome.throttles = sent.throttles;
         outcome.rate_limit = sent.rate_limit;
+        if outcome.histograms_written > 0
+            && outcome.histograms_rejected() == 0
+            && let Some((labels, t)) = outcome.first_histogram.take()
+        {
+            let check = {
+                let mut known = self.histograms.lock().await;
+                match &*known {
+                    Some(check) => check.clone(),
+                    None => {
+                        let check = self.writer.check_histograms(&labels, t).await;
+                        *known = Some(check.clone());
+                        check
+                    }
+                }
+            };
+            account_histograms(&mut outcome, check);
+        }
         // The sender's error explains a reader stopped by a closed channel, so it comes first.
         if let Err(e) = write_result.and(read_result) {
             outcome.error = Some(WindowError {
@@ -255,6 +281,30 @@ impl<D: Destination> Worker<D> {
         }
         outcome.seconds = started.elapsed().as_secs_f64();
         outcome
+    }
+}
+
+/// A destination that dropped the histograms it accepted holds none of this window's either:
+/// they count as refused, with the reason, never as written.
+fn account_histograms(outcome: &mut WindowOutcome, check: HistogramCheck) {
+    match check {
+        HistogramCheck::Kept => {}
+        HistogramCheck::Dropped(asked) => {
+            let n = outcome.histograms_written;
+            outcome.samples_written -= n;
+            outcome.histograms_written = 0;
+            outcome.add_rejection(
+                RejectReason::NativeHistogramsDropped,
+                n,
+                n,
+                &format!("answered 2xx to native histogram samples, but {asked}"),
+            );
+        }
+        HistogramCheck::Unconfirmed(why) => outcome.notes.push(format!(
+            "native histogram samples were accepted, but whether the destination keeps them \
+             could not be checked ({why}); `promimport verify` against its remote read API \
+             compares every one"
+        )),
     }
 }
 

@@ -406,7 +406,8 @@ pub type Histograms = BTreeMap<String, Vec<promimport::proto::Histogram>>;
 
 /// Every float and native histogram sample a server holds in [start, end), read as streamed
 /// chunks (the only way Prometheus 2.42 returns histograms) and decoded with promimport's
-/// chunk decoders; overlapping chunks' repeats are dropped.
+/// chunk decoders, overlapping chunks' repeats dropped; or as SAMPLES from a server that
+/// answers only those (Cortex).
 pub fn read_chunked(
     url: &str,
     headers: &[(&str, &str)],
@@ -415,7 +416,7 @@ pub fn read_chunked(
 ) -> (Data, Histograms) {
     use promimport::decode::{frame::FrameReader, histogram::decode_histograms, xor::decode_xor};
     use promimport::proto::{ChunkedReadResponse, chunk::Encoding};
-    let (_, body) = raw_read_with(
+    let (content_type, body) = raw_read_with(
         &reqwest::blocking::Client::new(),
         url,
         headers,
@@ -423,9 +424,38 @@ pub fn read_chunked(
         end_ms,
         read_request::ResponseType::StreamedXorChunks,
     );
+    let (mut floats, mut histograms) = (Data::new(), Histograms::new());
+    if !content_type.contains("streamed") {
+        // Cortex answers SAMPLES whatever is asked; its histograms are in `histograms`.
+        let bytes = snap::raw::Decoder::new().decompress_vec(&body).unwrap();
+        let answer = ReadResponse::decode(bytes.as_slice()).unwrap();
+        for series in answer.results.into_iter().flat_map(|r| r.timeseries) {
+            let key = series_key(&series.labels);
+            let inside = |t: i64| (start_ms..end_ms).contains(&t);
+            floats.insert(
+                key.clone(),
+                series
+                    .samples
+                    .iter()
+                    .filter(|s| inside(s.timestamp))
+                    .map(|s| (s.timestamp, s.value.to_bits()))
+                    .collect(),
+            );
+            histograms.insert(
+                key,
+                series
+                    .histograms
+                    .into_iter()
+                    .filter(|h| inside(h.timestamp))
+                    .collect(),
+            );
+        }
+        floats.retain(|_, v| !v.is_empty());
+        histograms.retain(|_, v| !v.is_empty());
+        return (floats, histograms);
+    }
     let mut frames = FrameReader::new(64 << 20);
     frames.push(&body);
-    let (mut floats, mut histograms) = (Data::new(), Histograms::new());
     let (mut xor, mut decoded) = (Vec::new(), Vec::new());
     while let Some(frame) = frames.next_frame().unwrap() {
         for series in ChunkedReadResponse::decode(frame).unwrap().chunked_series {
