@@ -85,8 +85,12 @@ pub enum Error {
         source: FrameError,
     },
 
-    #[error("source {url} answered 200, then failed mid-stream: {message}")]
-    SourceFailedMidStream { url: String, message: String },
+    #[error("source {url} answered 200, then failed mid-stream: {message}; {fix}")]
+    SourceFailedMidStream {
+        url: String,
+        message: String,
+        fix: &'static str,
+    },
 
     #[error("source {url} sent a chunk promimport cannot decode, for series {series}: {source}")]
     SourceChunk {
@@ -289,10 +293,22 @@ impl Error {
     /// A frame that cannot be read; the source's own error text when it wrote one instead.
     pub fn source_frame(url: String, source: crate::decode::frame::FrameError) -> Self {
         match source {
-            crate::decode::frame::FrameError::ServerMessage { .. } => {
+            crate::decode::frame::FrameError::ServerMessage { ref text, .. } => {
+                // Prometheus re-encodes the chunks it cannot send as stored (still open, or
+                // reaching past the range asked); 2.4x fails doing so on gauge histograms.
+                let fix = if text.contains("re-encoding") || text.contains("histogram") {
+                    "Prometheus re-encodes chunks that are still open or reach past the range \
+                     asked, and fails on gauge histograms: import this range once it is older \
+                     than the source's head block (about 3h) with windows on its block \
+                     boundaries (the default 2h), so every chunk is sent as stored, or leave the \
+                     gauge histogram series out with --match"
+                } else {
+                    "a failure inside the source: see its log; the window is retried like a 500"
+                };
                 Error::SourceFailedMidStream {
                     url,
                     message: source.to_string(),
+                    fix,
                 }
             }
             source => Error::SourceFrame { url, source },

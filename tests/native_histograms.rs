@@ -247,3 +247,28 @@ fn receivers_that_refuse_or_silently_drop_native_histograms_are_named_never_comp
     assert_same_data(&floats, &cortex_floats);
     assert!(cortex_histograms.is_empty());
 }
+
+/// Prometheus 2.42 re-encodes chunks that stick out of the range asked or are still open, and
+/// fails on gauge histograms after it has answered 200 and sent some frames: its error text
+/// then ends the stream. promimport shows that text as the source's words, with what to do,
+/// not "corrupt stream".
+#[test]
+fn a_source_failing_mid_stream_is_shown_in_its_own_words() {
+    let exporter = Exporter::gauge();
+    let (source, start, end) = scraped_source("gauge-src", &exporter, 40);
+    let sink = native_sink("gauge-sink", true);
+    let state = temp_dir("gauge-state");
+    let (code, log) = Run::new(&source.url("/api/v1/read"), &sink.url("/api/v1/write"))
+        .between(start + 3_000, end - 2_000)
+        .flags(&["--retries", "1"])
+        .state(&state)
+        .exec();
+    assert_eq!(code, Some(1), "{log}");
+    assert!(
+        log.contains("answered 200, then failed mid-stream")
+            && log.contains("it wrote its own error instead of a frame: iterate chunk while re-encoding: detected unexpected counter reset in histogram")
+            && log.contains("gauge histogram")
+            && !log.contains("corrupt"),
+        "{log}"
+    );
+}

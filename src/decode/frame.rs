@@ -231,4 +231,45 @@ mod tests {
             Err(FrameError::BadLength { .. })
         ));
     }
+
+    #[test]
+    fn a_servers_error_text_after_some_frames_is_its_message_not_a_corrupt_frame() {
+        // Prometheus 2.42, failing to re-encode a gauge histogram chunk mid-answer: short text
+        // (read as a frame longer than what follows) and long text (a frame whose checksum
+        // fails) are both shown as the source's words, and retried like a 500.
+        let long =
+            "expanding series: ".repeat(20) + "detected unexpected counter reset in histogram";
+        for text in [
+            "detected unexpected counter reset in histogram\n",
+            long.as_str(),
+        ] {
+            let mut body = stream(&[b"one", b"two"]);
+            body.extend_from_slice(text.as_bytes());
+            let mut reader = FrameReader::new(1 << 20);
+            reader.push(&body);
+            assert_eq!(&reader.next_frame().unwrap().unwrap()[..], b"one");
+            assert_eq!(&reader.next_frame().unwrap().unwrap()[..], b"two");
+            let err = match reader.next_frame() {
+                Err(e) => e,
+                Ok(None) => reader.finish().unwrap_err(),
+                Ok(Some(_)) => panic!("text read as a frame"),
+            };
+            assert!(
+                matches!(&err, FrameError::ServerMessage { index: 2, text: t } if t == text.trim_end()),
+                "{err}"
+            );
+            assert!(err.is_transient());
+        }
+        // Bytes that are not text stay a cut frame.
+        let mut body = stream(&[b"one"]);
+        body.extend_from_slice(&[0x05, 0xff, 0x00]);
+        let mut reader = FrameReader::new(1 << 20);
+        reader.push(&body);
+        reader.next_frame().unwrap();
+        assert!(reader.next_frame().unwrap().is_none());
+        assert!(matches!(
+            reader.finish().unwrap_err(),
+            FrameError::Truncated { .. }
+        ));
+    }
 }

@@ -204,6 +204,19 @@ fn float_histogram(n: f64) -> Served {
     }
 }
 
+/// A gauge histogram (a queue's length distribution): counts go up and down.
+fn gauge_histogram(n: i64) -> Served {
+    let level = [3i64, 7, 2, 9, 1][(n % 5) as usize] + n % 3;
+    int_histogram(IntShape {
+        schema: 0,
+        zero_threshold: 0.0,
+        zero: 0,
+        sum: 2.0 * level as f64,
+        positive: (&[(0, 2)], &[level, level / 2]),
+        negative: (&[], &[]),
+    })
+}
+
 /// Every histogram of scrape `n` (from 1), by (metric name, `path` label or "").
 fn histograms_at(n: i64) -> Vec<(&'static str, &'static str, Served)> {
     let mut out = Vec::new();
@@ -264,6 +277,8 @@ fn histograms_at(n: i64) -> Vec<(&'static str, &'static str, Served)> {
 
 #[derive(Default)]
 struct State {
+    /// Serve one gauge histogram instead of the counter history.
+    gauge: bool,
     scrapes: i64,
     down: bool,
     /// By scrape number: series key to the histogram served.
@@ -277,7 +292,19 @@ pub struct Exporter {
 
 impl Exporter {
     pub fn start() -> Exporter {
-        let state = Arc::new(Mutex::new(State::default()));
+        Self::serving(false)
+    }
+
+    /// An exporter of one gauge histogram, `queue_length`.
+    pub fn gauge() -> Exporter {
+        Self::serving(true)
+    }
+
+    fn serving(gauge: bool) -> Exporter {
+        let state = Arc::new(Mutex::new(State {
+            gauge,
+            ..State::default()
+        }));
         let shared = state.clone();
         let port = Arc::new(std::sync::OnceLock::<u16>::new());
         let own = port.clone();
@@ -289,7 +316,7 @@ impl Exporter {
             state.scrapes += 1;
             let n = state.scrapes;
             let instance = format!("127.0.0.1:{}", own.get().copied().unwrap_or(0));
-            let (body, served) = scrape(n, &instance);
+            let (body, served) = scrape(n, &instance, state.gauge);
             state.served.insert(n, served);
             FakeResponse::new(
                 200,
@@ -329,7 +356,7 @@ impl Exporter {
 }
 
 /// The exposition of scrape `n`, and the histograms in it by series key.
-fn scrape(n: i64, instance: &str) -> (Vec<u8>, BTreeMap<String, Histogram>) {
+fn scrape(n: i64, instance: &str, gauge: bool) -> (Vec<u8>, BTreeMap<String, Histogram>) {
     let key = |name: &str, path: &str| {
         let mut labels = vec![
             Label {
@@ -355,11 +382,16 @@ fn scrape(n: i64, instance: &str) -> (Vec<u8>, BTreeMap<String, Histogram>) {
     };
     let mut families: BTreeMap<&str, MetricFamily> = BTreeMap::new();
     let mut served = BTreeMap::new();
-    for (name, path, histogram) in histograms_at(n) {
+    let (histograms, kind) = if gauge {
+        (vec![("queue_length", "", gauge_histogram(n))], 5)
+    } else {
+        (histograms_at(n), 4)
+    };
+    for (name, path, histogram) in histograms {
         let family = families.entry(name).or_insert_with(|| MetricFamily {
             name: name.into(),
             help: "a native histogram".into(),
-            kind: 4,
+            kind,
             metric: Vec::new(),
         });
         family.metric.push(Metric {
