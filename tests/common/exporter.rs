@@ -17,7 +17,11 @@ use promimport::proto::histogram::{Count, ZeroCount};
 use promimport::proto::{BucketSpan, Histogram, Label};
 use prost::Message;
 
-use super::{FakeResponse, FakeServer, series_key};
+use std::time::{Duration, Instant};
+
+use super::{
+    FakeResponse, FakeServer, PrometheusOptions, Server, series_key, start_prometheus_config,
+};
 
 #[derive(Clone, PartialEq, prost::Message)]
 struct MetricFamily {
@@ -432,4 +436,50 @@ fn scrape(n: i64, instance: &str, gauge: bool) -> (Vec<u8>, BTreeMap<String, His
         .unwrap();
     }
     (body, served)
+}
+
+/// A source Prometheus that scrapes the exporter every 200 ms until it served `scrapes`, then
+/// sees it fail, so every series ends with a stale marker. Returns the source and a range
+/// [start, end) holding all of it.
+pub fn scraped_source(name: &str, exporter: &Exporter, scrapes: i64) -> (Server, i64, i64) {
+    let config = format!(
+        "global:\n  scrape_interval: 200ms\n  scrape_timeout: 150ms\nscrape_configs:\n  - job_name: native\n    static_configs:\n      - targets: ['{}']\n",
+        exporter.target()
+    );
+    let started = now_ms();
+    let source = start_prometheus_config(
+        name,
+        &config,
+        PrometheusOptions {
+            receiver: false,
+            out_of_order_window: None,
+            max_bytes_in_frame: Some(4096),
+            history: None,
+        },
+        &["--enable-feature=native-histograms"],
+    );
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while exporter.scrapes() < scrapes {
+        assert!(
+            Instant::now() < deadline,
+            "only {} scrapes in 120 s",
+            exporter.scrapes()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    exporter.go_down();
+    // A failed scrape or two later every series has its stale marker. Prometheus goes on
+    // recording `up` and the scrape's own series, so the range ends in the past, where
+    // nothing changes any more.
+    std::thread::sleep(Duration::from_millis(1500));
+    let end = now_ms();
+    std::thread::sleep(Duration::from_millis(500));
+    (source, started / 60_000 * 60_000, end)
+}
+
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
 }
