@@ -1,7 +1,8 @@
 //! Tools for `scripts/bench`, kept apart from the product:
 //!   generate       remote-writes synthetic history shaped like node-exporter and
-//!                  kube-state-metrics into a Prometheus, in time order (promtool's OpenMetrics
-//!                  import re-reads its whole input for every 2h block: too slow for 40M samples)
+//!                  kube-state-metrics, with an application's native histograms, into a
+//!                  Prometheus, in time order (promtool's OpenMetrics import re-reads its whole
+//!                  input for every 2h block, too slow for 40M samples, and has no histograms)
 //!   null-receiver  a remote write receiver that decodes every request, counts, and drops it,
 //!                  so a benchmark into it measures promimport's own cost
 //!
@@ -15,7 +16,8 @@ use std::time::Instant;
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
-use promimport::proto::{Label, Sample, TimeSeries, WriteRequest};
+use promimport::proto::histogram::{Count, ResetHint, ZeroCount};
+use promimport::proto::{BucketSpan, Histogram, Label, Sample, TimeSeries, WriteRequest};
 use promimport::protocol;
 use prost::Message;
 
@@ -40,11 +42,17 @@ enum Command {
         days: i64,
         #[arg(long, default_value_t = 30)]
         interval_seconds: i64,
+        /// Native histogram series per host (an application's request latencies, 12 buckets):
+        /// 3 make about 10% of all series. They need a source with the native-histograms
+        /// feature on.
+        #[arg(long, default_value_t = 3)]
+        histograms_per_host: usize,
         /// End of the history, unix seconds [default: now, at a whole hour]
         #[arg(long)]
         end: Option<i64>,
     },
-    /// Accept remote write on ADDRESS, decode and count; GET /stats answers the counts as JSON
+    /// Accept remote write on ADDRESS, decode and count (float and histogram samples); GET
+    /// /stats answers the counts as JSON
     NullReceiver {
         #[arg(long, default_value = "127.0.0.1:9999")]
         listen: String,
@@ -58,8 +66,9 @@ fn main() -> anyhow::Result<()> {
             hosts,
             days,
             interval_seconds,
+            histograms_per_host,
             end,
-        } => generate(&url, hosts, days, interval_seconds, end),
+        } => generate(&url, hosts, days, interval_seconds, histograms_per_host, end),
         Command::NullReceiver { listen } => null_receiver(&listen),
     }
 }
@@ -146,14 +155,90 @@ fn series_set(hosts: usize) -> Vec<Series> {
     out
 }
 
+/// A native histogram series: absolute bucket counts that grow at random.
+struct HistogramSeries {
+    labels: Vec<Label>,
+    buckets: Vec<i64>,
+    sum: f64,
+}
+
+const HISTOGRAM_BUCKETS: usize = 12;
+
+fn histogram_set(hosts: usize, per_host: usize) -> Vec<HistogramSeries> {
+    let handlers = ["/api/orders", "/api/users", "/login", "/healthz", "/metrics"];
+    (0..hosts)
+        .flat_map(|h| {
+            handlers.iter().take(per_host).map(move |handler| {
+                let mut labels: Vec<Label> = [
+                    ("__name__", "http_request_duration_seconds".to_string()),
+                    ("job", "app".to_string()),
+                    ("instance", format!("node-{h:03}.cluster.local:8080")),
+                    ("handler", handler.to_string()),
+                ]
+                .into_iter()
+                .map(|(n, v)| Label {
+                    name: n.into(),
+                    value: v,
+                })
+                .collect();
+                labels.sort_by(|a, b| a.name.cmp(&b.name));
+                HistogramSeries {
+                    labels,
+                    buckets: vec![0; HISTOGRAM_BUCKETS],
+                    sum: 0.0,
+                }
+            })
+        })
+        .collect()
+}
+
+impl HistogramSeries {
+    /// The next scrape: a few observations per bucket, most in the middle ones.
+    fn next(&mut self, t: i64, rng: &mut XorShift) -> Histogram {
+        for (i, bucket) in self.buckets.iter_mut().enumerate() {
+            let weight = (HISTOGRAM_BUCKETS / 2).abs_diff(i) as f64 + 1.0;
+            let n = (rng.next_f64() * 20.0 / weight) as i64;
+            *bucket += n;
+            self.sum += n as f64 * 2f64.powf((i as f64 - 8.0) / 8.0);
+        }
+        let mut previous = 0;
+        let deltas = self
+            .buckets
+            .iter()
+            .map(|&b| {
+                let d = b - previous;
+                previous = b;
+                d
+            })
+            .collect();
+        Histogram {
+            count: Some(Count::CountInt(self.buckets.iter().sum::<i64>() as u64)),
+            zero_count: Some(ZeroCount::ZeroCountInt(0)),
+            sum: self.sum,
+            schema: 3,
+            zero_threshold: 2f64.powi(-128),
+            positive_spans: vec![BucketSpan {
+                offset: -8,
+                length: HISTOGRAM_BUCKETS as u32,
+            }],
+            positive_deltas: deltas,
+            reset_hint: ResetHint::No as i32,
+            timestamp: t,
+            ..Histogram::default()
+        }
+    }
+}
+
 fn generate(
     url: &str,
     hosts: usize,
     days: i64,
     interval: i64,
+    histograms_per_host: usize,
     end: Option<i64>,
 ) -> anyhow::Result<()> {
     let mut series = series_set(hosts);
+    let mut histogram_series = histogram_set(hosts, histograms_per_host);
     let end = end.unwrap_or_else(|| promimport::timespec::now_ms() / 1000 / 3600 * 3600);
     let start = end - days * 86_400;
     let steps = (end - start) / interval;
@@ -163,13 +248,14 @@ fn generate(
     let mut rng = XorShift(42);
     let started = Instant::now();
     let mut written = 0u64;
+    let mut histograms = 0u64;
     // Time-major batches of 60 steps: every request is newer than the one before, so a
     // receiver without an out-of-order window takes all of it.
     let per_request = 60;
     let mut step = 0;
     while step < steps {
         let last = (step + per_request).min(steps);
-        let timeseries: Vec<TimeSeries> = series
+        let mut timeseries: Vec<TimeSeries> = series
             .iter_mut()
             .map(|s| {
                 let samples = (step..last)
@@ -192,9 +278,20 @@ fn generate(
                 }
             })
             .collect();
+        for h in &mut histogram_series {
+            let samples: Vec<Histogram> = (step..last)
+                .map(|k| h.next((start + k * interval) * 1000, &mut rng))
+                .collect();
+            histograms += samples.len() as u64;
+            timeseries.push(TimeSeries {
+                labels: h.labels.clone(),
+                samples: Vec::new(),
+                histograms: samples,
+            });
+        }
         written += timeseries
             .iter()
-            .map(|t| t.samples.len() as u64)
+            .map(|t| (t.samples.len() + t.histograms.len()) as u64)
             .sum::<u64>();
         let body =
             snap::raw::Encoder::new().compress_vec(&WriteRequest { timeseries }.encode_to_vec())?;
@@ -218,14 +315,16 @@ fn generate(
         }
         step = last;
     }
+    let count = series.len() + histogram_series.len();
     eprintln!(
-        "generated {} series, {written} samples from {start} to {end} in {:.1}s",
-        series.len(),
+        "generated {count} series ({} native histogram), {written} samples ({histograms} \
+         histogram) from {start} to {end} in {:.1}s",
+        histogram_series.len(),
         started.elapsed().as_secs_f64()
     );
     println!(
-        "{{\"series\":{},\"samples\":{written},\"start\":{start},\"end\":{end}}}",
-        series.len()
+        "{{\"series\":{count},\"histogram_series\":{},\"samples\":{written},\"histograms\":{histograms},\"start\":{start},\"end\":{end}}}",
+        histogram_series.len()
     );
     Ok(())
 }
@@ -310,7 +409,7 @@ fn serve(mut stream: TcpStream, counts: &Counts) -> anyhow::Result<()> {
             request
                 .timeseries
                 .iter()
-                .map(|t| t.samples.len() as u64)
+                .map(|t| (t.samples.len() + t.histograms.len()) as u64)
                 .sum(),
             Ordering::Relaxed,
         );

@@ -122,16 +122,13 @@ async fn exported(endpoint: &Endpoint, labels: &[Label], t: i64, asked: &str) ->
     );
     // VictoriaMetrics takes seconds with a fraction.
     let seconds = |ms: i64| format!("{:.3}", ms as f64 / 1000.0);
-    let answer = endpoint
-        .client
-        .get(url.clone())
-        .query(&[
-            ("match[]", selector.as_str()),
-            ("start", &seconds(t)),
-            ("end", &seconds(t + 1)),
-        ])
-        .send()
-        .await;
+    let mut request = url.clone();
+    request
+        .query_pairs_mut()
+        .append_pair("match[]", &selector)
+        .append_pair("start", &seconds(t))
+        .append_pair("end", &seconds(t + 1));
+    let answer = endpoint.client.get(request).send().await;
     match answer {
         Ok(response) if response.status().is_success() => match response.text().await {
             Ok(body) if body.trim().is_empty() => {
