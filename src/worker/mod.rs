@@ -254,22 +254,19 @@ impl<D: Destination> Worker<D> {
         outcome.throttled_seconds = sent.throttled_seconds;
         outcome.throttles = sent.throttles;
         outcome.rate_limit = sent.rate_limit;
-        if outcome.histograms_written > 0
-            && outcome.histograms_rejected() == 0
-            && let Some((labels, t)) = outcome.first_histogram.take()
-        {
-            let check = {
-                let mut known = self.histograms.lock().await;
-                match &*known {
-                    Some(check) => check.clone(),
-                    None => {
-                        let check = self.writer.check_histograms(&labels, t).await;
-                        *known = Some(check.clone());
-                        check
-                    }
-                }
-            };
-            account_histograms(&mut outcome, check);
+        if outcome.histograms_written > 0 {
+            let mut known = self.histograms.lock().await;
+            // The first histogram read is asked for only when none of this window's was
+            // refused, so it is one the destination accepted.
+            if known.is_none()
+                && outcome.histograms_rejected() == 0
+                && let Some((labels, t)) = outcome.first_histogram.take()
+            {
+                *known = Some(self.writer.check_histograms(&labels, t).await);
+            }
+            if let Some(check) = known.clone() {
+                account_histograms(&mut outcome, check);
+            }
         }
         // The sender's error explains a reader stopped by a closed channel, so it comes first.
         if let Err(e) = write_result.and(read_result) {
