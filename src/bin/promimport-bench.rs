@@ -68,7 +68,14 @@ fn main() -> anyhow::Result<()> {
             interval_seconds,
             histograms_per_host,
             end,
-        } => generate(&url, hosts, days, interval_seconds, histograms_per_host, end),
+        } => generate(
+            &url,
+            hosts,
+            days,
+            interval_seconds,
+            histograms_per_host,
+            end,
+        ),
         Command::NullReceiver { listen } => null_receiver(&listen),
     }
 }
@@ -165,7 +172,13 @@ struct HistogramSeries {
 const HISTOGRAM_BUCKETS: usize = 12;
 
 fn histogram_set(hosts: usize, per_host: usize) -> Vec<HistogramSeries> {
-    let handlers = ["/api/orders", "/api/users", "/login", "/healthz", "/metrics"];
+    let handlers = [
+        "/api/orders",
+        "/api/users",
+        "/login",
+        "/healthz",
+        "/metrics",
+    ];
     (0..hosts)
         .flat_map(|h| {
             handlers.iter().take(per_host).map(move |handler| {
