@@ -319,13 +319,15 @@ fn opni_mutual_tls_a_name_mismatch_fails_at_once_naming_the_certificate_and_the_
 
 #[test]
 fn a_request_larger_than_the_tenants_burst_is_split_until_it_passes() {
-    // A burst of 20 000 samples: a request of 30 000 can never pass whole, however long it
-    // waits (Cortex's message names the rate, not the burst).
+    // A burst of 20 000 samples below a rate of 25 000: a request of 22 000 can never pass
+    // whole, however long it waits (Cortex's message names the rate, not the burst). A run
+    // once hung here on a window's last request of 21 687 samples, smaller than a second of
+    // the rate, which was the old condition for splitting.
     let source = recent_history_source("cortex-burst-src", 26, 1);
     let cortex = Cortex::start("cortex-burst", &[("CORTEX_INGESTION_BURST", "20000")]);
     let (code, log) = Run::new(&source.url("/api/v1/read"), &cortex.push_url())
         .flags(&["--start", "now-30h", "--end", "now", "--window", "1d"])
-        .flags(&["--batch-samples", "30000"])
+        .flags(&["--batch-samples", "22000"])
         .flag("--dest-header", &tenant_header())
         .state(&temp_dir("cortex-burst-state"))
         .exec();

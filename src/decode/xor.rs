@@ -188,45 +188,18 @@ impl<'a> BitReader<'a> {
 mod tests {
     use super::*;
 
+    use crate::decode::test_bits::BitWriter;
+
     /// A chunk encoder written from the format description alone, so the decoder is tested on
     /// inputs that exercise every branch; the golden chunks from a real Prometheus are tested in
     /// tests/golden_chunks.rs.
-    struct BitWriter {
-        bytes: Vec<u8>,
-        bits: usize,
-    }
-
-    impl BitWriter {
-        fn write(&mut self, value: u64, n: u32) {
-            for i in (0..n).rev() {
-                if self.bits.is_multiple_of(8) {
-                    self.bytes.push(0);
-                }
-                if (value >> i) & 1 == 1 {
-                    let last = self.bytes.len() - 1;
-                    self.bytes[last] |= 0x80 >> (self.bits % 8);
-                }
-                self.bits += 1;
-            }
-        }
-        fn varint(&mut self, mut v: u64) {
-            while v >= 0x80 {
-                self.write((v & 0x7f) | 0x80, 8);
-                v >>= 7;
-            }
-            self.write(v, 8);
-        }
-    }
-
     fn encode(samples: &[(i64, u64)]) -> Vec<u8> {
-        let mut w = BitWriter {
-            bytes: vec![0, 0],
-            bits: 16,
-        };
+        let mut w = BitWriter::default();
+        w.write(0, 16);
         let (mut t, mut v) = samples[0];
         w.varint(((t << 1) ^ (t >> 63)) as u64);
         w.write(v, 64);
-        let (mut delta, mut leading, mut trailing) = (0i64, 0xffu32, 0u32);
+        let (mut delta, mut state) = (0i64, (0xff, 0));
         for (i, &(ts, value)) in samples.iter().enumerate().skip(1) {
             let d = ts - t;
             if i == 1 {
@@ -254,26 +227,7 @@ mod tests {
                     }
                 }
             }
-            let xor = value ^ v;
-            if xor == 0 {
-                w.write(0, 1);
-            } else {
-                w.write(1, 1);
-                let lead = xor.leading_zeros().min(31);
-                let trail = xor.trailing_zeros();
-                if leading != 0xff && lead >= leading && trail >= trailing {
-                    w.write(0, 1);
-                    w.write(xor >> trailing, 64 - leading - trailing);
-                } else {
-                    leading = lead;
-                    trailing = trail;
-                    let sig = 64 - lead - trail;
-                    w.write(1, 1);
-                    w.write(u64::from(lead), 5);
-                    w.write(u64::from(sig) & 63, 6);
-                    w.write(xor >> trail, sig);
-                }
-            }
+            w.xor(v, value, &mut state);
             (t, v, delta) = (ts, value, d);
         }
         let n = samples.len() as u16;
@@ -339,10 +293,8 @@ mod tests {
     #[test]
     fn impossible_bit_widths_are_rejected() {
         // Two samples; the second's value claims 31 leading and 40 significant bits.
-        let mut w = BitWriter {
-            bytes: vec![0, 2],
-            bits: 16,
-        };
+        let mut w = BitWriter::default();
+        w.write(2, 16);
         w.varint(0);
         w.write(0, 64);
         w.varint(1);

@@ -21,8 +21,8 @@ use crate::retry::{
 use batch::{Batch, histograms_in, samples_in, split_by_label_limit, split_samples, split_series};
 use pace::Pacer;
 
-/// 429s naming the rate limit in a row for one request before it is split (when it is larger
-/// than the limit allows at once) or given up on.
+/// 429s naming the rate limit in a row for one request before it is split (it may be larger
+/// than the tenant's burst, which Cortex does not name) or given up on.
 const THROTTLES_BEFORE_SPLIT: u32 = 3;
 const MAX_THROTTLES: u32 = 30;
 
@@ -252,9 +252,12 @@ impl DestinationWriter {
                 "destination's ingestion rate limit reached; slowing down"
             );
             // A burst the receiver names is a hard bound; one it does not name (Cortex) is
-            // guessed from refusals that go on even at the pace: over a second's worth.
+            // guessed from refusals that go on even at the pace. Whatever the request's size:
+            // a tenant's burst may be below its rate (a 22 000-sample request against a burst
+            // of 20 000 and a rate of 25 000 would otherwise wait forever), and halving a
+            // request that only met live traffic costs one request more.
             let over_burst = limit.burst.is_some_and(|burst| samples > burst);
-            let over_guess = throttles >= THROTTLES_BEFORE_SPLIT && samples as f64 > limit.rate;
+            let over_guess = throttles >= THROTTLES_BEFORE_SPLIT;
             if samples > 1 && (over_burst || over_guess) {
                 return Ok(Answer::TooLarge);
             }
