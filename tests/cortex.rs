@@ -29,27 +29,10 @@ fn import(source: &Server, cortex: &Cortex, name: &str) -> (Option<i32>, String)
 }
 
 fn verify(source: &Server, cortex: &Cortex, start: i64, end: i64, more: &[&str]) -> Output {
-    let (start, end) = (rfc3339(start), rfc3339(end));
-    let (header, from, to) = (
-        tenant_header(),
-        source.url("/api/v1/read"),
-        cortex.read_url(),
-    );
-    let mut args = vec![
-        "verify",
-        "--source",
-        &from,
-        "--dest",
-        &to,
-        "--dest-header",
-        &header,
-        "--start",
-        &start,
-        "--end",
-        &end,
-    ];
-    args.extend_from_slice(more);
-    promimport(&args)
+    let header = tenant_header();
+    let mut flags = vec!["--dest-header", header.as_str()];
+    flags.extend_from_slice(more);
+    verify_range(source, &cortex.read_url(), start, end, &flags)
 }
 
 #[test]

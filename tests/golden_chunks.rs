@@ -32,12 +32,8 @@ fn golden_range() -> (i64, i64) {
     (BASE_MS, BASE_MS + 2 * HOUR_MS)
 }
 
-#[test]
-#[ignore = "rewrites tests/data/golden; run by scripts/record-golden"]
-fn record_golden_answers() {
-    let source = history_source_framed("golden", 2, true, Some(1024));
-    seed_stale_series(&source);
-    let (start, end) = golden_range();
+/// A source's streamed answer for [start, end), as it sent it.
+fn streamed_answer(source: &Server, start: i64, end: i64) -> Vec<u8> {
     let (content_type, streamed) = raw_read(
         &source.url("/api/v1/read"),
         start,
@@ -45,6 +41,16 @@ fn record_golden_answers() {
         ResponseType::StreamedXorChunks,
     );
     assert_eq!(content_type, STREAMED_CONTENT_TYPE);
+    streamed
+}
+
+#[test]
+#[ignore = "rewrites tests/data/golden; run by scripts/record-golden"]
+fn record_golden_answers() {
+    let source = history_source_framed("golden", 2, true, Some(1024));
+    seed_stale_series(&source);
+    let (start, end) = golden_range();
+    let streamed = streamed_answer(&source, start, end);
     let (_, samples) = raw_read(
         &source.url("/api/v1/read"),
         start,
@@ -155,13 +161,7 @@ fn record_golden_histograms() {
     use promimport::proto::{QueryResult, TimeSeries};
     let exporter = Exporter::start();
     let (source, start, end) = scraped_source("golden-native", &exporter, 100);
-    let (content_type, streamed) = raw_read(
-        &source.url("/api/v1/read"),
-        start,
-        end,
-        ResponseType::StreamedXorChunks,
-    );
-    assert_eq!(content_type, STREAMED_CONTENT_TYPE);
+    let streamed = streamed_answer(&source, start, end);
     // What was served, at the timestamps Prometheus stored each scrape under (its float
     // `exporter_scrape` series, read with the XOR decoder the other recording proves); stale
     // markers where a series stops: the first scrape without it, and the failed scrape.

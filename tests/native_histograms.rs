@@ -114,19 +114,7 @@ fn native_histograms_scraped_by_prometheus_are_imported_field_for_field_and_veri
     assert_same_histograms(&histograms, &sink_histograms);
 
     // verify: every field through remote read; through the query API it cannot.
-    let verify = |dest: &str| {
-        promimport(&[
-            "verify",
-            "--source",
-            &source.url("/api/v1/read"),
-            "--dest",
-            dest,
-            "--start",
-            &rfc3339(start),
-            "--end",
-            &rfc3339(end),
-        ])
-    };
+    let verify = |dest: &str| verify_range(&source, dest, start, end, &[]);
     let out = verify(&sink.url("/api/v1/read"));
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert!(text(&out).contains("match (bit for bit)"), "{}", text(&out));

@@ -18,17 +18,7 @@ fn import(source: &Server, dest: &str) {
 }
 
 fn verify(source: &Server, dest: &str) -> (Option<i32>, String) {
-    let out = promimport(&[
-        "verify",
-        "--source",
-        &source.url("/api/v1/read"),
-        "--dest",
-        dest,
-        "--start",
-        &rfc3339(BASE_MS),
-        "--end",
-        &rfc3339(BASE_MS + 6 * HOUR_MS),
-    ]);
+    let out = verify_range(source, dest, BASE_MS, BASE_MS + 6 * HOUR_MS, &[]);
     (out.status.code(), text(&out))
 }
 

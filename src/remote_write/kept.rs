@@ -112,14 +112,7 @@ async fn exported(endpoint: &Endpoint, labels: &[Label], t: i64, asked: &str) ->
         ));
     };
     url.set_path(&format!("{base}/api/v1/export"));
-    let selector = format!(
-        "{{{}}}",
-        labels
-            .iter()
-            .map(|l| format!("{}={:?}", l.name, l.value))
-            .collect::<Vec<_>>()
-            .join(",")
-    );
+    let selector = crate::relabel::render(labels);
     // VictoriaMetrics takes seconds with a fraction.
     let seconds = |ms: i64| format!("{:.3}", ms as f64 / 1000.0);
     let mut request = url.clone();

@@ -605,6 +605,27 @@ pub fn promimport(args: &[&str]) -> Output {
         .unwrap()
 }
 
+/// `promimport verify` of [start, end) between a source Prometheus and `dest`, with flags the
+/// test adds.
+pub fn verify_range(
+    source: &Server,
+    dest: &str,
+    start_ms: i64,
+    end_ms: i64,
+    more: &[&str],
+) -> Output {
+    let (from, start, end) = (
+        source.url("/api/v1/read"),
+        rfc3339(start_ms),
+        rfc3339(end_ms),
+    );
+    let mut args = vec![
+        "verify", "--source", &from, "--dest", dest, "--start", &start, "--end", &end,
+    ];
+    args.extend_from_slice(more);
+    promimport(&args)
+}
+
 pub fn text(output: &Output) -> String {
     format!(
         "{}{}",
