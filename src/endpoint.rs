@@ -10,6 +10,7 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 
 use crate::error::{Error, Result};
+use crate::name_value::NameValue;
 
 /// A credential held in memory (from a Secret, through the environment): never printed.
 #[derive(Clone, Default, PartialEq, serde::Deserialize)]
@@ -34,8 +35,8 @@ pub struct EndpointConfig {
     pub bearer_token_file: Option<PathBuf>,
     /// The token itself, when a Job passes it from a Secret.
     pub bearer_token: Option<Secret>,
-    /// `NAME=VALUE`, e.g. `X-Scope-OrgID=tenant`.
-    pub headers: Vec<String>,
+    /// Extra headers, e.g. `X-Scope-OrgID=tenant`.
+    pub headers: Vec<NameValue>,
     pub ca_file: Option<PathBuf>,
     pub cert_file: Option<PathBuf>,
     pub key_file: Option<PathBuf>,
@@ -247,17 +248,10 @@ impl EndpointConfig {
             );
         }
         for header in &self.headers {
-            let (name, value) = header.split_once('=').ok_or_else(|| {
-                Error::invalid(
-                    "header",
-                    header,
-                    "expected NAME=VALUE, e.g. X-Scope-OrgID=tenant",
-                )
-            })?;
-            let name = HeaderName::from_bytes(name.trim().as_bytes())
-                .map_err(|e| Error::invalid("header name", name, e.to_string()))?;
+            let name = HeaderName::from_bytes(header.name.as_bytes())
+                .map_err(|e| Error::invalid("header name", &header.name, e.to_string()))?;
             // Extra headers may carry API keys: treat every value as a secret.
-            headers.insert(name, sensitive(value.trim(), self.role)?);
+            headers.insert(name, sensitive(header.value.trim(), self.role)?);
         }
 
         Ok(headers)

@@ -12,6 +12,7 @@ pub mod kube;
 pub mod ledger;
 pub mod local;
 pub mod logging;
+pub mod name_value;
 pub mod outcome;
 pub mod plan;
 pub mod progress;

@@ -8,7 +8,16 @@ use promimport::cli::Cli;
 use promimport::local::EXIT_FAILED;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    // Bad input exits 1 like every other refusal (README: exit codes), not clap's 2; help and
+    // --version still print and exit 0.
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if !e.use_stderr() => e.exit(),
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(EXIT_FAILED as u8);
+        }
+    };
     promimport::logging::init();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,

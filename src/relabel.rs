@@ -3,6 +3,7 @@
 //! series differ from live ones unless the user drops or rewrites them.
 
 use crate::error::{Error, Result};
+use crate::name_value::NameValue;
 use crate::proto::Label;
 
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -10,33 +11,17 @@ pub struct LabelRules {
     /// Label names removed from every series.
     pub drop: Vec<String>,
     /// Labels set on every series, replacing a value the source had.
-    pub set: Vec<(String, String)>,
+    pub set: Vec<NameValue>,
 }
 
 impl LabelRules {
-    /// Parses `--set-label NAME=VALUE` arguments.
-    pub fn parse_set(args: &[String]) -> Result<Vec<(String, String)>> {
-        args.iter()
-            .map(|arg| match arg.split_once('=') {
-                Some((name, value)) if !name.trim().is_empty() => {
-                    Ok((name.trim().to_string(), value.to_string()))
-                }
-                _ => Err(Error::invalid(
-                    "--set-label",
-                    arg,
-                    "expected NAME=VALUE, e.g. cluster=old",
-                )),
-            })
-            .collect()
-    }
-
     /// The labels the destination receives: rules applied, empty values removed (remote write
     /// 1.0 forbids them; they mean "no label" in Prometheus), sorted by name.
     pub fn apply(&self, mut labels: Vec<Label>) -> Result<Vec<Label>> {
         if !self.drop.is_empty() {
             labels.retain(|l| !self.drop.contains(&l.name));
         }
-        for (name, value) in &self.set {
+        for NameValue { name, value } in &self.set {
             match labels.iter_mut().find(|l| &l.name == name) {
                 Some(label) => label.value.clone_from(value),
                 None => labels.push(Label {
@@ -91,8 +76,8 @@ mod tests {
         let rules = LabelRules {
             drop: vec!["prometheus_replica".into()],
             set: vec![
-                ("cluster".into(), "old".into()),
-                ("job".into(), "node".into()),
+                NameValue::new("cluster", "old"),
+                NameValue::new("job", "node"),
             ],
         };
         let got = rules
@@ -114,20 +99,5 @@ mod tests {
         let rules = LabelRules::default();
         assert!(rules.apply(labels(&[("a", "1"), ("a", "2")])).is_err());
         assert!(rules.apply(labels(&[("", "1")])).is_err());
-    }
-
-    #[test]
-    fn set_label_arguments_need_a_name_and_an_equals_sign() {
-        let ok = LabelRules::parse_set(&["cluster=a=b".into()]).unwrap();
-        assert_eq!(ok, vec![("cluster".to_string(), "a=b".to_string())]);
-        for bad in ["cluster", "=x"] {
-            let err = LabelRules::parse_set(&[bad.into()])
-                .unwrap_err()
-                .to_string();
-            assert!(
-                err.contains("--set-label") && err.contains("NAME=VALUE"),
-                "{err}"
-            );
-        }
     }
 }

@@ -20,6 +20,16 @@ impl std::fmt::Display for Selector {
     }
 }
 
+/// A `--match` flag and a line of `PROMIMPORT_MATCH` are parsed here, once; `Display` gives the
+/// text back.
+impl std::str::FromStr for Selector {
+    type Err = Error;
+
+    fn from_str(text: &str) -> Result<Self> {
+        parse_selector(text)
+    }
+}
+
 pub fn parse_selector(input: &str) -> Result<Selector> {
     let bad = |reason: &str| Error::invalid("--match selector", input, reason.to_string());
     let mut parser = Parser {

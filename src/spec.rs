@@ -6,7 +6,9 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::selector::parse_selector;
+use crate::name_value::NameValue;
+use crate::relabel::LabelRules;
+use crate::selector::{Selector, parse_selector};
 use crate::timespec::{parse_duration, parse_time};
 
 /// The longest import name: Job names add `-w` and the window's start in milliseconds (13
@@ -225,9 +227,7 @@ impl ImportSpec {
         parse_time("start", &self.start, 0)?;
         parse_time("end", &self.end, 0)?;
         self.window_ms()?;
-        for selector in &self.selectors {
-            parse_selector(selector)?;
-        }
+        self.parsed_selectors()?;
         if self.parallelism == 0 || self.parallelism > 64 {
             return Err(Error::invalid(
                 "parallelism",
@@ -269,6 +269,22 @@ impl ImportSpec {
 }
 
 /// A DNS-1123 label short enough to prefix Job names.
+impl ImportSpec {
+    /// The selectors as a worker reads them: parsed, each error naming the selector (an empty
+    /// list stays empty: the worker reads every series then).
+    pub fn parsed_selectors(&self) -> Result<Vec<Selector>> {
+        self.selectors.iter().map(|s| parse_selector(s)).collect()
+    }
+
+    /// The relabelling as a worker applies it.
+    pub fn label_rules(&self) -> LabelRules {
+        LabelRules {
+            drop: self.drop_labels.clone(),
+            set: NameValue::from_map(&self.set_labels),
+        }
+    }
+}
+
 pub fn validate_name(name: &str) -> Result<()> {
     let ok = !name.is_empty()
         && name.len() <= MAX_NAME_LEN

@@ -460,15 +460,16 @@ pub fn destination_selectors(selectors: &[Selector], rules: &LabelRules) -> Vec<
                 .matchers
                 .iter()
                 .filter(|m| {
-                    !rules.drop.contains(&m.name) && !rules.set.iter().any(|(n, _)| n == &m.name)
+                    !rules.drop.contains(&m.name)
+                        && !rules.set.iter().any(|pair| pair.name == m.name)
                 })
                 .cloned()
                 .collect();
-            for (name, value) in &rules.set {
+            for pair in &rules.set {
                 matchers.push(crate::proto::LabelMatcher {
                     r#type: Type::Eq as i32,
-                    name: name.clone(),
-                    value: value.clone(),
+                    name: pair.name.clone(),
+                    value: pair.value.clone(),
                 });
             }
             if matchers.is_empty() {
@@ -658,7 +659,7 @@ mod tests {
     fn destination_selectors_follow_the_relabelling() {
         let rules = LabelRules {
             drop: vec!["job".into()],
-            set: vec![("cluster".into(), "old".into())],
+            set: vec![crate::name_value::NameValue::new("cluster", "old")],
         };
         let selectors = vec![
             parse_selector(r#"up{job="node",cluster="x",mode!="idle"}"#).unwrap(),

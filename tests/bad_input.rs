@@ -1,7 +1,7 @@
 //! Bad input gets a clear error that names the input and the fix, a non-zero exit, no panic,
 //! and no credential in the output.
 
-mod common;
+use promimport_test_support as common;
 
 use common::*;
 
@@ -175,7 +175,7 @@ fn bad_times_matchers_and_urls_are_named() {
         ),
         (
             vec!["--match", "{job=node}"],
-            "invalid --match selector \"{job=node}\"",
+            "invalid value '{job=node}' for '--match <SELECTOR>': invalid --match selector",
         ),
         (vec!["--window", "0s"], "invalid --window \"0s\""),
         (vec!["--window", "1ms"], "give 1m or more"),
@@ -185,11 +185,15 @@ fn bad_times_matchers_and_urls_are_named() {
         ),
         (
             vec!["--set-label", "nolabel"],
-            "invalid --set-label \"nolabel\"",
+            "invalid value 'nolabel' for '--set-label <NAME=VALUE>': expected NAME=VALUE",
+        ),
+        (
+            vec!["--dest-header", "X-Scope-OrgID"],
+            "invalid value 'X-Scope-OrgID' for '--dest-header <NAME=VALUE>': expected NAME=VALUE",
         ),
         (
             vec!["--source-timeout", "soon"],
-            "invalid --source-timeout \"soon\"",
+            "invalid value 'soon' for '--source-timeout <DURATION>'",
         ),
     ] {
         let dest = dest();

@@ -2,7 +2,7 @@
 //! manifests against a real API server, and `helm install` into a real control plane running a
 //! migration between real Prometheus servers, then `helm uninstall` removing all of it.
 
-mod common;
+use promimport_test_support as common;
 
 use std::path::PathBuf;
 use std::process::Command;

@@ -3,7 +3,7 @@
 //! as Opni sets it, and what landed read back through Cortex's own remote read and compared
 //! series by series, sample by sample, bit by bit.
 
-mod common;
+use promimport_test_support as common;
 
 use std::io::Write;
 use std::process::Output;

@@ -2,7 +2,7 @@
 //! request (remote write 1.0: snappy block protobuf, sorted labels, ordered samples) in front of
 //! a real Prometheus source.
 
-mod common;
+use promimport_test_support as common;
 
 use std::sync::{Arc, Mutex};
 use std::time::Instant;

@@ -2,7 +2,7 @@
 //! shaped like rancher-monitoring's and a kube-prometheus-stack's, and as an account that may
 //! not list them.
 
-mod common;
+use promimport_test_support as common;
 
 use std::path::PathBuf;
 use std::process::Command;

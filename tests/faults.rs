@@ -2,7 +2,7 @@
 //! Prometheus servers: nothing is lost, nothing duplicated, and no window is recorded as done
 //! unless all of it landed. Loopback only; every loop is bounded.
 
-mod common;
+use promimport_test_support as common;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};

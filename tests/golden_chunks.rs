@@ -4,7 +4,7 @@
 //! And native histograms: a streamed answer holding the integer and float histogram chunks
 //! Prometheus made from what the test exporter served, with what it served beside it.
 
-mod common;
+use promimport_test_support as common;
 
 use std::path::PathBuf;
 

@@ -1,7 +1,7 @@
 //! End to end against real Prometheus servers: a source with history made by promtool (and
 //! stale markers written like a live Prometheus would), a sink, and promimport between them.
 
-mod common;
+use promimport_test_support as common;
 
 use common::*;
 

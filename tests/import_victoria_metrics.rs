@@ -4,7 +4,7 @@
 //! Two more of its ways are documented in the README: it leaves NaN and stale markers out of
 //! /api/v1/export, and a huge value (1.7e308) flattens the small values stored beside it.
 
-mod common;
+use promimport_test_support as common;
 
 use common::*;
 

@@ -4,7 +4,7 @@
 //! importing between real Prometheus servers on loopback. Histories here have no 1.7e308 value:
 //! most of these tests write to VictoriaMetrics (see import_victoria_metrics.rs for why).
 
-mod common;
+use promimport_test_support as common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

@@ -2,7 +2,7 @@
 //! them from a protobuf exporter (so Prometheus made every chunk), a sink with the feature on,
 //! and every histogram sample compared field by field with what the exporter served.
 
-mod common;
+use promimport_test_support as common;
 
 use common::exporter::{Exporter, scraped_source};
 use common::*;

@@ -1,7 +1,7 @@
 //! TLS to a real Prometheus served over HTTPS: verification is on by default, a CA file makes
 //! it pass, and skipping it is explicit and warned about.
 
-mod common;
+use promimport_test_support as common;
 
 use common::*;
 

@@ -3,7 +3,7 @@
 //! run, `import start` with its default range. Each into VictoriaMetrics, which takes
 //! concurrent windows exactly (see import_victoria_metrics.rs), compared sample by sample.
 
-mod common;
+use promimport_test_support as common;
 
 use std::process::{Command, Stdio};
 use std::time::Duration;

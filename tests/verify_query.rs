@@ -1,7 +1,7 @@
 //! `verify` proves what landed equals what was read, and catches what answer codes hide;
 //! `query` shows the imported data. Real Prometheus and VictoriaMetrics servers.
 
-mod common;
+use promimport_test_support as common;
 
 use common::*;
 

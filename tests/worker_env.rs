@@ -1,7 +1,7 @@
 //! `promimport worker`: one window, configured only by PROMIMPORT_* variables, one JSON line out.
 //! This is what each Kubernetes Job runs.
 
-mod common;
+use promimport_test_support as common;
 
 use std::process::Command;
 

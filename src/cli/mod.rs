@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
+use crate::name_value::NameValue;
 use crate::worker::options::WorkerOptions;
 
 #[derive(Parser)]
@@ -134,13 +135,13 @@ pub struct TargetArgs {
     pub drop_label: Vec<String>,
     /// Label to set on every series; repeatable
     #[arg(long, value_name = "NAME=VALUE")]
-    pub set_label: Vec<String>,
+    pub set_label: Vec<NameValue>,
     /// Header for the source; repeatable
     #[arg(long, value_name = "NAME=VALUE")]
-    pub source_header: Vec<String>,
+    pub source_header: Vec<NameValue>,
     /// Header for the destination, e.g. X-Scope-OrgID=tenant; repeatable
     #[arg(long, value_name = "NAME=VALUE")]
-    pub dest_header: Vec<String>,
+    pub dest_header: Vec<NameValue>,
     /// Secret with the source's bearer token
     #[arg(long, value_name = "SECRET/KEY")]
     pub source_bearer_secret: Option<String>,
@@ -284,7 +285,7 @@ pub struct QueryArgs {
     pub dest: String,
     /// Extra header, e.g. X-Scope-OrgID=tenant for Cortex; repeatable
     #[arg(long, value_name = "NAME=VALUE")]
-    pub dest_header: Vec<String>,
+    pub dest_header: Vec<NameValue>,
     /// File holding a bearer token
     #[arg(long, value_name = "FILE")]
     pub dest_bearer_token_file: Option<PathBuf>,

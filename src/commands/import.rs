@@ -38,7 +38,7 @@ pub async fn start(args: ImportStartArgs) -> Result<i32> {
                     "it names Secrets, which a local import cannot read: use promimport run with --*-bearer-token-file",
                 ));
             }
-            let options = WorkerOptions::for_spec(&spec);
+            let options = WorkerOptions::for_spec(&spec)?;
             let state = dir.join("imports").join(&spec.name);
             super::run::import_here(
                 &options,

@@ -61,7 +61,16 @@ pub async fn import_here(
         dest: settings.dest.display_url()?,
         selectors: settings.selectors.iter().map(ToString::to_string).collect(),
         labels: settings.labels.clone(),
-        dest_headers_crc32c: crc32c::crc32c(settings.dest.headers.join("\n").as_bytes()),
+        dest_headers_crc32c: crc32c::crc32c(
+            settings
+                .dest
+                .headers
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("\n")
+                .as_bytes(),
+        ),
     };
     let state_dir = match state {
         Some(dir) => dir,

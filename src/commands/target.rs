@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use crate::cli::{TargetArgs, TargetCommand, TargetScope};
 use crate::error::{Error, Result};
-use crate::relabel::LabelRules;
+use crate::name_value::NameValue;
 use crate::spec::{BasicAuthSpec, ClientCertSecret, EndpointSpec, SecretKeyRef};
 use crate::targets::{Target, TargetStore, from_discovery};
 
@@ -141,9 +141,11 @@ fn apply_flags(args: &TargetArgs, target: &mut Target) -> Result<()> {
     if !args.drop_label.is_empty() {
         target.drop_labels = args.drop_label.clone();
     }
-    target
-        .set_labels
-        .extend(LabelRules::parse_set(&args.set_label)?);
+    target.set_labels.extend(
+        args.set_label
+            .iter()
+            .map(|pair| (pair.name.clone(), pair.value.clone())),
+    );
     let source = EndpointFlags {
         role: "source",
         headers: &args.source_header,
@@ -173,7 +175,7 @@ fn apply_flags(args: &TargetArgs, target: &mut Target) -> Result<()> {
 /// One endpoint's flags of `target add` / `target edit`.
 struct EndpointFlags<'a> {
     role: &'static str,
-    headers: &'a [String],
+    headers: &'a [NameValue],
     bearer: &'a Option<String>,
     user: &'a Option<String>,
     password: &'a Option<String>,
@@ -187,7 +189,11 @@ impl EndpointFlags<'_> {
     /// Sets what was given on the endpoint; what was not given stays as it was.
     fn apply(&self, endpoint: &mut EndpointSpec) -> Result<()> {
         let role = self.role;
-        endpoint.headers.extend(header_pairs(role, self.headers)?);
+        endpoint.headers.extend(
+            self.headers
+                .iter()
+                .map(|h| (h.name.clone(), h.value.trim().to_string())),
+        );
         if let Some(secret) = self.bearer {
             endpoint.bearer_token_secret = Some(secret_ref(role, "bearer-secret", secret)?);
         }
@@ -223,20 +229,4 @@ fn secret_ref(role: &str, flag: &str, value: &str) -> Result<SecretKeyRef> {
             "expected SECRET/KEY, e.g. cortex-credentials/token",
         )),
     }
-}
-
-fn header_pairs(role: &str, pairs: &[String]) -> Result<BTreeMap<String, String>> {
-    pairs
-        .iter()
-        .map(|pair| match pair.split_once('=') {
-            Some((k, v)) if !k.trim().is_empty() => {
-                Ok((k.trim().to_string(), v.trim().to_string()))
-            }
-            _ => Err(Error::invalid(
-                "header",
-                format!("--{role}-header {pair}"),
-                "expected NAME=VALUE",
-            )),
-        })
-        .collect()
 }

@@ -11,7 +11,6 @@ use crate::error::{Error, Result};
 use crate::ledger::configmap::{ConfigMapLedger, LedgerView};
 use crate::local::EXIT_FAILED;
 use crate::plan::{Window, check_plan, parse_window_length, plan_windows};
-use crate::relabel::LabelRules;
 use crate::selector::{ALL_SERIES, parse_selector};
 use crate::timespec::{format_ms, now_ms, parse_duration, parse_time};
 use crate::verify::{DestinationReader, Precision, WindowCheck, compare, read_digests};
@@ -219,10 +218,10 @@ fn advice(settings: &WorkerSettings, checks: &[WindowCheck], wait: Duration) -> 
 
 /// Cortex and Mimir: a tenant header, or their `/prometheus` API prefix.
 fn serves_history_from_a_bucket(dest: &EndpointConfig) -> bool {
-    let tenant = dest.headers.iter().any(|h| {
-        h.split_once('=')
-            .is_some_and(|(name, _)| name.trim().eq_ignore_ascii_case("X-Scope-OrgID"))
-    });
+    let tenant = dest
+        .headers
+        .iter()
+        .any(|h| h.name.eq_ignore_ascii_case("X-Scope-OrgID"));
     let prefix = reqwest::Url::parse(&dest.url).is_ok_and(|u| u.path().starts_with("/prometheus/"));
     tenant || prefix
 }
@@ -234,24 +233,11 @@ fn from_ledger(view: &LedgerView, settings: &mut WorkerSettings) -> Result<(Wind
         .range_end_ms
         .or_else(|| view.done_windows().iter().map(|w| w.end_ms).max())
         .unwrap_or(view.range_start_ms);
-    settings.selectors = view
-        .spec
-        .selectors
-        .iter()
-        .map(|s| parse_selector(s))
-        .collect::<Result<_>>()?;
+    settings.selectors = view.spec.parsed_selectors()?;
     if settings.selectors.is_empty() {
         settings.selectors = vec![parse_selector(ALL_SERIES)?];
     }
-    settings.labels = LabelRules {
-        drop: view.spec.drop_labels.clone(),
-        set: view
-            .spec
-            .set_labels
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect(),
-    };
+    settings.labels = view.spec.label_rules();
     Ok((
         Window::new(view.range_start_ms, end)?,
         view.spec.window_ms()?,

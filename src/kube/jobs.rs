@@ -1,12 +1,15 @@
 //! The Job that imports one window: a pure function from the import spec and the window to a
 //! Job object, so what runs in the cluster can be read and tested without a cluster.
 
+use std::collections::BTreeMap;
+
 use k8s_openapi::api::batch::v1::Job;
 use serde_json::{Value, json};
 
 use super::{LABEL_IMPORT, LABEL_MANAGED_BY, LABEL_WINDOW, MANAGED_BY};
 use crate::error::{Error, Result};
 use crate::ledger::configmap::MAX_GENERATION;
+use crate::name_value::NameValue;
 use crate::plan::Window;
 use crate::spec::{EndpointSpec, ImportSpec};
 use crate::timespec::format_ms;
@@ -117,12 +120,7 @@ fn worker_env(spec: &ImportSpec, ledger_name: &str, window: Window) -> Vec<Value
         env.push(plain("PROMIMPORT_DROP_LABEL", &spec.drop_labels.join("\n")));
     }
     if !spec.set_labels.is_empty() {
-        let lines: Vec<String> = spec
-            .set_labels
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect();
-        env.push(plain("PROMIMPORT_SET_LABEL", &lines.join("\n")));
+        env.push(plain("PROMIMPORT_SET_LABEL", &pair_lines(&spec.set_labels)));
     }
     if let Some(n) = spec.worker.batch_samples {
         env.push(plain("PROMIMPORT_BATCH_SAMPLES", &n.to_string()));
@@ -139,6 +137,15 @@ fn worker_env(spec: &ImportSpec, ledger_name: &str, window: Window) -> Vec<Value
     env
 }
 
+/// A map of the spec as a list variable: one `NAME=VALUE` a line, as `NameValue` parses it back.
+fn pair_lines(map: &BTreeMap<String, String>) -> String {
+    let lines: Vec<String> = NameValue::from_map(map)
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    lines.join("\n")
+}
+
 fn plain(name: &str, value: &str) -> Value {
     json!({ "name": name, "value": value })
 }
@@ -150,14 +157,9 @@ fn secret_env(name: &str, secret: &str, key: &str) -> Value {
 /// Credentials arrive as references to Secrets, never as values in the Job.
 fn endpoint_env(prefix: &str, endpoint: &EndpointSpec, env: &mut Vec<Value>) {
     if !endpoint.headers.is_empty() {
-        let lines: Vec<String> = endpoint
-            .headers
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect();
         env.push(plain(
             &format!("PROMIMPORT_{prefix}_HEADER"),
-            &lines.join("\n"),
+            &pair_lines(&endpoint.headers),
         ));
     }
     if let Some(secret) = &endpoint.bearer_token_secret {
@@ -213,6 +215,7 @@ fn endpoint_env(prefix: &str, endpoint: &EndpointSpec, env: &mut Vec<Value>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::worker::options::WorkerOptions;
 
     fn spec() -> ImportSpec {
         ImportSpec::from_yaml(
@@ -335,13 +338,69 @@ dropLabels: [prometheus_replica]
         }
     }
 
+    /// A Job's environment as the kubelet hands it to the worker: plain values, and Secret
+    /// references resolved from `secrets` (name/key -> value).
+    fn job_env(job: &Job, secrets: &BTreeMap<&str, &str>) -> Vec<(String, String)> {
+        let json = serde_json::to_value(job).unwrap();
+        json["spec"]["template"]["spec"]["containers"][0]["env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|e| {
+                let name = e["name"].as_str()?.to_string();
+                if let Some(value) = e["value"].as_str() {
+                    return Some((name, value.to_string()));
+                }
+                let reference = &e["valueFrom"]["secretKeyRef"];
+                let path = format!(
+                    "{}/{}",
+                    reference["name"].as_str()?,
+                    reference["key"].as_str()?
+                );
+                Some((name, secrets[path.as_str()].to_string()))
+            })
+            .collect()
+    }
+
+    /// What a worker's settings hold of everything a spec can say, secrets excepted.
+    type Projection = (
+        (String, Vec<String>, bool, Option<String>),
+        (String, Vec<String>, bool, Option<String>),
+        Vec<String>,
+        (Vec<String>, Vec<String>),
+        (usize, usize, Option<f64>),
+    );
+
+    fn project(options: &WorkerOptions) -> Projection {
+        let s = options.settings().unwrap();
+        let endpoint = |e: &crate::endpoint::EndpointConfig| {
+            (
+                e.url.clone(),
+                e.headers.iter().map(ToString::to_string).collect(),
+                e.insecure_skip_verify,
+                e.tls_server_name.clone(),
+            )
+        };
+        (
+            endpoint(&s.source),
+            endpoint(&s.dest),
+            s.selectors.iter().map(ToString::to_string).collect(),
+            (
+                s.labels.drop.clone(),
+                s.labels.set.iter().map(ToString::to_string).collect(),
+            ),
+            (
+                s.batch.max_samples,
+                s.retry.retries,
+                s.max_samples_per_second,
+            ),
+        )
+    }
+
     #[test]
-    fn every_field_of_a_spec_reaches_the_worker_alike_in_a_job_and_in_a_local_run() {
-        use crate::worker::options::WorkerOptions;
-        let spec = ImportSpec::from_yaml(
-            "test",
-            r#"
-name: every-field
+    fn every_field_of_a_spec_and_a_target_reaches_the_worker_alike_in_a_job_and_in_a_local_run() {
+        use crate::targets::Target;
+        let fields = r#"
 source:
   url: https://prometheus:9090/api/v1/read
   headers: {X-Source: s}
@@ -356,83 +415,116 @@ destination:
 match: ['{job="node", mode!="idle"}', 'up']
 dropLabels: [prometheus_replica, prometheus]
 setLabels: {origin: old, cluster: "c-1"}
-worker:
-  batchSamples: 1234
-  retries: 7
-  maxSamplesPerSecond: 5000
-"#,
+"#;
+        let spec = ImportSpec::from_yaml(
+            "test",
+            &format!(
+                "name: every-field\n{fields}worker:\n  batchSamples: 1234\n  retries: 7\n  maxSamplesPerSecond: 5000\n"
+            ),
         )
         .unwrap();
+        let target: Target =
+            serde_saphyr::from_str(&format!("name: every-field\n{fields}")).unwrap();
+        let mut from_target = target.import_spec("every-field", &spec.start, &spec.end);
+        from_target.worker = spec.worker.clone();
+        from_target.target = None;
+        assert_eq!(
+            from_target, spec,
+            "a target's import carries every field of the target"
+        );
+
         let job = job_for_window(&spec, "promimport-every-field", "uid", window(), 0).unwrap();
-        let json = serde_json::to_value(&job).unwrap();
-        let env: Vec<(String, String)> = json["spec"]["template"]["spec"]["containers"][0]["env"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter_map(|e| {
-                Some((
-                    e["name"].as_str()?.to_string(),
-                    e["value"].as_str()?.to_string(),
-                ))
-            })
-            .collect();
-        let in_job = WorkerOptions::from_vars(env).unwrap();
-        let local = WorkerOptions::for_spec(&spec);
-        let project = |options: &WorkerOptions| {
-            let s = options.settings().unwrap();
+        let in_job = WorkerOptions::from_vars(job_env(&job, &BTreeMap::new())).unwrap();
+        let local = WorkerOptions::for_spec(&spec).unwrap();
+        let expected: Projection = (
             (
-                (
-                    s.source.url,
-                    s.source.headers,
-                    s.source.insecure_skip_verify,
-                ),
-                (
-                    s.dest.url,
-                    s.dest.headers,
-                    s.dest.insecure_skip_verify,
-                    s.dest.tls_server_name,
-                ),
-                s.selectors
-                    .iter()
-                    .map(ToString::to_string)
-                    .collect::<Vec<_>>(),
-                (s.labels.drop, s.labels.set),
-                (
-                    s.batch.max_samples,
-                    s.retry.retries,
-                    s.max_samples_per_second,
-                ),
-            )
-        };
-        let expected = (
-            (
-                "https://prometheus:9090/api/v1/read".to_string(),
-                vec!["X-Source=s".to_string()],
+                "https://prometheus:9090/api/v1/read".into(),
+                vec!["X-Source=s".into()],
                 true,
+                None,
             ),
             (
-                "https://cortex/api/v1/push".to_string(),
-                vec![
-                    "X-Other=a=b".to_string(),
-                    "X-Scope-OrgID=tenant".to_string(),
-                ],
+                "https://cortex/api/v1/push".into(),
+                vec!["X-Other=a=b".into(), "X-Scope-OrgID=tenant".into()],
                 true,
-                Some("cortex-distributor".to_string()),
+                Some("cortex-distributor".into()),
             ),
-            vec![
-                "{job=\"node\", mode!=\"idle\"}".to_string(),
-                "up".to_string(),
-            ],
+            vec!["{job=\"node\", mode!=\"idle\"}".into(), "up".into()],
             (
-                vec!["prometheus_replica".to_string(), "prometheus".to_string()],
-                vec![
-                    ("cluster".to_string(), "c-1".to_string()),
-                    ("origin".to_string(), "old".to_string()),
-                ],
+                vec!["prometheus_replica".into(), "prometheus".into()],
+                vec!["cluster=c-1".into(), "origin=old".into()],
             ),
             (1234, 7, Some(5000.0)),
         );
         assert_eq!(project(&in_job), expected, "the Job's worker");
         assert_eq!(project(&local), expected, "import start --local");
+    }
+
+    #[test]
+    fn every_credential_of_a_spec_reaches_the_jobs_worker_from_its_secret() {
+        use crate::endpoint::Secret;
+        let spec = ImportSpec::from_yaml(
+            "test",
+            r#"
+name: credentials
+source:
+  url: https://prometheus:9090/api/v1/read
+  bearerTokenSecret: {name: prom, key: token}
+  caSecret: {name: prom-ca, key: ca.pem}
+  clientCertSecret: {name: prom-client}
+destination:
+  url: https://cortex/api/v1/push
+  basicAuth: {username: importer, passwordSecret: {name: cortex, key: password}}
+  caSecret: {name: cortex-ca, key: ca.crt}
+  clientCertSecret: {name: cortex-client, certKey: cert.pem, keyKey: key.pem}
+"#,
+        )
+        .unwrap();
+        let secrets = BTreeMap::from([
+            ("prom/token", "source-token"),
+            ("prom-ca/ca.pem", "source-ca"),
+            ("prom-client/tls.crt", "source-cert"),
+            ("prom-client/tls.key", "source-key"),
+            ("cortex/password", "dest-password"),
+            ("cortex-ca/ca.crt", "dest-ca"),
+            ("cortex-client/cert.pem", "dest-cert"),
+            ("cortex-client/key.pem", "dest-key"),
+        ]);
+        let job = job_for_window(&spec, "promimport-credentials", "uid", window(), 0).unwrap();
+        let settings = WorkerOptions::from_vars(job_env(&job, &secrets))
+            .unwrap()
+            .settings()
+            .unwrap();
+        fn text(secret: &Option<Secret>) -> Option<&str> {
+            secret.as_ref().map(|s| s.0.as_str())
+        }
+        let (source, dest) = (&settings.source, &settings.dest);
+        assert_eq!(
+            [
+                text(&source.bearer_token),
+                text(&source.ca_pem),
+                text(&source.cert_pem),
+                text(&source.key_pem),
+                text(&dest.basic_password),
+                text(&dest.ca_pem),
+                text(&dest.cert_pem),
+                text(&dest.key_pem),
+            ],
+            [
+                Some("source-token"),
+                Some("source-ca"),
+                Some("source-cert"),
+                Some("source-key"),
+                Some("dest-password"),
+                Some("dest-ca"),
+                Some("dest-cert"),
+                Some("dest-key"),
+            ]
+        );
+        assert_eq!(dest.basic_user.as_deref(), Some("importer"));
+        assert_eq!(
+            (source.basic_user.as_ref(), dest.bearer_token.as_ref()),
+            (None, None)
+        );
     }
 }

@@ -4,17 +4,19 @@
 //! item per line, because selectors contain commas.
 
 use std::path::PathBuf;
+use std::str::FromStr;
 use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
 
 use crate::endpoint::{EndpointConfig, Secret};
 use crate::error::{Error, Result};
+use crate::name_value::NameValue;
 use crate::relabel::LabelRules;
 use crate::remote_read::ReadLimits;
 use crate::remote_write::batch::BatchLimits;
 use crate::retry::RetryPolicy;
-use crate::selector::{ALL_SERIES, parse_selector};
+use crate::selector::{ALL_SERIES, Selector, parse_selector};
 use crate::spec::ImportSpec;
 use crate::timespec::parse_duration;
 
@@ -33,28 +35,28 @@ pub struct WorkerOptions {
 
     /// Series selector to import; repeatable [default: every series]
     #[arg(long = "match", value_name = "SELECTOR")]
-    #[serde(rename = "match", default, deserialize_with = "lines")]
-    pub selectors: Vec<String>,
+    #[serde(rename = "match", default, deserialize_with = "match_lines")]
+    pub selectors: Vec<Selector>,
 
     /// Label to remove from every series, e.g. prometheus_replica; repeatable
     #[arg(long, value_name = "NAME")]
-    #[serde(default, deserialize_with = "lines")]
+    #[serde(default, deserialize_with = "drop_label_lines")]
     pub drop_label: Vec<String>,
 
     /// Label to set on every series; repeatable
     #[arg(long, value_name = "NAME=VALUE")]
-    #[serde(default, deserialize_with = "lines")]
-    pub set_label: Vec<String>,
+    #[serde(default, deserialize_with = "set_label_lines")]
+    pub set_label: Vec<NameValue>,
 
     /// Extra header for the source; repeatable
     #[arg(long, value_name = "NAME=VALUE")]
-    #[serde(default, deserialize_with = "lines")]
-    pub source_header: Vec<String>,
+    #[serde(default, deserialize_with = "source_header_lines")]
+    pub source_header: Vec<NameValue>,
 
     /// Extra header for the destination, e.g. X-Scope-OrgID=tenant for Cortex; repeatable
     #[arg(long, value_name = "NAME=VALUE")]
-    #[serde(default, deserialize_with = "lines")]
-    pub dest_header: Vec<String>,
+    #[serde(default, deserialize_with = "dest_header_lines")]
+    pub dest_header: Vec<NameValue>,
 
     /// File holding the source's bearer token
     #[arg(long, value_name = "FILE")]
@@ -112,14 +114,20 @@ pub struct WorkerOptions {
     pub dest_tls_server_name: Option<String>,
 
     /// Longest silence while reading the source's answer (rancher-monitoring's proxy allows 180s)
-    #[arg(long, value_name = "DURATION", default_value = "3m")]
-    #[serde(default = "default_source_timeout")]
-    pub source_timeout: String,
+    #[arg(long, value_name = "DURATION", default_value = "3m", value_parser = duration_arg)]
+    #[serde(
+        default = "default_source_timeout",
+        deserialize_with = "source_timeout_variable"
+    )]
+    pub source_timeout: Duration,
 
     /// Longest time for one remote write request
-    #[arg(long, value_name = "DURATION", default_value = "1m")]
-    #[serde(default = "default_dest_timeout")]
-    pub dest_timeout: String,
+    #[arg(long, value_name = "DURATION", default_value = "1m", value_parser = duration_arg)]
+    #[serde(
+        default = "default_dest_timeout",
+        deserialize_with = "dest_timeout_variable"
+    )]
+    pub dest_timeout: Duration,
 
     /// Most samples in one remote write request
     #[arg(long, value_name = "N", default_value_t = default_batch_samples())]
@@ -216,11 +224,11 @@ pub struct WorkerOptions {
     pub window_end: Option<String>,
 }
 
-fn default_source_timeout() -> String {
-    "3m".into()
+fn default_source_timeout() -> Duration {
+    Duration::from_secs(180)
 }
-fn default_dest_timeout() -> String {
-    "1m".into()
+fn default_dest_timeout() -> Duration {
+    Duration::from_secs(60)
 }
 /// 10k samples is ~150 KiB compressed: large enough to amortise a request, far below the 32 MiB
 /// that Prometheus and VictoriaMetrics accept.
@@ -247,14 +255,53 @@ fn env_name(field: &str) -> String {
     format!("{ENV_PREFIX}{}", field.to_ascii_uppercase())
 }
 
-fn lines<'de, D: Deserializer<'de>>(deserializer: D) -> std::result::Result<Vec<String>, D::Error> {
+/// A list variable: one item per line, each parsed as its flag parses it; an error names the
+/// variable (`from_vars` turns the backquoted field into `PROMIMPORT_...`).
+fn lines<'de, D, T>(field: &str, deserializer: D) -> std::result::Result<Vec<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: FromStr,
+    T::Err: std::fmt::Display,
+{
     let text = String::deserialize(deserializer)?;
-    Ok(text
-        .lines()
+    text.lines()
         .map(str::trim)
         .filter(|l| !l.is_empty())
-        .map(String::from)
-        .collect())
+        .map(|line| {
+            line.parse()
+                .map_err(|e| serde::de::Error::custom(format!("`{field}`: {e}")))
+        })
+        .collect()
+}
+
+/// One deserializer per variable, since serde does not tell a `deserialize_with` function
+/// which field it reads.
+macro_rules! variable_parsers {
+    ($($function:ident: $field:literal => $kind:ident($type:ty)),* $(,)?) => {$(
+        fn $function<'de, D: Deserializer<'de>>(deserializer: D) -> std::result::Result<$type, D::Error> {
+            variable_parsers!(@$kind $field, deserializer)
+        }
+    )*};
+    (@list $field:literal, $deserializer:ident) => { lines($field, $deserializer) };
+    (@duration $field:literal, $deserializer:ident) => {
+        duration_arg(&String::deserialize($deserializer)?)
+            .map_err(|e| serde::de::Error::custom(format!("`{}`: {e}", $field)))
+    };
+}
+
+variable_parsers! {
+    match_lines: "match" => list(Vec<Selector>),
+    drop_label_lines: "drop_label" => list(Vec<String>),
+    set_label_lines: "set_label" => list(Vec<NameValue>),
+    source_header_lines: "source_header" => list(Vec<NameValue>),
+    dest_header_lines: "dest_header" => list(Vec<NameValue>),
+    source_timeout_variable: "source_timeout" => duration(Duration),
+    dest_timeout_variable: "dest_timeout" => duration(Duration),
+}
+
+/// A timeout as a flag takes it (`3m`, `90s`); the flag's name is in clap's own message.
+fn duration_arg(text: &str) -> std::result::Result<Duration, String> {
+    parse_duration("duration", text).map_err(|e| e.to_string())
 }
 
 impl Default for WorkerOptions {
@@ -314,19 +361,16 @@ impl WorkerOptions {
     /// What a worker here needs of an import spec (`import start --local`): the endpoints with
     /// their headers and TLS choice, selectors, relabelling and the worker's limits. Secrets are
     /// references a local process cannot read; the caller refuses specs that name any.
-    pub fn for_spec(spec: &ImportSpec) -> Self {
-        let pairs = |map: &std::collections::BTreeMap<String, String>| -> Vec<String> {
-            map.iter().map(|(k, v)| format!("{k}={v}")).collect()
-        };
+    pub fn for_spec(spec: &ImportSpec) -> Result<Self> {
         let defaults = WorkerOptions::default();
-        WorkerOptions {
+        Ok(WorkerOptions {
             source: spec.source.url.clone(),
             dest: spec.destination.url.clone(),
-            selectors: spec.selectors.clone(),
+            selectors: spec.parsed_selectors()?,
             drop_label: spec.drop_labels.clone(),
-            set_label: pairs(&spec.set_labels),
-            source_header: pairs(&spec.source.headers),
-            dest_header: pairs(&spec.destination.headers),
+            set_label: NameValue::from_map(&spec.set_labels),
+            source_header: NameValue::from_map(&spec.source.headers),
+            dest_header: NameValue::from_map(&spec.destination.headers),
             source_insecure_skip_verify: spec.source.insecure_skip_verify,
             dest_insecure_skip_verify: spec.destination.insecure_skip_verify,
             source_tls_server_name: spec.source.tls_server_name.clone(),
@@ -335,7 +379,7 @@ impl WorkerOptions {
             retries: spec.worker.retries.unwrap_or(defaults.retries),
             max_samples_per_second: spec.worker.max_samples_per_second,
             ..defaults
-        }
+        })
     }
 
     /// Reads `PROMIMPORT_*` environment variables.
@@ -376,10 +420,7 @@ impl WorkerOptions {
         let selectors = if self.selectors.is_empty() {
             vec![parse_selector(ALL_SERIES)?]
         } else {
-            self.selectors
-                .iter()
-                .map(|s| parse_selector(s))
-                .collect::<Result<_>>()?
+            self.selectors.clone()
         };
         if self.batch_samples == 0 {
             return Err(Error::invalid("--batch-samples", "0", "must be at least 1"));
@@ -420,7 +461,7 @@ impl WorkerOptions {
                 insecure_skip_verify: self.source_insecure_skip_verify,
                 tls_server_name: self.source_tls_server_name.clone(),
                 connect_timeout,
-                timeout: parse_duration("--source-timeout", &self.source_timeout)?,
+                timeout: self.source_timeout,
             },
             dest: EndpointConfig {
                 role: "--dest",
@@ -440,12 +481,12 @@ impl WorkerOptions {
                 insecure_skip_verify: self.dest_insecure_skip_verify,
                 tls_server_name: self.dest_tls_server_name.clone(),
                 connect_timeout,
-                timeout: parse_duration("--dest-timeout", &self.dest_timeout)?,
+                timeout: self.dest_timeout,
             },
             selectors,
             labels: LabelRules {
                 drop: self.drop_label.clone(),
-                set: LabelRules::parse_set(&self.set_label)?,
+                set: self.set_label.clone(),
             },
             batch: BatchLimits {
                 max_samples: self.batch_samples,
@@ -461,5 +502,67 @@ impl WorkerOptions {
             },
             max_samples_per_second: self.max_samples_per_second,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vars(extra: &[(&str, &str)]) -> Vec<(String, String)> {
+        [
+            ("PROMIMPORT_SOURCE", "http://prom:9090/api/v1/read"),
+            ("PROMIMPORT_DEST", "http://cortex/api/v1/push"),
+        ]
+        .iter()
+        .chain(extra)
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+    }
+
+    #[test]
+    fn a_bad_line_of_a_variable_names_the_variable_and_the_line() {
+        for (name, value, needle) in [
+            (
+                "PROMIMPORT_DEST_HEADER",
+                "X-Scope-OrgID=a\nbroken",
+                "\"broken\"",
+            ),
+            ("PROMIMPORT_SET_LABEL", "=old", "\"=old\""),
+            ("PROMIMPORT_MATCH", "up\n{a=b", "\"{a=b\""),
+            ("PROMIMPORT_SOURCE_TIMEOUT", "soon", "\"soon\""),
+        ] {
+            let err = WorkerOptions::from_vars(vars(&[(name, value)]))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains(&format!("{name}: ")) && err.contains(needle),
+                "{name}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn list_variables_are_parsed_line_by_line_into_their_types() {
+        let options = WorkerOptions::from_vars(vars(&[
+            ("PROMIMPORT_MATCH", "up\n\n  {job=\"a,b\"}  \n"),
+            (
+                "PROMIMPORT_DEST_HEADER",
+                "X-Scope-OrgID=tenant\nX-Other=a=b",
+            ),
+            ("PROMIMPORT_DEST_TIMEOUT", "90s"),
+        ]))
+        .unwrap();
+        let selectors: Vec<String> = options.selectors.iter().map(ToString::to_string).collect();
+        assert_eq!(selectors, ["up", "{job=\"a,b\"}"]);
+        assert_eq!(
+            options.dest_header,
+            [
+                NameValue::new("X-Scope-OrgID", "tenant"),
+                NameValue::new("X-Other", "a=b")
+            ]
+        );
+        assert_eq!(options.dest_timeout, Duration::from_secs(90));
+        assert_eq!(options.source_timeout, default_source_timeout());
     }
 }

@@ -22,14 +22,14 @@ pub fn cluster() -> &'static Cluster {
     CLUSTER.get_or_init(|| {
         let shared = std::env::var_os("PROMIMPORT_K8S_LOCAL")
             .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/k8s"));
+            .unwrap_or_else(|| super::repo_root().join("../shared/k8s"));
         let dir = temp_dir("k8s");
         std::fs::remove_dir_all(&dir).unwrap();
         let out = Command::new(shared.join("up"))
             .arg(&dir)
             .env(
                 "K8S_LOCAL_IMAGES",
-                format!("promimport={}", env!("CARGO_BIN_EXE_promimport")),
+                format!("promimport={}", super::promimport_bin().display()),
             )
             .output()
             .expect("../shared/k8s/up runs (scripts/test builds it with ../shared/k8s/build)");
@@ -207,7 +207,7 @@ impl Cluster {
     /// service account, so the scheduler runs with exactly the permissions the manifests give.
     pub fn namespace(&self, name: &str) -> PathBuf {
         self.kubectl(&["create", "namespace", name]);
-        let rbac = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("manifests/rbac.yaml");
+        let rbac = super::repo_root().join("manifests/rbac.yaml");
         self.kubectl(&["apply", "-n", name, "-f", rbac.to_str().unwrap()]);
         self.service_account_kubeconfig(name, "promimport-scheduler")
     }

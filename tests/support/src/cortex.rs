@@ -16,9 +16,7 @@ pub struct Cortex {
 
 /// Where the shared Cortex scripts live, beside this repository.
 fn script(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared/cortex")
-        .join(name)
+    super::repo_root().join("../shared/cortex").join(name)
 }
 
 impl Cortex {

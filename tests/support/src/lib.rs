@@ -5,7 +5,6 @@
 //! Native histograms are left out of SAMPLES answers by Prometheus 2.42, so `read_chunked`
 //! reads them streamed with promimport's decoders; tests check those against what the
 //! exporter in `exporter.rs` served, which is independent of both.
-#![allow(dead_code)] // each test binary uses a different part of this module
 
 pub mod cluster;
 pub mod cortex;
@@ -597,8 +596,32 @@ pub fn protobuf_post(
         .body(body)
 }
 
+/// The `promimport` binary of this build. Cargo tells only integration tests where it is
+/// (`CARGO_BIN_EXE_promimport`), so this crate finds it beside the running test binary
+/// (`target/PROFILE/deps/TEST-HASH` -> `target/PROFILE/promimport`), where cargo builds it for
+/// every integration test.
+pub fn promimport_bin() -> PathBuf {
+    let exe = std::env::current_exe().expect("the test binary's path");
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("the test binary lies in target/PROFILE/deps");
+    let bin = profile_dir.join(format!("promimport{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        bin.exists(),
+        "no {}: build it with cargo test",
+        bin.display()
+    );
+    bin
+}
+
+/// The repository's root, for the chart, manifests and ../shared beside it.
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
 pub fn promimport(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_promimport"))
+    Command::new(promimport_bin())
         .args(args)
         .env("RUST_LOG", "info")
         .output()
