@@ -196,7 +196,7 @@ impl std::fmt::Display for RunSummary {
             self.seconds,
             human(rate)
         )?;
-        if let Some(line) = t.throttling() {
+        for line in [t.read_pacing(), t.throttling()].into_iter().flatten() {
             write!(f, "\n  PACED    {line}")?;
         }
         for r in &t.rejected {

@@ -65,6 +65,9 @@ pub struct WindowOutcome {
     pub throttled_seconds: f64,
     #[serde(default, skip_serializing_if = "is_zero_u64")]
     pub throttles: u64,
+    /// Time spent waiting to keep to `--max-read-samples-per-second`.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub read_throttled_seconds: f64,
     /// The limit the destination named (samples per second), if it named one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate_limit: Option<f64>,
@@ -170,6 +173,7 @@ impl WindowOutcome {
         self.encode_seconds += other.encode_seconds;
         self.write_seconds += other.write_seconds;
         self.throttled_seconds += other.throttled_seconds;
+        self.read_throttled_seconds += other.read_throttled_seconds;
         self.throttles += other.throttles;
         self.rate_limit = self.rate_limit.or(other.rate_limit);
         for note in &other.notes {
@@ -177,6 +181,17 @@ impl WindowOutcome {
                 self.notes.push(note.clone());
             }
         }
+    }
+
+    /// The summary's line about reading slower than the source could answer, by choice.
+    pub fn read_pacing(&self) -> Option<String> {
+        (self.read_throttled_seconds >= 0.05).then(|| {
+            format!(
+                "windows waited {:.1}s in all to keep to --max-read-samples-per-second (the \
+                 source's load)",
+                self.read_throttled_seconds
+            )
+        })
     }
 
     /// The summary's line about the destination's rate limit, when the import waited on one.

@@ -157,6 +157,12 @@ pub struct WorkerSpec {
     /// The most samples per second a worker sends, whatever the destination's limit.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_samples_per_second: Option<f64>,
+    /// The most samples per second a worker reads from the source.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_read_samples_per_second: Option<f64>,
+    /// Metric names per remote read query (0: one query per selector).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics_per_read: Option<usize>,
 }
 
 impl Default for WorkerSpec {
@@ -172,6 +178,8 @@ impl Default for WorkerSpec {
             batch_samples: None,
             retries: None,
             max_samples_per_second: None,
+            max_read_samples_per_second: None,
+            metrics_per_read: None,
         }
     }
 }

@@ -131,6 +131,15 @@ fn worker_env(spec: &ImportSpec, ledger_name: &str, window: Window) -> Vec<Value
     if let Some(n) = spec.worker.max_samples_per_second {
         env.push(plain("PROMIMPORT_MAX_SAMPLES_PER_SECOND", &n.to_string()));
     }
+    if let Some(n) = spec.worker.max_read_samples_per_second {
+        env.push(plain(
+            "PROMIMPORT_MAX_READ_SAMPLES_PER_SECOND",
+            &n.to_string(),
+        ));
+    }
+    if let Some(n) = spec.worker.metrics_per_read {
+        env.push(plain("PROMIMPORT_METRICS_PER_READ", &n.to_string()));
+    }
     for (prefix, endpoint) in [("SOURCE", &spec.source), ("DEST", &spec.destination)] {
         endpoint_env(prefix, endpoint, &mut env);
     }
@@ -369,6 +378,7 @@ dropLabels: [prometheus_replica]
         Vec<String>,
         (Vec<String>, Vec<String>),
         (usize, usize, Option<f64>),
+        (usize, Option<f64>),
     );
 
     fn project(options: &WorkerOptions) -> Projection {
@@ -394,6 +404,7 @@ dropLabels: [prometheus_replica]
                 s.retry.retries,
                 s.max_samples_per_second,
             ),
+            (s.metrics_per_read, s.max_read_samples_per_second),
         )
     }
 
@@ -419,7 +430,7 @@ setLabels: {origin: old, cluster: "c-1"}
         let spec = ImportSpec::from_yaml(
             "test",
             &format!(
-                "name: every-field\n{fields}worker:\n  batchSamples: 1234\n  retries: 7\n  maxSamplesPerSecond: 5000\n"
+                "name: every-field\n{fields}worker:\n  batchSamples: 1234\n  retries: 7\n  maxSamplesPerSecond: 5000\n  metricsPerRead: 3\n  maxReadSamplesPerSecond: 70000\n"
             ),
         )
         .unwrap();
@@ -455,6 +466,7 @@ setLabels: {origin: old, cluster: "c-1"}
                 vec!["cluster=c-1".into(), "origin=old".into()],
             ),
             (1234, 7, Some(5000.0)),
+            (3, Some(70000.0)),
         );
         assert_eq!(project(&in_job), expected, "the Job's worker");
         assert_eq!(project(&local), expected, "import start --local");

@@ -5,6 +5,8 @@
 //! stream of CRC-checked frames (`frame.rs`), each a `ChunkedReadResponse` whose chunks
 //! `xor.rs` decodes, or one snappy `ReadResponse` with raw samples.
 
+pub mod shards;
+
 use std::time::Duration;
 
 use backon::Retryable;
@@ -178,6 +180,61 @@ impl SourceReader {
         })
     }
 
+    /// The metric names the source holds for `[start_ms, end_ms)` among the series a selector
+    /// picks, from its label values API beside the remote read URL
+    /// (`.../api/v1/read` -> `.../api/v1/label/__name__/values`, which Prometheus, Cortex and
+    /// Mimir serve). `None` when the source has no such API or refuses the question: the window
+    /// is then read in one query, as without sharding. Asking costs the source an index lookup,
+    /// no chunk.
+    pub async fn metric_names(
+        &self,
+        start_ms: i64,
+        end_ms: i64,
+        selector: &str,
+    ) -> Option<Vec<String>> {
+        let mut url = label_values_url(&self.endpoint.url)?;
+        url.query_pairs_mut()
+            .append_pair("start", &seconds(start_ms))
+            .append_pair("end", &seconds(end_ms - 1))
+            .append_pair("match[]", selector);
+        let ask = || async {
+            let response = self
+                .endpoint
+                .client
+                .get(url.clone())
+                .send()
+                .await
+                .map_err(|source| Error::source_request(self.url(), source))?;
+            let status = response.status();
+            let text = crate::endpoint::read_bounded(response, MAX_NAMES_ANSWER_BYTES).await;
+            if !status.is_success() {
+                return Err(Error::SourceStatus {
+                    url: self.url(),
+                    status: status.as_u16(),
+                    body: crate::retry::first_line(&text),
+                    fix: "the window is read in one query instead",
+                });
+            }
+            Ok(text)
+        };
+        let answer = ask
+            .retry(self.retry.backoff())
+            .when(Error::is_transient)
+            .await;
+        let names = answer.ok().and_then(|text| {
+            serde_json::from_str::<LabelValues>(&text)
+                .ok()
+                .filter(|v| v.status == "success")
+        });
+        if names.is_none() {
+            tracing::info!(
+                url = %self.url(),
+                "the source's label values API did not answer; reading each window in one query"
+            );
+        }
+        names.map(|v| v.data)
+    }
+
     /// A SAMPLES answer is one message: read it whole, within the limit.
     async fn read_samples(
         &self,
@@ -281,6 +338,31 @@ pub fn decode_samples_response(
         source,
     })?;
     Ok(answer.results)
+}
+
+/// The most of a label values answer read: about a million metric names, far beyond any
+/// Prometheus; a longer answer is cut, fails to parse, and the window is read unsharded.
+const MAX_NAMES_ANSWER_BYTES: usize = 64 << 20;
+
+#[derive(serde::Deserialize)]
+struct LabelValues {
+    status: String,
+    #[serde(default)]
+    data: Vec<String>,
+}
+
+/// The label values URL for metric names beside a remote read URL, if it has the usual path.
+fn label_values_url(read_url: &reqwest::Url) -> Option<reqwest::Url> {
+    let base = read_url.path().strip_suffix("/api/v1/read")?;
+    let mut url = read_url.clone();
+    url.set_path(&format!("{base}/api/v1/label/__name__/values"));
+    url.set_query(None);
+    Some(url)
+}
+
+/// Unix seconds with milliseconds, as the HTTP API takes times.
+fn seconds(ms: i64) -> String {
+    format!("{}.{:03}", ms.div_euclid(1000), ms.rem_euclid(1000))
 }
 
 fn source_fix(status: u16, message: &str) -> &'static str {

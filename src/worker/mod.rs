@@ -16,10 +16,13 @@ use crate::endpoint::EndpointConfig;
 use crate::error::{Error, Result};
 use crate::outcome::{WindowError, WindowOutcome};
 use crate::plan::Window;
+use crate::proto::LabelMatcher;
 use crate::relabel::LabelRules;
+use crate::remote_read::shards::name_shards;
 use crate::remote_read::{ReadLimits, ReadPart, SourceReader};
 use crate::remote_write::batch::{Batch, BatchLimits};
 use crate::remote_write::kept::HistogramCheck;
+use crate::remote_write::pace::Pacer;
 use crate::remote_write::{DestinationWriter, SendCosts};
 use crate::retry::{RejectReason, RetryPolicy};
 use crate::selector::Selector;
@@ -37,6 +40,11 @@ pub struct WorkerSettings {
     pub retry: RetryPolicy,
     /// `--max-samples-per-second`: the most the destination is sent, whatever its limit.
     pub max_samples_per_second: Option<f64>,
+    /// `--metrics-per-read`: a window's read is split into queries of this many metric names
+    /// (0: one query per selector).
+    pub metrics_per_read: usize,
+    /// `--max-read-samples-per-second`: the most read from the source, across windows.
+    pub max_read_samples_per_second: Option<f64>,
 }
 
 /// Live counters a progress display reads while windows run.
@@ -64,6 +72,10 @@ pub struct WindowReader {
     selectors: Arc<Vec<Selector>>,
     labels: Arc<LabelRules>,
     batch: BatchLimits,
+    /// `--metrics-per-read`: metric names per query of a window; 0 reads a selector in one.
+    metrics_per_read: usize,
+    /// `--max-read-samples-per-second`, shared by every window this reader reads.
+    read_pace: Option<Arc<Pacer>>,
 }
 
 impl WindowReader {
@@ -78,6 +90,10 @@ impl WindowReader {
             selectors: Arc::new(selectors),
             labels: Arc::new(labels),
             batch: settings.batch,
+            metrics_per_read: settings.metrics_per_read,
+            read_pace: settings
+                .max_read_samples_per_second
+                .map(|cap| Arc::new(Pacer::new(Some(cap)))),
         })
     }
 
@@ -122,50 +138,21 @@ impl WindowReader {
         let mut decode = Duration::ZERO;
         let result = async {
             for selector in self.selectors.iter() {
-                let mut stream = self
-                    .reader
-                    .open(window.start_ms, window.end_ms, &selector.matchers)
-                    .await?;
-                outcome.streamed = stream.is_streamed();
-                while let Some(part) = stream.next().await? {
-                    let started = Instant::now();
-                    let before = assembler.samples;
-                    match part {
-                        ReadPart::Chunked(response) => {
-                            for series in response.chunked_series {
-                                self.check_limits(&series.labels, assembler.series)?;
-                                assembler.series(series.labels)?;
-                                for chunk in &series.chunks {
-                                    assembler.chunk(chunk).map_err(|e| {
-                                        chunk_error(self.reader.url(), &assembler, e)
-                                    })?;
-                                }
-                            }
-                        }
-                        ReadPart::Samples(result) => {
-                            for series in result.timeseries {
-                                self.check_limits(&series.labels, assembler.series)?;
-                                assembler.series(series.labels)?;
-                                for sample in &series.samples {
-                                    assembler.sample(sample.timestamp, sample.value.to_bits());
-                                }
-                                for histogram in series.histograms {
-                                    assembler.histogram(histogram);
-                                }
-                            }
-                        }
-                    }
-                    decode += started.elapsed();
-                    live.samples_read
-                        .fetch_add(assembler.samples - before, Ordering::Relaxed);
-                    while let Some(batch) = assembler.take_ready() {
-                        if tx.send(batch).await.is_err() {
-                            // The sender stopped on an error of its own, which it reports.
-                            return Ok(());
-                        }
+                for shard in self.shards(window, selector).await {
+                    let mut matchers = selector.matchers.clone();
+                    matchers.extend(shard);
+                    let query = Query {
+                        window,
+                        matchers: &matchers,
+                    };
+                    let sent = self
+                        .read_query(query, &mut assembler, &tx, live, outcome, &mut decode)
+                        .await?;
+                    if !sent {
+                        // The sender stopped on an error of its own, which it reports.
+                        return Ok(());
                     }
                 }
-                outcome.bytes_read += stream.bytes_read();
             }
             assembler.finish();
             while let Some(batch) = assembler.take_ready() {
@@ -184,6 +171,93 @@ impl WindowReader {
         outcome.decode_seconds = decode.as_secs_f64();
         result
     }
+
+    /// The queries a selector's read of a window is split into (see `remote_read::shards`):
+    /// by metric name when `--metrics-per-read` is set and the source lists its names, else
+    /// one.
+    async fn shards(&self, window: Window, selector: &Selector) -> Vec<Option<LabelMatcher>> {
+        if self.metrics_per_read == 0 {
+            return vec![None];
+        }
+        match self
+            .reader
+            .metric_names(window.start_ms, window.end_ms, &selector.text)
+            .await
+        {
+            Some(names) => name_shards(&names, self.metrics_per_read),
+            None => vec![None],
+        }
+    }
+
+    /// Reads one query's answer into the assembler and hands the batches it fills to the
+    /// sender; `false` when the sender has stopped.
+    async fn read_query(
+        &self,
+        query: Query<'_>,
+        assembler: &mut WindowAssembler<'_>,
+        tx: &mpsc::Sender<Batch>,
+        live: &LiveCounters,
+        outcome: &mut WindowOutcome,
+        decode: &mut Duration,
+    ) -> Result<bool> {
+        let window = query.window;
+        let mut stream = self
+            .reader
+            .open(window.start_ms, window.end_ms, query.matchers)
+            .await?;
+        outcome.streamed = stream.is_streamed();
+        while let Some(part) = stream.next().await? {
+            let started = Instant::now();
+            let before = assembler.samples;
+            match part {
+                ReadPart::Chunked(response) => {
+                    for series in response.chunked_series {
+                        self.check_limits(&series.labels, assembler.series)?;
+                        assembler.series(series.labels)?;
+                        for chunk in &series.chunks {
+                            assembler
+                                .chunk(chunk)
+                                .map_err(|e| chunk_error(self.reader.url(), assembler, e))?;
+                        }
+                    }
+                }
+                ReadPart::Samples(result) => {
+                    for series in result.timeseries {
+                        self.check_limits(&series.labels, assembler.series)?;
+                        assembler.series(series.labels)?;
+                        for sample in &series.samples {
+                            assembler.sample(sample.timestamp, sample.value.to_bits());
+                        }
+                        for histogram in series.histograms {
+                            assembler.histogram(histogram);
+                        }
+                    }
+                }
+            }
+            *decode += started.elapsed();
+            let read = assembler.samples - before;
+            live.samples_read.fetch_add(read, Ordering::Relaxed);
+            if let Some(pace) = &self.read_pace {
+                // Waiting here leaves the answer unread, so the source's writes block (TCP
+                // flow control) and it works at our pace, not ahead of it.
+                outcome.read_throttled_seconds += pace.admit(read).await.as_secs_f64();
+            }
+            while let Some(batch) = assembler.take_ready() {
+                if tx.send(batch).await.is_err() {
+                    return Ok(false);
+                }
+            }
+        }
+        outcome.bytes_read += stream.bytes_read();
+        Ok(true)
+    }
+}
+
+/// One remote read query of a window: the selector's matchers and the shard's.
+#[derive(Clone, Copy)]
+struct Query<'a> {
+    window: Window,
+    matchers: &'a [LabelMatcher],
 }
 
 impl Worker {

@@ -155,6 +155,20 @@ pub struct WorkerOptions {
     #[serde(default)]
     pub max_samples_per_second: Option<f64>,
 
+    /// Most samples per second read from the source, across the windows of this process (a
+    /// Job in Kubernetes): a ceiling on the load the import puts on it
+    #[arg(long, value_name = "N")]
+    #[serde(default)]
+    pub max_read_samples_per_second: Option<f64>,
+
+    /// Metric names per remote read query: each window is read in queries of this many
+    /// metrics (from the source's label values API), plus one for any metric not listed, so
+    /// the source holds one group's series at a time, not the cluster's; 0 reads each selector
+    /// in one query
+    #[arg(long, value_name = "N", default_value_t = default_metrics_per_read())]
+    #[serde(default = "default_metrics_per_read")]
+    pub metrics_per_read: usize,
+
     /// Retries per request on network errors, 429 and 5xx (capped exponential backoff)
     #[arg(long, value_name = "N", default_value_t = default_retries())]
     #[serde(default = "default_retries")]
@@ -244,6 +258,11 @@ fn default_max_frame_bytes() -> usize {
 }
 fn default_max_samples_response_bytes() -> usize {
     512 << 20
+}
+/// Chosen from `scripts/bench-source-load` (BENCHMARKS.md): see the README's "What an import
+/// costs the source".
+fn default_metrics_per_read() -> usize {
+    32
 }
 fn default_retries() -> usize {
     RetryPolicy::default().retries
@@ -339,6 +358,8 @@ impl Default for WorkerOptions {
             max_samples_response_bytes: default_max_samples_response_bytes(),
             retries: default_retries(),
             max_samples_per_second: None,
+            metrics_per_read: default_metrics_per_read(),
+            max_read_samples_per_second: None,
             source_bearer_token: None,
             dest_bearer_token: None,
             source_basic_password: None,
@@ -378,6 +399,11 @@ impl WorkerOptions {
             batch_samples: spec.worker.batch_samples.unwrap_or(defaults.batch_samples),
             retries: spec.worker.retries.unwrap_or(defaults.retries),
             max_samples_per_second: spec.worker.max_samples_per_second,
+            metrics_per_read: spec
+                .worker
+                .metrics_per_read
+                .unwrap_or(defaults.metrics_per_read),
+            max_read_samples_per_second: spec.worker.max_read_samples_per_second,
             ..defaults
         })
     }
@@ -432,14 +458,22 @@ impl WorkerOptions {
                 "must be at least 1024",
             ));
         }
-        if let Some(rate) = self.max_samples_per_second
-            && !(rate.is_finite() && rate >= 1.0)
-        {
-            return Err(Error::invalid(
-                "--max-samples-per-second",
-                rate.to_string(),
-                "must be a number of at least 1",
-            ));
+        for (flag, rate) in [
+            ("--max-samples-per-second", self.max_samples_per_second),
+            (
+                "--max-read-samples-per-second",
+                self.max_read_samples_per_second,
+            ),
+        ] {
+            if let Some(rate) = rate
+                && !(rate.is_finite() && rate >= 1.0)
+            {
+                return Err(Error::invalid(
+                    flag,
+                    rate.to_string(),
+                    "must be a number of at least 1",
+                ));
+            }
         }
         let connect_timeout = Duration::from_secs(10);
         Ok(WorkerSettings {
@@ -501,6 +535,8 @@ impl WorkerOptions {
                 ..RetryPolicy::default()
             },
             max_samples_per_second: self.max_samples_per_second,
+            metrics_per_read: self.metrics_per_read,
+            max_read_samples_per_second: self.max_read_samples_per_second,
         })
     }
 }

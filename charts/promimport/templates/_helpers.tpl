@@ -71,6 +71,8 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{- if $v.worker.batchSamples }}{{- $_ := set $worker "batchSamples" $v.worker.batchSamples }}{{- end -}}
 {{- if not (kindIs "invalid" $v.worker.retries) }}{{- $_ := set $worker "retries" $v.worker.retries }}{{- end -}}
 {{- if $v.worker.maxSamplesPerSecond }}{{- $_ := set $worker "maxSamplesPerSecond" $v.worker.maxSamplesPerSecond }}{{- end -}}
+{{- if $v.worker.maxReadSamplesPerSecond }}{{- $_ := set $worker "maxReadSamplesPerSecond" $v.worker.maxReadSamplesPerSecond }}{{- end -}}
+{{- if not (kindIs "invalid" $v.worker.metricsPerRead) }}{{- $_ := set $worker "metricsPerRead" $v.worker.metricsPerRead }}{{- end -}}
 {{- $_ := set $spec "worker" $worker -}}
 {{- toYaml $spec -}}
 {{- end -}}

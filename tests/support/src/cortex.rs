@@ -23,6 +23,21 @@ impl Cortex {
     /// Starts a Cortex with `settings` (`CORTEX_*` variables, see ../shared/cortex/up; Cortex's
     /// defaults otherwise, but a 240h out-of-order window unless `CORTEX_OOO_WINDOW` says).
     pub fn start(name: &str, settings: &[(&str, &str)]) -> Cortex {
+        // The first `up` on a machine unpacks the binary into a shared cache through one
+        // temporary file; two tests doing that at once race on it ("mv: cannot stat ...tmp",
+        // seen on a fresh machine). The first start of this process runs alone.
+        static UNPACKED: std::sync::Mutex<bool> = std::sync::Mutex::new(false);
+        let mut unpacked = UNPACKED.lock().unwrap_or_else(|p| p.into_inner());
+        if *unpacked {
+            drop(unpacked);
+            return Self::start_unlocked(name, settings);
+        }
+        let cortex = Self::start_unlocked(name, settings);
+        *unpacked = true;
+        cortex
+    }
+
+    fn start_unlocked(name: &str, settings: &[(&str, &str)]) -> Cortex {
         let base = temp_dir(&format!("{name}-cortex"));
         // `up` picks free ports and Cortex binds them a moment later; another server of a
         // parallel test may take one in between. A new try gets new ports.
