@@ -258,6 +258,13 @@ impl Error {
         }
     }
 
+    /// Whether the source refused a query for being larger than its own limits (the retry
+    /// table's source row): the query is read again in parts.
+    pub fn is_source_answer_over_limit(&self) -> bool {
+        matches!(self, Error::SourceStatus { status, body, .. }
+            if crate::retry::source_answer_over_limit(*status, body))
+    }
+
     /// Whether every window would fail the same way, so the import should stop: a wrong URL,
     /// credentials, an answer that is not remote read.
     pub fn stops_import(&self) -> bool {

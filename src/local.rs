@@ -196,6 +196,9 @@ impl std::fmt::Display for RunSummary {
             self.seconds,
             human(rate)
         )?;
+        if let Some(line) = t.source_splitting() {
+            write!(f, "\n  SPLIT    {line}")?;
+        }
         for line in [t.read_pacing(), t.throttling()].into_iter().flatten() {
             write!(f, "\n  PACED    {line}")?;
         }

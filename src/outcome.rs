@@ -65,6 +65,9 @@ pub struct WindowOutcome {
     pub throttled_seconds: f64,
     #[serde(default, skip_serializing_if = "is_zero_u64")]
     pub throttles: u64,
+    /// Queries the source refused as over its own limits and that were read again in halves.
+    #[serde(default, skip_serializing_if = "is_zero_u64")]
+    pub source_splits: u64,
     /// Time spent waiting to keep to `--max-read-samples-per-second`.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub read_throttled_seconds: f64,
@@ -174,6 +177,7 @@ impl WindowOutcome {
         self.write_seconds += other.write_seconds;
         self.throttled_seconds += other.throttled_seconds;
         self.read_throttled_seconds += other.read_throttled_seconds;
+        self.source_splits += other.source_splits;
         self.throttles += other.throttles;
         self.rate_limit = self.rate_limit.or(other.rate_limit);
         for note in &other.notes {
@@ -181,6 +185,19 @@ impl WindowOutcome {
                 self.notes.push(note.clone());
             }
         }
+    }
+
+    /// The summary's line about queries the source found too large, when there were any.
+    pub fn source_splitting(&self) -> Option<String> {
+        (self.source_splits > 0).then(|| {
+            format!(
+                "the source refused {} queries as larger than its own limits (e.g. Prometheus' \
+                 --storage.remote.read-sample-limit); each was read again in halves of its time \
+                 range, and nothing is missing. Fewer metrics per query (--metrics-per-read) ask \
+                 less of it at once",
+                self.source_splits
+            )
+        })
     }
 
     /// The summary's line about reading slower than the source could answer, by choice.

@@ -305,6 +305,29 @@ fn known_rejection(body: &str) -> Option<RejectReason> {
     Some(reason)
 }
 
+/// The source's row for an answer larger than its own limits: a query it refuses for its size
+/// is read again in two halves of its time range, never reported as a failed window that a
+/// person must tune. Prometheus in SAMPLES mode: 400 "exceeded sample limit (N)"
+/// (`--storage.remote.read-sample-limit`, 5e7); Cortex: "the query hit the max number of
+/// chunks limit" / "... series limit" / "aggregated chunks size limit"; Mimir: "the query
+/// exceeded the maximum number of chunks"; Thanos: "exceeded chunks limit".
+pub fn source_answer_over_limit(status: u16, body: &str) -> bool {
+    let body = body.to_ascii_lowercase();
+    (400..600).contains(&status)
+        && [
+            "exceeded sample limit",
+            "max number of chunks",
+            "max number of series",
+            "maximum number of chunks",
+            "maximum number of series",
+            "chunks size limit",
+            "exceeded chunks limit",
+            "exceeded series limit",
+        ]
+        .iter()
+        .any(|phrase| body.contains(phrase))
+}
+
 /// Cortex's and Mimir's answer to a request without the tenant header.
 pub fn tenant_missing(body: &str) -> bool {
     body.to_ascii_lowercase().contains("no org id")
@@ -519,6 +542,38 @@ mod tests {
             None
         );
         assert_eq!(parse_retry_after(None), None);
+    }
+
+    #[test]
+    fn a_source_answer_over_its_own_limit_is_read_again_in_parts() {
+        for (status, body) in [
+            (400, "exceeded sample limit (50000000)"),
+            (
+                422,
+                "the query hit the max number of chunks limit (limit: 2000000 series: 12)",
+            ),
+            (
+                422,
+                "the query hit the max number of series limit (limit: 100000 series)",
+            ),
+            (
+                422,
+                "the query exceeded the maximum number of chunks (limit: 1 chunks) (err-mimir-max-chunks-per-query)",
+            ),
+            (
+                500,
+                "rpc error: code = Aborted desc = exceeded chunks limit: limit 10 violated",
+            ),
+        ] {
+            assert!(source_answer_over_limit(status, body), "{status} {body}");
+        }
+        for (status, body) in [
+            (400, "parse error: bad matcher"),
+            (503, "too many concurrent reads"),
+            (200, "exceeded sample limit (10)"),
+        ] {
+            assert!(!source_answer_over_limit(status, body), "{status} {body}");
+        }
     }
 
     #[test]

@@ -213,3 +213,79 @@ fn reading_is_held_to_max_read_samples_per_second() {
         &read_samples(&sink, start - HOUR_MS, end + HOUR_MS),
     );
 }
+
+/// A proxy that asks the source for SAMPLES only, as a source that cannot stream answers
+/// (older Prometheus, some proxies); other requests pass as they came.
+fn samples_only_proxy(source: &Server) -> FakeServer {
+    use promimport::proto::{ReadRequest, read_request::ResponseType};
+    use prost::Message;
+    let target = source.url("");
+    let client = reqwest::blocking::Client::new();
+    FakeServer::start(move |request, _| {
+        let mut body = request.body.clone();
+        if request.path == "/api/v1/read" {
+            let raw = snap::raw::Decoder::new().decompress_vec(&body).unwrap();
+            let mut read = ReadRequest::decode(raw.as_slice()).unwrap();
+            read.accepted_response_types = vec![ResponseType::Samples as i32];
+            body = snap::raw::Encoder::new()
+                .compress_vec(&read.encode_to_vec())
+                .unwrap();
+        }
+        let request = FakeRequest {
+            path: request.path.clone(),
+            headers: request.headers.clone(),
+            body,
+        };
+        forward(&client, &target, &request)
+    })
+}
+
+#[test]
+fn a_source_refusing_a_window_over_its_sample_limit_is_read_in_parts_and_lands_exactly() {
+    let history = temp_dir("sample-limit-history").join("history.om");
+    write_history(&history, 3, false);
+    let source = start_prometheus_with(
+        "sample-limit-src",
+        PrometheusOptions {
+            receiver: false,
+            out_of_order_window: None,
+            max_bytes_in_frame: None,
+            history: Some(&history),
+        },
+        &["--storage.remote.read-sample-limit=500"],
+    );
+    let (start, end) = (BASE_MS + 30 * 60_000, BASE_MS + 3 * HOUR_MS);
+    // The independent reader asks in SAMPLES mode too: in slices under the limit.
+    let mut expected = Data::new();
+    for slice in (start..end).step_by(5 * 60_000) {
+        for (series, samples) in read_samples(&source, slice, (slice + 5 * 60_000).min(end)) {
+            expected.entry(series).or_default().extend(samples);
+        }
+    }
+    let per_window = total_samples(&expected) / 3;
+    assert!(
+        per_window > 2_000,
+        "each window is over the limit: {per_window}"
+    );
+    let proxy = samples_only_proxy(&source);
+    let sink = prometheus_sink("sample-limit-sink");
+    let (code, log) = Run::new(&proxy.url("/api/v1/read"), &sink.url("/api/v1/write"))
+        .between(start, end)
+        .flags(&["--window", "1h", "--parallel", "1"])
+        .state(&temp_dir("sample-limit-state"))
+        .exec();
+    assert_eq!(code, Some(0), "{log}");
+    assert!(
+        log.contains("SPLIT") && log.contains("as larger than its own limits"),
+        "the summary says the source's limit was met and how: {log}"
+    );
+    assert!(
+        log.contains(&format!(
+            "series   {} in the largest window",
+            expected.len()
+        )),
+        "a series read in several parts counts once: {log}"
+    );
+    let landed = read_samples(&sink, start - HOUR_MS, end + HOUR_MS);
+    assert_same_data(&expected, &landed);
+}

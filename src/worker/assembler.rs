@@ -92,6 +92,13 @@ impl<'a> WindowAssembler<'a> {
         }
     }
 
+    /// Clips what follows to `range`, a part of the window read in its own query (the source
+    /// refused the whole as over its limit); a series read again in the next part starts anew.
+    pub fn clip_to(&mut self, range: Window) {
+        self.window = range;
+        self.has_series = false;
+    }
+
     /// Begins a series, or continues the current one when the source repeats its labels
     /// (Prometheus splits a long series across frames, in order).
     pub fn series(&mut self, raw_labels: Vec<Label>) -> Result<()> {

@@ -134,28 +134,26 @@ impl WindowReader {
         live: &LiveCounters,
         outcome: &mut WindowOutcome,
     ) -> Result<()> {
-        let mut assembler = WindowAssembler::new(window, &self.labels, self.batch);
-        let mut decode = Duration::ZERO;
+        let mut read = WindowRead {
+            assembler: WindowAssembler::new(window, &self.labels, self.batch),
+            tx: &tx,
+            live,
+            outcome,
+            decode: Duration::ZERO,
+        };
         let result = async {
             for selector in self.selectors.iter() {
                 for shard in self.shards(window, selector).await {
                     let mut matchers = selector.matchers.clone();
                     matchers.extend(shard);
-                    let query = Query {
-                        window,
-                        matchers: &matchers,
-                    };
-                    let sent = self
-                        .read_query(query, &mut assembler, &tx, live, outcome, &mut decode)
-                        .await?;
-                    if !sent {
+                    if !self.read_in_parts(window, &matchers, &mut read).await? {
                         // The sender stopped on an error of its own, which it reports.
                         return Ok(());
                     }
                 }
             }
-            assembler.finish();
-            while let Some(batch) = assembler.take_ready() {
+            read.assembler.finish();
+            while let Some(batch) = read.assembler.take_ready() {
                 if tx.send(batch).await.is_err() {
                     return Ok(());
                 }
@@ -163,6 +161,12 @@ impl WindowReader {
             Ok(())
         }
         .await;
+        let WindowRead {
+            mut assembler,
+            decode,
+            outcome,
+            ..
+        } = read;
         outcome.series = assembler.series;
         outcome.samples_read = assembler.samples + assembler.skipped.values().sum::<u64>();
         outcome.histograms_read = assembler.histograms + assembler.histograms_skipped;
@@ -189,23 +193,61 @@ impl WindowReader {
         }
     }
 
+    /// Reads one query of the window, and again in halves of its time range (oldest first)
+    /// whenever the source refuses a range as larger than its own limits; `false` when the
+    /// sender has stopped.
+    async fn read_in_parts(
+        &self,
+        window: Window,
+        matchers: &[LabelMatcher],
+        read: &mut WindowRead<'_, '_>,
+    ) -> Result<bool> {
+        let mut pending = vec![window];
+        // A series read in several parts is counted in each; the window holds as many as the
+        // part that held the most (every part asks for the same series).
+        let series_before = read.assembler.series;
+        let mut most_series = 0;
+        while let Some(range) = pending.pop() {
+            read.assembler.clip_to(range);
+            let part_start = read.assembler.series;
+            let result = self.read_query(Query { range, matchers }, read).await;
+            most_series = most_series.max(read.assembler.series - part_start);
+            read.assembler.series = part_start;
+            match result {
+                Ok(true) => {}
+                Ok(false) => return Ok(false),
+                // The refusal comes with the answer's status, before any of it was read, so
+                // reading the halves instead loses and repeats nothing.
+                Err(e) if e.is_source_answer_over_limit() && range.end_ms - range.start_ms >= 2 => {
+                    let middle = range.start_ms + (range.end_ms - range.start_ms) / 2;
+                    tracing::info!(range = %range, error = %e, "the source refused a query as over its limit; reading it in two halves");
+                    read.outcome.source_splits += 1;
+                    pending.push(Window {
+                        start_ms: middle,
+                        end_ms: range.end_ms,
+                    });
+                    pending.push(Window {
+                        start_ms: range.start_ms,
+                        end_ms: middle,
+                    });
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        read.assembler.series = series_before + most_series;
+        read.assembler.clip_to(window);
+        Ok(true)
+    }
+
     /// Reads one query's answer into the assembler and hands the batches it fills to the
     /// sender; `false` when the sender has stopped.
-    async fn read_query(
-        &self,
-        query: Query<'_>,
-        assembler: &mut WindowAssembler<'_>,
-        tx: &mpsc::Sender<Batch>,
-        live: &LiveCounters,
-        outcome: &mut WindowOutcome,
-        decode: &mut Duration,
-    ) -> Result<bool> {
-        let window = query.window;
+    async fn read_query(&self, query: Query<'_>, read: &mut WindowRead<'_, '_>) -> Result<bool> {
         let mut stream = self
             .reader
-            .open(window.start_ms, window.end_ms, query.matchers)
+            .open(query.range.start_ms, query.range.end_ms, query.matchers)
             .await?;
-        outcome.streamed = stream.is_streamed();
+        read.outcome.streamed = stream.is_streamed();
+        let assembler = &mut read.assembler;
         while let Some(part) = stream.next().await? {
             let started = Instant::now();
             let before = assembler.samples;
@@ -234,29 +276,40 @@ impl WindowReader {
                     }
                 }
             }
-            *decode += started.elapsed();
-            let read = assembler.samples - before;
-            live.samples_read.fetch_add(read, Ordering::Relaxed);
+            read.decode += started.elapsed();
+            let samples = assembler.samples - before;
+            read.live.samples_read.fetch_add(samples, Ordering::Relaxed);
             if let Some(pace) = &self.read_pace {
                 // Waiting here leaves the answer unread, so the source's writes block (TCP
                 // flow control) and it works at our pace, not ahead of it.
-                outcome.read_throttled_seconds += pace.admit(read).await.as_secs_f64();
+                read.outcome.read_throttled_seconds += pace.admit(samples).await.as_secs_f64();
             }
             while let Some(batch) = assembler.take_ready() {
-                if tx.send(batch).await.is_err() {
+                if read.tx.send(batch).await.is_err() {
                     return Ok(false);
                 }
             }
         }
-        outcome.bytes_read += stream.bytes_read();
+        read.outcome.bytes_read += stream.bytes_read();
         Ok(true)
     }
 }
 
-/// One remote read query of a window: the selector's matchers and the shard's.
+/// What one window's read carries from query to query: the assembler, the channel to the
+/// sender, and the counters.
+struct WindowRead<'a, 'b> {
+    assembler: WindowAssembler<'a>,
+    tx: &'b mpsc::Sender<Batch>,
+    live: &'b LiveCounters,
+    outcome: &'b mut WindowOutcome,
+    decode: Duration,
+}
+
+/// One remote read query: a window, or the part of it the source would answer, and the
+/// selector's matchers with the shard's.
 #[derive(Clone, Copy)]
 struct Query<'a> {
-    window: Window,
+    range: Window,
     matchers: &'a [LabelMatcher],
 }
 
