@@ -523,6 +523,102 @@ fn two_imports_at_once_from_different_sources_are_both_exact_with_separate_ledge
 }
 
 #[test]
+fn two_imports_from_one_source_never_run_more_jobs_on_it_than_the_per_source_limit() {
+    let cluster = cluster();
+    let world = Scenario::new("one-source");
+    let source = history_source("k8s-one-source", 4, false);
+    let sink = start_victoria_metrics("k8s-one-source-sink", "100y");
+    let specs: Vec<PathBuf> = ["first", "second"]
+        .iter()
+        .map(|name| {
+            world.spec(
+                name,
+                &range_spec(
+                    &source.url("/api/v1/read"),
+                    &sink.url("/api/v1/write"),
+                    4,
+                    "30m",
+                    3,
+                    &format!("setLabels: {{origin: {name}}}"),
+                ),
+            )
+        })
+        .collect();
+    let label = promimport::kube::source_label(&source.url("/api/v1/read"));
+    let schedulers: Vec<Child> = specs
+        .iter()
+        .map(|spec| {
+            spawn_as(
+                &world.scheduler,
+                &[
+                    "schedule",
+                    "-f",
+                    spec.to_str().unwrap(),
+                    "--poll",
+                    "300ms",
+                    "--timeout",
+                    "4m",
+                    "--max-jobs-per-source",
+                    "2",
+                ],
+            )
+        })
+        .collect();
+    // Each import alone would run 3 Jobs at once; together, on one source, never more than 2.
+    let mut most = 0;
+    let mut seen = 0;
+    let deadline = Instant::now() + Duration::from_secs(240);
+    loop {
+        let jobs: serde_json::Value = serde_json::from_str(&cluster.kubectl(&[
+            "get",
+            "jobs",
+            "-n",
+            "one-source",
+            "-l",
+            &format!("promimport.io/source={label}"),
+            "-o",
+            "json",
+        ]))
+        .unwrap();
+        let items = jobs["items"].as_array().unwrap();
+        let finished = |job: &serde_json::Value| {
+            job["status"]["conditions"]
+                .as_array()
+                .is_some_and(|c| c.iter().any(|c| c["status"] == "True"))
+        };
+        let active = items.iter().filter(|job| !finished(job)).count();
+        most = most.max(active);
+        seen = seen.max(items.len());
+        let done = ["first", "second"].iter().all(|name| {
+            cluster
+                .ledger("one-source", name)
+                .is_some_and(|l| l.state == "finished")
+        });
+        if done {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the imports did not finish");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    for mut scheduler in schedulers {
+        assert!(scheduler.wait().unwrap().success());
+    }
+    assert!(most <= 2, "{most} Jobs read the source at once");
+    assert!(most >= 1 && seen == 16, "{seen} Jobs for 16 windows");
+    let mut expected = Data::new();
+    for origin in ["first", "second"] {
+        for (key, samples) in read_samples(&source, BASE_MS, BASE_MS + 4 * HOUR_MS) {
+            let label = format!("origin={origin:?}");
+            let mut pairs: Vec<&str> = key.split(',').collect();
+            pairs.push(&label);
+            pairs.sort();
+            expected.insert(pairs.join(","), samples);
+        }
+    }
+    assert_same_in_victoria_metrics(&expected, &sink);
+}
+
+#[test]
 fn the_ledger_loses_no_update_under_25_concurrent_workers() {
     let cluster = cluster();
     cluster.namespace("ledger");

@@ -349,6 +349,11 @@ pub struct SchedulingArgs {
     #[arg(long, value_name = "N", default_value_t = 10)]
     pub max_active_jobs: usize,
 
+    /// Active Jobs reading one source, across all imports in the namespace (each is one remote
+    /// read at a time; Prometheus serves 10 at once by default)
+    #[arg(long, value_name = "N", default_value_t = 5)]
+    pub max_jobs_per_source: usize,
+
     /// How often the scheduler looks at the ledger and the Jobs
     #[arg(long, value_name = "DURATION", default_value = "2s")]
     pub poll: String,

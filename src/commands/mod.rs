@@ -66,9 +66,17 @@ fn scheduler_options(namespace: String, scheduling: &SchedulingArgs) -> Result<S
     if scheduling.max_active_jobs == 0 {
         return Err(Error::invalid("--max-active-jobs", "0", "give at least 1"));
     }
+    if scheduling.max_jobs_per_source == 0 {
+        return Err(Error::invalid(
+            "--max-jobs-per-source",
+            "0",
+            "give at least 1",
+        ));
+    }
     Ok(SchedulerOptions {
         namespace,
         max_active_jobs: scheduling.max_active_jobs,
+        max_jobs_per_source: scheduling.max_jobs_per_source,
         poll: parse_duration("--poll", &scheduling.poll)?,
         timeout: scheduling
             .timeout

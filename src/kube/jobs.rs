@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::batch::v1::Job;
 use serde_json::{Value, json};
 
-use super::{LABEL_IMPORT, LABEL_MANAGED_BY, LABEL_WINDOW, MANAGED_BY};
+use super::{LABEL_IMPORT, LABEL_MANAGED_BY, LABEL_SOURCE, LABEL_WINDOW, MANAGED_BY, source_label};
 use crate::error::{Error, Result};
 use crate::ledger::configmap::MAX_GENERATION;
 use crate::name_value::NameValue;
@@ -45,6 +45,7 @@ pub fn job_for_window(
         LABEL_MANAGED_BY: MANAGED_BY,
         LABEL_IMPORT: spec.name,
         LABEL_WINDOW: window_label,
+        LABEL_SOURCE: source_label(&spec.source.url),
     });
     let env = worker_env(spec, ledger_name, window);
 

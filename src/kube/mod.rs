@@ -6,6 +6,7 @@ pub mod control;
 pub mod discovery;
 pub mod jobs;
 pub mod scheduler;
+pub mod source_slots;
 
 use std::path::Path;
 
@@ -17,6 +18,26 @@ use crate::error::{Error, Result, kube_error};
 /// Labels on everything promimport creates, so `kubectl get jobs,cm -l ...` finds it.
 pub use crate::ledger::configmap::{LABEL_IMPORT, LABEL_LEDGER, LABEL_MANAGED_BY, MANAGED_BY};
 pub const LABEL_WINDOW: &str = "promimport.io/window";
+/// Which source a Job reads (`source_label`), so the scheduler can bound the reads on one
+/// source across every import in the namespace.
+pub const LABEL_SOURCE: &str = "promimport.io/source";
+
+/// The value of `LABEL_SOURCE` for a remote read URL: the CRC32C of its scheme, host, port
+/// and path (no credentials, no query), in hex. Two URLs that reach one Prometheus by two
+/// names (a Service and `prometheus-operated`) are two sources to it.
+pub fn source_label(url: &str) -> String {
+    let identity = match reqwest::Url::parse(url.trim()) {
+        Ok(u) => format!(
+            "{}://{}:{}{}",
+            u.scheme(),
+            u.host_str().unwrap_or(""),
+            u.port_or_known_default().unwrap_or(0),
+            u.path()
+        ),
+        Err(_) => url.trim().to_string(),
+    };
+    format!("{:08x}", crc32c::crc32c(identity.as_bytes()))
+}
 
 /// A client for a cluster, found as kubectl finds it: the kubeconfig file given, else
 /// KUBECONFIG, else ~/.kube/config, else (in a pod) its service account; the context given,

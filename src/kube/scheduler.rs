@@ -7,10 +7,12 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, ListParams, PostParams};
 use tracing::Instrument;
 
-use super::jobs::job_for_window;
+use super::jobs::{job_for_window, job_name};
+use super::source_slots::JobsSeen;
 use super::{LABEL_IMPORT, LABEL_MANAGED_BY, LABEL_WINDOW, MANAGED_BY};
 use crate::error::{Error, Result, is_status, kube_error};
 use crate::ledger::configmap::{ConfigMapLedger, ImportState, LedgerView};
@@ -26,6 +28,9 @@ pub struct SchedulerOptions {
     pub namespace: String,
     /// Active Jobs across every import in the namespace.
     pub max_active_jobs: usize,
+    /// Active Jobs reading one source, across every import in the namespace: each reads one
+    /// query at a time, and Prometheus serves 10 remote reads at once by default.
+    pub max_jobs_per_source: usize,
     pub poll: Duration,
     pub timeout: Option<Duration>,
     /// A ConfigMap that owns the ledger (the chart's spec ConfigMap), so that deleting it
@@ -55,10 +60,13 @@ async fn reconcile(
         Err(state) => return Ok(state),
     };
     let window_ms = spec.window_ms()?;
-    let jobs: Api<Job> = Api::namespaced(client, &options.namespace);
+    let apis = Apis {
+        jobs: Api::namespaced(client.clone(), &options.namespace),
+        config_maps: Api::namespaced(client, &options.namespace),
+    };
     tracing::info!(ledger = %ledger.name, "scheduler starting");
     loop {
-        if let Some(state) = round(&ledger, &jobs, spec, options, window_ms).await? {
+        if let Some(state) = round(&ledger, &apis, spec, options, window_ms).await? {
             return Ok(state);
         }
         if let Some(timeout) = options.timeout
@@ -127,7 +135,7 @@ async fn begin(
 /// `Some(state)` when the scheduler is done.
 async fn round(
     ledger: &ConfigMapLedger,
-    jobs: &Api<Job>,
+    apis: &Apis,
     spec: &ImportSpec,
     options: &SchedulerOptions,
     window_ms: i64,
@@ -146,7 +154,8 @@ async fn round(
     };
     check_plan(range, window_ms)?;
     let planned = plan_windows(range, window_ms, &[]);
-    let (ours, active_everywhere) = list_jobs(jobs, &spec.name).await?;
+    let jobs = &apis.jobs;
+    let (ours, active) = list_jobs(jobs, spec).await?;
     let ours_active = ours
         .values()
         .filter(|j| j.phase == RunPhase::Active)
@@ -154,7 +163,7 @@ async fn round(
     let free = spec
         .parallelism
         .saturating_sub(ours_active)
-        .min(options.max_active_jobs.saturating_sub(active_everywhere));
+        .min(options.max_active_jobs.saturating_sub(active.everywhere));
     let tally = Tally::new(view.range_start_ms, now_ms());
     let decision = decide(
         &planned,
@@ -167,7 +176,14 @@ async fn round(
     for (window, message) in &decision.mark_failed {
         ledger.record(&failed_entry(*window, message)).await?;
     }
-    let created = create_jobs(jobs, spec, &view, &decision.create).await?;
+    let slots = SlotRequest {
+        api: &apis.config_maps,
+        ledger,
+        view: &view,
+        seen: &active.seen,
+    };
+    let allowed = source_slots(slots, spec, options, &decision.create).await?;
+    let created = create_jobs(jobs, spec, &view, &allowed).await?;
     if !created.is_empty() {
         // `stop` may have listed the Jobs before these were created: look again, and take
         // them back if the import is no longer running, so a stop always wins.
@@ -319,19 +335,85 @@ fn range_of(view: &LedgerView, spec: &ImportSpec, window_ms: i64) -> Result<Opti
 
 /// This import's Jobs by window (from their labels), and the number of active Jobs of every
 /// import in the namespace.
-async fn list_jobs(jobs: &Api<Job>, import: &str) -> Result<(BTreeMap<Window, WindowRun>, usize)> {
+/// The API clients a round uses.
+struct Apis {
+    jobs: Api<Job>,
+    config_maps: Api<ConfigMap>,
+}
+
+/// What taking slots on the source needs from a round.
+struct SlotRequest<'a> {
+    api: &'a Api<ConfigMap>,
+    ledger: &'a ConfigMapLedger,
+    view: &'a LedgerView,
+    seen: &'a JobsSeen,
+}
+
+/// Active promimport Jobs in the namespace, and every promimport Job's name with those
+/// reading the import's source.
+#[derive(Debug, Default)]
+struct ActiveJobs {
+    everywhere: usize,
+    seen: JobsSeen,
+}
+
+/// The windows of `wanted` whose Jobs may be created now: each takes a slot on the source
+/// (`source_slots`), so that the Jobs of all imports on one source stay within
+/// `--max-jobs-per-source`.
+async fn source_slots(
+    request: SlotRequest<'_>,
+    spec: &ImportSpec,
+    options: &SchedulerOptions,
+    wanted: &[Window],
+) -> Result<Vec<Window>> {
+    let names: Vec<String> = wanted
+        .iter()
+        .map(|w| job_name(&spec.name, *w, request.view.generation))
+        .collect();
+    let owner = serde_json::json!({
+        "apiVersion": "v1", "kind": "ConfigMap", "name": request.ledger.name, "uid": request.view.uid,
+    });
+    let granted = super::source_slots::acquire(
+        request.api,
+        &super::source_label(&spec.source.url),
+        request.seen,
+        &names,
+        options.max_jobs_per_source,
+        owner,
+        now_ms(),
+    )
+    .await?;
+    Ok(wanted
+        .iter()
+        .zip(&names)
+        .filter(|(_, name)| granted.contains(name))
+        .map(|(window, _)| *window)
+        .collect())
+}
+
+async fn list_jobs(
+    jobs: &Api<Job>,
+    spec: &ImportSpec,
+) -> Result<(BTreeMap<Window, WindowRun>, ActiveJobs)> {
+    let import = &spec.name;
+    let source = super::source_label(&spec.source.url);
     let all = jobs
         .list(&ListParams::default().labels(&format!("{LABEL_MANAGED_BY}={MANAGED_BY}")))
         .await
         .map_err(kube_error("list Jobs"))?;
     let mut ours = BTreeMap::new();
-    let mut active_everywhere = 0;
+    let mut active = ActiveJobs::default();
     for job in &all.items {
         let info = job_info(job);
-        if info.phase == RunPhase::Active {
-            active_everywhere += 1;
-        }
         let labels = job.metadata.labels.as_ref();
+        let name = job.metadata.name.clone().unwrap_or_default();
+        if info.phase == RunPhase::Active {
+            active.everywhere += 1;
+            if labels.and_then(|l| l.get(super::LABEL_SOURCE)) == Some(&source) {
+                active.seen.active_on_source.insert(name.clone());
+            }
+        }
+        active.seen.existing.insert(name);
         let is_ours = labels
             .and_then(|l| l.get(LABEL_IMPORT))
             .is_some_and(|i| i == import);
@@ -348,7 +430,7 @@ async fn list_jobs(jobs: &Api<Job>, import: &str) -> Result<(BTreeMap<Window, Wi
         let window = Window::from_key(&format!("Job {name} label {LABEL_WINDOW}"), key)?;
         ours.insert(window, info);
     }
-    Ok((ours, active_everywhere))
+    Ok((ours, active))
 }
 
 pub fn job_info(job: &Job) -> WindowRun {

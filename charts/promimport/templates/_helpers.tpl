@@ -94,7 +94,7 @@ spec:
     - name: scheduler
       image: {{ include "promimport.image" $root }}
       imagePullPolicy: {{ $root.Values.image.pullPolicy }}
-      args: ["schedule", "--max-active-jobs", "{{ $root.Values.scheduler.maxActiveJobs }}"]
+      args: ["schedule", "--max-active-jobs", "{{ $root.Values.scheduler.maxActiveJobs }}", "--max-jobs-per-source", "{{ $root.Values.scheduler.maxJobsPerSource }}"]
       env:
         - name: PROMIMPORT_SPEC
           valueFrom:
