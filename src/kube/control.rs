@@ -5,8 +5,8 @@ use k8s_openapi::api::batch::v1::Job;
 use kube::api::{Api, DeleteParams, ListParams, PropagationPolicy};
 use serde::Serialize;
 
-use super::LABEL_IMPORT;
 use super::scheduler::job_info;
+use super::{LABEL_IMPORT, LABEL_MANAGED_BY, MANAGED_BY};
 use crate::error::{Error, Result, is_status, kube_error};
 use crate::ledger::WindowStatus;
 use crate::ledger::configmap::{self as ledger, ConfigMapLedger, ImportState, LedgerView};
@@ -41,6 +41,10 @@ pub struct ImportStatus {
     /// windows running at once), and the limit it named.
     pub waited_seconds: f64,
     pub rate_limit: Option<f64>,
+    /// The source's load: Jobs of every import in the namespace reading it now, and samples
+    /// read from it per second by this import since it was created.
+    pub source_jobs: usize,
+    pub read_per_second: f64,
     /// The most recent problems, newest first.
     pub last_errors: Vec<String>,
 }
@@ -60,18 +64,35 @@ pub async fn status(
         }
     }
     let jobs: Api<Job> = Api::namespaced(client, namespace);
+    let listed = jobs
+        .list(&ListParams::default().labels(&format!("{LABEL_MANAGED_BY}={MANAGED_BY}")))
+        .await
+        .map_err(kube_error("list Jobs"))?;
+    let active: Vec<&Job> = listed
+        .items
+        .iter()
+        .filter(|j| job_info(j).phase == RunPhase::Active)
+        .collect();
+    let label = |job: &Job, name: &str| {
+        job.metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(name).cloned())
+    };
     let mut out = Vec::new();
     for view in views {
-        let listed = jobs
-            .list(&ListParams::default().labels(&format!("{LABEL_IMPORT}={}", view.spec.name)))
-            .await
-            .map_err(kube_error("list Jobs"))?;
-        let running = listed
-            .items
+        let ours = Some(view.spec.name.clone());
+        let running = active
             .iter()
-            .filter(|j| job_info(j).phase == RunPhase::Active)
+            .filter(|j| label(j, LABEL_IMPORT) == ours)
             .count();
-        out.push(summarize(&view, running));
+        let source = Some(super::source_label(&view.spec.source.url));
+        let mut status = summarize(&view, running);
+        status.source_jobs = active
+            .iter()
+            .filter(|j| label(j, super::LABEL_SOURCE) == source)
+            .count();
+        out.push(status);
     }
     Ok(out)
 }
@@ -96,6 +117,7 @@ pub fn summarize(view: &LedgerView, running: usize) -> ImportStatus {
     let (done, failed) = (totals.done, totals.failed);
     let pending = planned.saturating_sub(done + failed + running);
     let (rate, eta) = pace(view, totals.written, done, pending + running);
+    let (read_rate, _) = pace(view, totals.read, done, 0);
     ImportStatus {
         name: view.spec.name.clone(),
         state: view.state.as_str().to_string(),
@@ -115,6 +137,8 @@ pub fn summarize(view: &LedgerView, running: usize) -> ImportStatus {
         eta_seconds: eta,
         waited_seconds: totals.waited,
         rate_limit: totals.rate_limit,
+        source_jobs: 0,
+        read_per_second: read_rate,
         last_errors,
     }
 }
@@ -172,7 +196,8 @@ fn add_up(view: &LedgerView) -> (Totals, Vec<String>) {
     (totals, last)
 }
 
-/// Samples written per second since the import was created, and the time left at that pace.
+/// Samples (written, or read) per second since the import was created, and the time left at
+/// that pace.
 /// A running import's rate is up to now; a finished one's up to its last window.
 fn pace(view: &LedgerView, written: u64, done: usize, left: usize) -> (f64, Option<f64>) {
     let last_record = view
@@ -271,6 +296,13 @@ pub fn render_table(imports: &[ImportStatus]) -> String {
         ));
         if !s.message.is_empty() {
             out.push_str(&format!("  {}\n", s.message));
+        }
+        if s.state == "running" {
+            out.push_str(&format!(
+                "  source: {} Jobs of all imports reading it now; this import read {} samples/s\n",
+                s.source_jobs,
+                human(s.read_per_second)
+            ));
         }
         if s.histograms_read > 0 {
             out.push_str(&format!(
@@ -524,8 +556,17 @@ mod tests {
             eta_seconds: None,
             waited_seconds: 0.0,
             rate_limit: None,
+            source_jobs: 2,
+            read_per_second: 12_500.0,
             last_errors: Vec::new(),
         };
+        let table = render_table(std::slice::from_ref(&status));
+        assert!(
+            table.contains(
+                "  source: 2 Jobs of all imports reading it now; this import read 12.5k samples/s"
+            ),
+            "a running import shows what it asks of its source: {table}"
+        );
         assert!(
             progress_bar(&status).ends_with("[===============>              ]  50%"),
             "{}",
