@@ -442,6 +442,22 @@ fn an_import_stopped_mid_way_and_resumed_ends_exact() {
     );
 }
 
+/// What several imports of `hours` of history hold together in one sink, each source's series
+/// with the `origin` label its import sets.
+fn by_origin(sources: &[(&Server, &str)], hours: i64) -> Data {
+    let mut expected = Data::new();
+    for (server, origin) in sources {
+        for (key, samples) in read_samples(server, BASE_MS, BASE_MS + hours * HOUR_MS) {
+            let label = format!("origin={origin:?}");
+            let mut pairs: Vec<&str> = key.split(',').collect();
+            pairs.push(&label);
+            pairs.sort();
+            expected.insert(pairs.join(","), samples);
+        }
+    }
+    expected
+}
+
 #[test]
 fn two_imports_at_once_from_different_sources_are_both_exact_with_separate_ledgers() {
     let cluster = cluster();
@@ -505,16 +521,7 @@ fn two_imports_at_once_from_different_sources_are_both_exact_with_separate_ledge
     assert!(first.wait().unwrap().success());
 
     // Both imports' series, told apart by the label each sets.
-    let mut expected = Data::new();
-    for (server, origin) in [(&a, "a"), (&b, "b")] {
-        for (key, samples) in read_samples(server, BASE_MS, BASE_MS + 4 * HOUR_MS) {
-            let label = format!("origin={origin:?}");
-            let mut pairs: Vec<&str> = key.split(',').collect();
-            pairs.push(&label);
-            pairs.sort();
-            expected.insert(pairs.join(","), samples);
-        }
-    }
+    let expected = by_origin(&[(&a, "a"), (&b, "b")], 4);
     assert_same_in_victoria_metrics(&expected, &sink);
     let a = cluster.ledger("twins", "twin-a").unwrap();
     let b = cluster.ledger("twins", "twin-b").unwrap();
@@ -605,16 +612,7 @@ fn two_imports_from_one_source_never_run_more_jobs_on_it_than_the_per_source_lim
     }
     assert!(most <= 2, "{most} Jobs read the source at once");
     assert!(most >= 1 && seen == 16, "{seen} Jobs for 16 windows");
-    let mut expected = Data::new();
-    for origin in ["first", "second"] {
-        for (key, samples) in read_samples(&source, BASE_MS, BASE_MS + 4 * HOUR_MS) {
-            let label = format!("origin={origin:?}");
-            let mut pairs: Vec<&str> = key.split(',').collect();
-            pairs.push(&label);
-            pairs.sort();
-            expected.insert(pairs.join(","), samples);
-        }
-    }
+    let expected = by_origin(&[(&source, "first"), (&source, "second")], 4);
     assert_same_in_victoria_metrics(&expected, &sink);
 }
 
