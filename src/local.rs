@@ -196,33 +196,7 @@ impl std::fmt::Display for RunSummary {
             self.seconds,
             human(rate)
         )?;
-        if let Some(line) = t.source_splitting() {
-            write!(f, "\n  SPLIT    {line}")?;
-        }
-        for line in [t.read_pacing(), t.throttling()].into_iter().flatten() {
-            write!(f, "\n  PACED    {line}")?;
-        }
-        for r in &t.rejected {
-            let histograms = match r.histograms {
-                0 => String::new(),
-                n => format!(" ({n} of them native histogram samples)"),
-            };
-            write!(
-                f,
-                "\n  REJECTED {} samples{histograms} in {} requests as {}: destination said {:?}\n           fix: {}",
-                r.samples,
-                r.requests,
-                r.reason,
-                r.message,
-                r.reason.fix()
-            )?;
-        }
-        for (reason, n) in &t.skipped {
-            write!(f, "\n  SKIPPED  {n} {reason}")?;
-        }
-        for note in &t.notes {
-            write!(f, "\n  NOTE     {note}")?;
-        }
+        write_findings(f, t)?;
         for (window, message) in &self.failures {
             write!(f, "\n  FAILED   {window}: {message}")?;
         }
@@ -239,6 +213,39 @@ impl std::fmt::Display for RunSummary {
         }
         Ok(())
     }
+}
+
+/// The summary's lines on what happened to samples on the way: split reads, waits, refusals,
+/// skips and notes, one line each.
+fn write_findings(f: &mut std::fmt::Formatter<'_>, t: &WindowOutcome) -> std::fmt::Result {
+    if let Some(line) = t.source_splitting() {
+        write!(f, "\n  SPLIT    {line}")?;
+    }
+    for line in [t.read_pacing(), t.throttling()].into_iter().flatten() {
+        write!(f, "\n  PACED    {line}")?;
+    }
+    for r in &t.rejected {
+        let histograms = match r.histograms {
+            0 => String::new(),
+            n => format!(" ({n} of them native histogram samples)"),
+        };
+        write!(
+            f,
+            "\n  REJECTED {} samples{histograms} in {} requests as {}: destination said {:?}\n           fix: {}",
+            r.samples,
+            r.requests,
+            r.reason,
+            r.message,
+            r.reason.fix()
+        )?;
+    }
+    for (reason, n) in &t.skipped {
+        write!(f, "\n  SKIPPED  {n} {reason}")?;
+    }
+    for note in &t.notes {
+        write!(f, "\n  NOTE     {note}")?;
+    }
+    Ok(())
 }
 
 const MAX_FAILURES_SHOWN: usize = 5;

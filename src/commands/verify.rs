@@ -25,32 +25,7 @@ use super::{cluster, json_output};
 pub async fn verify(args: VerifyArgs) -> Result<i32> {
     let json = json_output(&args.output)?;
     let mut settings = args.options.settings()?;
-    let (range, window_ms, ledger) = match &args.import {
-        Some(import) => {
-            let (client, namespace) = cluster(&args.cluster).await?;
-            let ledger = ConfigMapLedger::new(client, &namespace, &format!("promimport-{import}"));
-            let view = ledger.load().await?.ok_or_else(|| Error::ClusterState {
-                object: format!("import {import}"),
-                reason: format!(
-                    "not found in namespace {namespace}; `promimport status -n {namespace}` lists the imports"
-                ),
-            })?;
-            let (range, window_ms) = from_ledger(&view, &mut settings)?;
-            (range, window_ms, Some(ledger))
-        }
-        None => {
-            let start = args
-                .start
-                .as_deref()
-                .ok_or_else(|| Error::invalid("--start", "", "give --start, or --import NAME"))?;
-            let now = now_ms();
-            let range = Window::new(
-                parse_time("--start", start, now)?,
-                parse_time("--end", &args.end, now)?,
-            )?;
-            (range, parse_window_length("--window", &args.window)?, None)
-        }
-    };
+    let (range, window_ms, ledger) = range_to_verify(&args, &mut settings).await?;
     check_plan(range, window_ms)?;
     let wait = match &args.wait {
         Some(wait) => parse_duration("--wait", wait)?,
@@ -214,6 +189,41 @@ fn advice(settings: &WorkerSettings, checks: &[WindowCheck], wait: Duration) -> 
          store-gateway's next sync (`blocks_storage.bucket_store.sync_interval`, 15m by default; with \
          the bucket index, also the compactor's `cleanup_interval`). {what_to_do}"
     )
+}
+
+/// The range and window length to compare, and the ledger to record the result in: from the
+/// import's ledger with `--import` (its selectors and relabelling go into `settings` too), else
+/// from the flags.
+async fn range_to_verify(
+    args: &VerifyArgs,
+    settings: &mut WorkerSettings,
+) -> Result<(Window, i64, Option<ConfigMapLedger>)> {
+    Ok(match &args.import {
+        Some(import) => {
+            let (client, namespace) = cluster(&args.cluster).await?;
+            let ledger = ConfigMapLedger::new(client, &namespace, &format!("promimport-{import}"));
+            let view = ledger.load().await?.ok_or_else(|| Error::ClusterState {
+                object: format!("import {import}"),
+                reason: format!(
+                    "not found in namespace {namespace}; `promimport status -n {namespace}` lists the imports"
+                ),
+            })?;
+            let (range, window_ms) = from_ledger(&view, settings)?;
+            (range, window_ms, Some(ledger))
+        }
+        None => {
+            let start = args
+                .start
+                .as_deref()
+                .ok_or_else(|| Error::invalid("--start", "", "give --start, or --import NAME"))?;
+            let now = now_ms();
+            let range = Window::new(
+                parse_time("--start", start, now)?,
+                parse_time("--end", &args.end, now)?,
+            )?;
+            (range, parse_window_length("--window", &args.window)?, None)
+        }
+    })
 }
 
 /// Cortex and Mimir: a tenant header, or their `/prometheus` API prefix.

@@ -475,48 +475,9 @@ impl WorkerOptions {
                 ));
             }
         }
-        let connect_timeout = Duration::from_secs(10);
         Ok(WorkerSettings {
-            source: EndpointConfig {
-                role: "--source",
-                url: self.source.clone(),
-                basic_user: self.source_basic_user.clone(),
-                basic_password_file: self.source_basic_password_file.clone(),
-                basic_password: self.source_basic_password.clone(),
-                bearer_token_file: self.source_bearer_token_file.clone(),
-                bearer_token: self.source_bearer_token.clone(),
-                headers: self.source_header.clone(),
-                ca_file: self.source_ca_file.clone(),
-                cert_file: self.source_cert_file.clone(),
-                key_file: self.source_key_file.clone(),
-                ca_pem: self.source_ca.clone(),
-                cert_pem: self.source_client_cert.clone(),
-                key_pem: self.source_client_key.clone(),
-                insecure_skip_verify: self.source_insecure_skip_verify,
-                tls_server_name: self.source_tls_server_name.clone(),
-                connect_timeout,
-                timeout: self.source_timeout,
-            },
-            dest: EndpointConfig {
-                role: "--dest",
-                url: self.dest.clone(),
-                basic_user: self.dest_basic_user.clone(),
-                basic_password_file: self.dest_basic_password_file.clone(),
-                basic_password: self.dest_basic_password.clone(),
-                bearer_token_file: self.dest_bearer_token_file.clone(),
-                bearer_token: self.dest_bearer_token.clone(),
-                headers: self.dest_header.clone(),
-                ca_file: self.dest_ca_file.clone(),
-                cert_file: self.dest_cert_file.clone(),
-                key_file: self.dest_key_file.clone(),
-                ca_pem: self.dest_ca.clone(),
-                cert_pem: self.dest_client_cert.clone(),
-                key_pem: self.dest_client_key.clone(),
-                insecure_skip_verify: self.dest_insecure_skip_verify,
-                tls_server_name: self.dest_tls_server_name.clone(),
-                connect_timeout,
-                timeout: self.dest_timeout,
-            },
+            source: self.source_endpoint(),
+            dest: self.dest_endpoint(),
             selectors,
             labels: LabelRules {
                 drop: self.drop_label.clone(),
@@ -538,6 +499,55 @@ impl WorkerOptions {
             metrics_per_read: self.metrics_per_read,
             max_read_samples_per_second: self.max_read_samples_per_second,
         })
+    }
+
+    /// How long a connection to either end may take to open.
+    const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+    fn source_endpoint(&self) -> EndpointConfig {
+        EndpointConfig {
+            role: "--source",
+            url: self.source.clone(),
+            basic_user: self.source_basic_user.clone(),
+            basic_password_file: self.source_basic_password_file.clone(),
+            basic_password: self.source_basic_password.clone(),
+            bearer_token_file: self.source_bearer_token_file.clone(),
+            bearer_token: self.source_bearer_token.clone(),
+            headers: self.source_header.clone(),
+            ca_file: self.source_ca_file.clone(),
+            cert_file: self.source_cert_file.clone(),
+            key_file: self.source_key_file.clone(),
+            ca_pem: self.source_ca.clone(),
+            cert_pem: self.source_client_cert.clone(),
+            key_pem: self.source_client_key.clone(),
+            insecure_skip_verify: self.source_insecure_skip_verify,
+            tls_server_name: self.source_tls_server_name.clone(),
+            connect_timeout: Self::CONNECT_TIMEOUT,
+            timeout: self.source_timeout,
+        }
+    }
+
+    fn dest_endpoint(&self) -> EndpointConfig {
+        EndpointConfig {
+            role: "--dest",
+            url: self.dest.clone(),
+            basic_user: self.dest_basic_user.clone(),
+            basic_password_file: self.dest_basic_password_file.clone(),
+            basic_password: self.dest_basic_password.clone(),
+            bearer_token_file: self.dest_bearer_token_file.clone(),
+            bearer_token: self.dest_bearer_token.clone(),
+            headers: self.dest_header.clone(),
+            ca_file: self.dest_ca_file.clone(),
+            cert_file: self.dest_cert_file.clone(),
+            key_file: self.dest_key_file.clone(),
+            ca_pem: self.dest_ca.clone(),
+            cert_pem: self.dest_client_cert.clone(),
+            key_pem: self.dest_client_key.clone(),
+            insecure_skip_verify: self.dest_insecure_skip_verify,
+            tls_server_name: self.dest_tls_server_name.clone(),
+            connect_timeout: Self::CONNECT_TIMEOUT,
+            timeout: self.dest_timeout,
+        }
     }
 }
 
