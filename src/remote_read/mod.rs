@@ -362,7 +362,8 @@ fn label_values_url(read_url: &reqwest::Url) -> Option<reqwest::Url> {
 
 /// Unix seconds with milliseconds, as the HTTP API takes times.
 fn seconds(ms: i64) -> String {
-    format!("{}.{:03}", ms.div_euclid(1000), ms.rem_euclid(1000))
+    // Exact: a millisecond count below 2^53 is an exact f64, and three decimals print it back.
+    format!("{:.3}", ms as f64 / 1000.0)
 }
 
 fn source_fix(status: u16, message: &str) -> &'static str {
@@ -377,5 +378,39 @@ fn source_fix(status: u16, message: &str) -> &'static str {
         400 | 422 => "the source refused the query: check the --match selectors",
         429 | 500..=599 => "the source is overloaded or failing; it was retried",
         _ => "read the source's message",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_names_api_lies_beside_the_remote_read_url() {
+        for (read, names) in [
+            (
+                "http://prom:9090/api/v1/read",
+                Some("http://prom:9090/api/v1/label/__name__/values"),
+            ),
+            (
+                "https://cortex/prometheus/api/v1/read?x=1",
+                Some("https://cortex/prometheus/api/v1/label/__name__/values"),
+            ),
+            ("http://proxy/read", None),
+        ] {
+            let url = reqwest::Url::parse(read).unwrap();
+            assert_eq!(
+                label_values_url(&url).map(|u| u.to_string()).as_deref(),
+                names,
+                "{read}"
+            );
+        }
+    }
+
+    #[test]
+    fn times_are_seconds_with_milliseconds() {
+        assert_eq!(seconds(1_793_491_200_123), "1793491200.123");
+        assert_eq!(seconds(-1), "-0.001");
+        assert_eq!(seconds(5), "0.005");
     }
 }
