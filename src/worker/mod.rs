@@ -247,52 +247,89 @@ impl WindowReader {
             .open(query.range.start_ms, query.range.end_ms, query.matchers)
             .await?;
         read.outcome.streamed = stream.is_streamed();
-        let assembler = &mut read.assembler;
         while let Some(part) = stream.next().await? {
-            let started = Instant::now();
-            let before = assembler.samples;
+            let before = read.assembler.samples;
+            // What one series filled is handed over before the next is decoded: a frame holds
+            // up to a MiB of chunks, which decode into many batches (native histograms above
+            // all), and holding them all at once is what a worker's memory would grow by.
             match part {
                 ReadPart::Chunked(response) => {
                     for series in response.chunked_series {
-                        self.check_limits(&series.labels, assembler.series)?;
-                        assembler.series(series.labels)?;
-                        for chunk in &series.chunks {
-                            assembler
-                                .chunk(chunk)
-                                .map_err(|e| chunk_error(self.reader.url(), assembler, e))?;
+                        let started = Instant::now();
+                        self.feed_chunks(&mut read.assembler, series)?;
+                        read.decode += started.elapsed();
+                        if !hand_over(read).await {
+                            return Ok(false);
                         }
                     }
                 }
                 ReadPart::Samples(result) => {
                     for series in result.timeseries {
-                        self.check_limits(&series.labels, assembler.series)?;
-                        assembler.series(series.labels)?;
-                        for sample in &series.samples {
-                            assembler.sample(sample.timestamp, sample.value.to_bits());
-                        }
-                        for histogram in series.histograms {
-                            assembler.histogram(histogram);
+                        let started = Instant::now();
+                        self.feed_samples(&mut read.assembler, series)?;
+                        read.decode += started.elapsed();
+                        if !hand_over(read).await {
+                            return Ok(false);
                         }
                     }
                 }
             }
-            read.decode += started.elapsed();
-            let samples = assembler.samples - before;
+            let samples = read.assembler.samples - before;
             read.live.samples_read.fetch_add(samples, Ordering::Relaxed);
             if let Some(pace) = &self.read_pace {
                 // Waiting here leaves the answer unread, so the source's writes block (TCP
                 // flow control) and it works at our pace, not ahead of it.
                 read.outcome.read_throttled_seconds += pace.admit(samples).await.as_secs_f64();
             }
-            while let Some(batch) = assembler.take_ready() {
-                if read.tx.send(batch).await.is_err() {
-                    return Ok(false);
-                }
-            }
         }
         read.outcome.bytes_read += stream.bytes_read();
         Ok(true)
     }
+}
+
+impl WindowReader {
+    /// One streamed series (or the part of it in this frame) into the assembler.
+    fn feed_chunks(
+        &self,
+        assembler: &mut WindowAssembler<'_>,
+        series: crate::proto::ChunkedSeries,
+    ) -> Result<()> {
+        self.check_limits(&series.labels, assembler.series)?;
+        assembler.series(series.labels)?;
+        for chunk in &series.chunks {
+            assembler
+                .chunk(chunk)
+                .map_err(|e| chunk_error(self.reader.url(), assembler, e))?;
+        }
+        Ok(())
+    }
+
+    /// One series of a SAMPLES answer into the assembler.
+    fn feed_samples(
+        &self,
+        assembler: &mut WindowAssembler<'_>,
+        series: crate::proto::TimeSeries,
+    ) -> Result<()> {
+        self.check_limits(&series.labels, assembler.series)?;
+        assembler.series(series.labels)?;
+        for sample in &series.samples {
+            assembler.sample(sample.timestamp, sample.value.to_bits());
+        }
+        for histogram in series.histograms {
+            assembler.histogram(histogram);
+        }
+        Ok(())
+    }
+}
+
+/// Sends the batches the assembler has filled; `false` when the sender has stopped.
+async fn hand_over(read: &mut WindowRead<'_, '_>) -> bool {
+    while let Some(batch) = read.assembler.take_ready() {
+        if read.tx.send(batch).await.is_err() {
+            return false;
+        }
+    }
+    true
 }
 
 /// What one window's read carries from query to query: the assembler, the channel to the
