@@ -21,11 +21,19 @@ pub struct Batch {
     pub samples: usize,
 }
 
+/// The most a request may hold in memory before it is sent, whatever its sample count: a
+/// native histogram sample takes ~400 bytes as a `Histogram` with its buckets (against ~50
+/// encoded), so 10 000 of them per request made every batch in flight 4 MB, and a worker's
+/// memory grew with them (BENCHMARKS.md). Float samples take 16 bytes and never reach it.
+const MAX_BATCH_MEMORY: usize = 1 << 20;
+
 pub struct Batcher {
     limits: BatchLimits,
     series: Vec<TimeSeries>,
     samples: usize,
     bytes: usize,
+    /// What the request's samples take in memory, against `MAX_BATCH_MEMORY`.
+    memory: usize,
     /// Labels of the series being fed, and its slot in `series` once it has a sample there.
     open_labels: Vec<Label>,
     open_slot: Option<usize>,
@@ -41,6 +49,7 @@ impl Batcher {
             series: Vec::new(),
             samples: 0,
             bytes: 0,
+            memory: 0,
             open_labels: Vec::new(),
             open_slot: None,
             open_kind: None,
@@ -96,6 +105,7 @@ impl Batcher {
         self.kind_is(Kind::Float);
         let slot = self.slot();
         self.series[slot].samples.push(Sample { value, timestamp });
+        self.memory += std::mem::size_of::<Sample>();
         // tag + length + double + tag + varint timestamp
         self.added(2 + 9 + 1 + prost::encoding::encoded_len_varint(timestamp as u64));
     }
@@ -106,6 +116,7 @@ impl Batcher {
         self.kind_is(Kind::of(&histogram));
         let slot = self.slot();
         let bytes = histogram.encoded_len();
+        self.memory += histogram_memory(&histogram);
         self.series[slot].histograms.push(histogram);
         self.added(1 + prost::encoding::encoded_len_varint(bytes as u64) + bytes);
     }
@@ -113,7 +124,10 @@ impl Batcher {
     fn added(&mut self, bytes: usize) {
         self.samples += 1;
         self.bytes += bytes;
-        if self.samples >= self.limits.max_samples || self.bytes >= self.limits.max_bytes {
+        if self.samples >= self.limits.max_samples
+            || self.bytes >= self.limits.max_bytes
+            || self.memory >= MAX_BATCH_MEMORY
+        {
             self.flush();
         }
     }
@@ -130,6 +144,7 @@ impl Batcher {
         }
         self.samples = 0;
         self.bytes = 0;
+        self.memory = 0;
         self.open_slot = None;
         self.open_kind = None;
     }
@@ -137,6 +152,26 @@ impl Batcher {
     pub fn take_ready(&mut self) -> Option<Batch> {
         self.ready.pop_front()
     }
+}
+
+/// What a histogram sample takes in memory: the struct and its bucket vectors (each heap
+/// allocation rounded up by the allocator's 16-byte header).
+fn histogram_memory(h: &Histogram) -> usize {
+    let vectors = [
+        h.negative_spans.len() * std::mem::size_of::<crate::proto::BucketSpan>(),
+        h.positive_spans.len() * std::mem::size_of::<crate::proto::BucketSpan>(),
+        h.negative_deltas.len() * 8,
+        h.positive_deltas.len() * 8,
+        h.negative_counts.len() * 8,
+        h.positive_counts.len() * 8,
+        h.custom_values.len() * 8,
+    ];
+    std::mem::size_of::<Histogram>()
+        + vectors
+            .iter()
+            .filter(|&&bytes| bytes > 0)
+            .map(|bytes| bytes + 16)
+            .sum::<usize>()
 }
 
 /// The kinds of sample a receiver appends apart.
@@ -312,6 +347,49 @@ mod tests {
         // Another series of another kind shares a request; the same series does not.
         assert_eq!(shape, [vec![(0, 2)], vec![(0, 1), (2, 0)]]);
         assert_eq!(batches.iter().map(|b| b.samples).sum::<usize>(), 5);
+    }
+
+    #[test]
+    fn requests_of_native_histograms_are_bounded_by_their_memory_not_only_their_count() {
+        use crate::proto::BucketSpan;
+        use crate::proto::histogram::Count;
+        let mut b = Batcher::new(BatchLimits {
+            max_samples: 10_000,
+            max_bytes: 8 << 20,
+        });
+        b.start_series(vec![label("__name__", "latency")]);
+        let histogram = |t: i64| Histogram {
+            count: Some(Count::CountInt(12)),
+            positive_spans: vec![BucketSpan {
+                offset: 0,
+                length: 12,
+            }],
+            positive_deltas: vec![1; 12],
+            timestamp: t,
+            ..Histogram::default()
+        };
+        let each = histogram_memory(&histogram(0));
+        assert!(each > 300, "a 12-bucket histogram takes {each} bytes");
+        for t in 0..10_000 {
+            b.push_histogram(histogram(t));
+        }
+        b.flush();
+        let batches = drain(&mut b);
+        let per_request = MAX_BATCH_MEMORY.div_ceil(each);
+        assert!(
+            batches.len() > 1,
+            "10 000 histograms are more than one request's memory"
+        );
+        for batch in &batches[..batches.len() - 1] {
+            assert_eq!(batch.samples, per_request);
+        }
+        assert_eq!(batches.iter().map(|b| b.samples).sum::<usize>(), 10_000);
+        // Float samples are small: 10 000 of them still make one request.
+        b.start_series(vec![label("__name__", "up")]);
+        for t in 0..10_000 {
+            b.push(t, 1.0);
+        }
+        assert_eq!(drain(&mut b).len(), 1);
     }
 
     #[test]
