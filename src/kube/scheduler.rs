@@ -333,8 +333,6 @@ fn range_of(view: &LedgerView, spec: &ImportSpec, window_ms: i64) -> Result<Opti
     }))
 }
 
-/// This import's Jobs by window (from their labels), and the number of active Jobs of every
-/// import in the namespace.
 /// The API clients a round uses.
 struct Apis {
     jobs: Api<Job>,
@@ -391,6 +389,8 @@ async fn source_slots(
         .collect())
 }
 
+/// This import's Jobs by window (from their labels), and what the namespace's promimport Jobs
+/// tell the limits: how many are active, their names, and which read this import's source.
 async fn list_jobs(
     jobs: &Api<Job>,
     spec: &ImportSpec,

@@ -5,10 +5,11 @@
 //!
 //! Counting the Jobs that exist is not enough: two schedulers whose rounds overlap both see
 //! the same free slots. So a Job is created only after its name is written into the source's
-//! slot ConfigMap (`promimport-source.LABEL`; the dot keeps it apart from ledgers, whose import names have none) by a patch conditional on the version read: of two
-//! schedulers taking slots at once, one wins and the other tries again next round, having seen
-//! the winner's names. A slot is free again once its Job has finished; one whose Job never
-//! appeared (its scheduler died in between) after `ABANDONED_MS`.
+//! slot ConfigMap, `promimport-source.LABEL` (the dot keeps it apart from ledgers: import names
+//! have none), by a patch conditional on the version read: of two schedulers taking slots at
+//! once, one wins and the other tries again next round, having seen the winner's names. A slot
+//! is free again once its Job has finished; one whose Job never appeared (its scheduler died in
+//! between) after `ABANDONED_MS`.
 
 use std::collections::{BTreeMap, BTreeSet};
 
