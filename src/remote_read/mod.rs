@@ -183,9 +183,9 @@ impl SourceReader {
     /// The metric names the source holds for `[start_ms, end_ms)` among the series a selector
     /// picks, from its label values API beside the remote read URL
     /// (`.../api/v1/read` -> `.../api/v1/label/__name__/values`, which Prometheus, Cortex and
-    /// Mimir serve). `None` when the source has no such API or refuses the question: the window
-    /// is then read in one query, as without sharding. Asking costs the source an index lookup,
-    /// no chunk.
+    /// Mimir serve). `None` when the source has no such API, refuses the question or fails to
+    /// answer it: the window is then read in one query, as without sharding. Asking costs the
+    /// source an index lookup, no chunk.
     pub async fn metric_names(
         &self,
         start_ms: i64,
@@ -217,10 +217,9 @@ impl SourceReader {
             }
             Ok(text)
         };
-        let answer = ask
-            .retry(self.retry.backoff())
-            .when(Error::is_transient)
-            .await;
+        // One try: without the names the window is still read whole, and a source that is
+        // failing would otherwise cost the retry budget twice, here and for the read.
+        let answer = ask().await;
         let names = answer.ok().and_then(|text| {
             serde_json::from_str::<LabelValues>(&text)
                 .ok()
