@@ -87,19 +87,18 @@ pub async fn status(
             .filter(|j| label(j, LABEL_IMPORT) == ours)
             .count();
         let source = Some(super::source_label(&view.spec.source.url));
-        let mut status = summarize(&view, running);
-        status.source_jobs = active
+        let on_source = active
             .iter()
             .filter(|j| label(j, super::LABEL_SOURCE) == source)
             .count();
-        out.push(status);
+        out.push(summarize(&view, running, on_source));
     }
     Ok(out)
 }
 
-/// The numbers of one import, from its ledger (compacted ranges and records) and its count of
-/// running Jobs.
-pub fn summarize(view: &LedgerView, running: usize) -> ImportStatus {
+/// The numbers of one import, from its ledger (compacted ranges and records), its count of
+/// running Jobs and the count of all imports' running Jobs on its source.
+pub fn summarize(view: &LedgerView, running: usize, source_jobs: usize) -> ImportStatus {
     let window_ms = view.spec.window_ms().unwrap_or(2 * 3_600_000);
     let end = view.range_end_ms.unwrap_or_else(now_ms);
     let planned = if view.range_start_ms < end {
@@ -137,7 +136,7 @@ pub fn summarize(view: &LedgerView, running: usize) -> ImportStatus {
         eta_seconds: eta,
         waited_seconds: totals.waited,
         rate_limit: totals.rate_limit,
-        source_jobs: 0,
+        source_jobs,
         read_per_second: read_rate,
         last_errors,
     }
@@ -500,7 +499,7 @@ mod tests {
             resource_version: String::new(),
             generation: 0,
         };
-        let status = summarize(&view, 0);
+        let status = summarize(&view, 0, 0);
         assert_eq!(
             (status.windows, status.done, status.failed, status.pending),
             (6, 4, 1, 1)

@@ -197,41 +197,32 @@ impl SourceReader {
             .append_pair("start", &seconds(start_ms))
             .append_pair("end", &seconds(end_ms - 1))
             .append_pair("match[]", selector);
-        let ask = || async {
-            let response = self
-                .endpoint
-                .client
-                .get(url.clone())
-                .send()
-                .await
-                .map_err(|source| Error::source_request(self.url(), source))?;
-            let status = response.status();
-            let text = crate::endpoint::read_bounded(response, MAX_NAMES_ANSWER_BYTES).await;
-            if !status.is_success() {
-                return Err(Error::SourceStatus {
-                    url: self.url(),
-                    status: status.as_u16(),
-                    body: crate::retry::first_line(&text),
-                    fix: "the window is read in one query instead",
-                });
-            }
-            Ok(text)
-        };
         // One try: without the names the window is still read whole, and a source that is
         // failing would otherwise cost the retry budget twice, here and for the read.
-        let answer = ask().await;
-        let names = answer.ok().and_then(|text| {
+        let answer = match self.endpoint.client.get(url).send().await {
+            Ok(response) if response.status().is_success() => {
+                Ok(crate::endpoint::read_bounded(response, MAX_NAMES_ANSWER_BYTES).await)
+            }
+            Ok(response) => Err(format!("HTTP {}", response.status().as_u16())),
+            Err(e) => Err(e.to_string()),
+        };
+        let names = answer.and_then(|text| {
             serde_json::from_str::<LabelValues>(&text)
                 .ok()
                 .filter(|v| v.status == "success")
+                .ok_or_else(|| "not a label values answer".to_string())
         });
-        if names.is_none() {
-            tracing::info!(
-                url = %self.url(),
-                "the source's label values API did not answer; reading each window in one query"
-            );
+        match names {
+            Ok(names) => Some(names.data),
+            Err(why) => {
+                tracing::info!(
+                    url = %self.url(),
+                    %why,
+                    "the source's label values API did not answer; reading the window in one query"
+                );
+                None
+            }
         }
-        names.map(|v| v.data)
     }
 
     /// A SAMPLES answer is one message: read it whole, within the limit.

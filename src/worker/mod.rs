@@ -285,9 +285,7 @@ impl WindowReader {
         read.outcome.bytes_read += stream.bytes_read();
         Ok(true)
     }
-}
 
-impl WindowReader {
     /// One streamed series (or the part of it in this frame) into the assembler.
     fn feed_chunks(
         &self,

@@ -259,8 +259,9 @@ fn default_max_frame_bytes() -> usize {
 fn default_max_samples_response_bytes() -> usize {
     512 << 20
 }
-/// Chosen from `scripts/bench-source-load` (BENCHMARKS.md): see the README's "What an import
-/// costs the source".
+/// A bound on the series one query holds, by construction; `scripts/bench-source-load` found it
+/// costs the source nothing measurable against one query per window (README: "What an import
+/// costs the source").
 fn default_metrics_per_read() -> usize {
     32
 }
