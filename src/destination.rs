@@ -1,11 +1,12 @@
 //! The destination seam: where a worker writes a window. The reading half (read, clip, merge,
-//! relabel, account) hands batches to a `Destination` and never knows which one it is. Remote
-//! write (`remote_write::DestinationWriter`) is the one there is; TSDB blocks written into a
-//! bucket are the next.
+//! relabel, account) hands batches to a `Destination` and never knows which one it is: remote
+//! write (`remote_write::DestinationWriter`) or TSDB blocks (`blocks::BlockWriter`).
 
 use std::future::Future;
 
+use crate::blocks::BlockWritten;
 use crate::error::Result;
+use crate::plan::Window;
 use crate::proto::Label;
 use crate::remote_write::batch::Batch;
 use crate::remote_write::kept::HistogramCheck;
@@ -18,6 +19,10 @@ pub trait Destination: Clone + Send + Sync + 'static {
     /// Whether the destination can be reached at all, checked once before the first window.
     fn probe(&self) -> impl Future<Output = Result<()>> + Send;
 
+    /// The destination as one window writes to it: the same for remote write; a block of its
+    /// own for blocks.
+    fn for_window(&self, window: Window) -> Self;
+
     /// Writes one batch. `Ok` says what the destination holds of it: samples written, and
     /// samples refused with the reason; `Err` means the import cannot go on against this
     /// destination as it is.
@@ -26,6 +31,13 @@ pub trait Destination: Clone + Send + Sync + 'static {
         batch: Batch,
         costs: &mut SendCosts,
     ) -> impl Future<Output = Result<Delivery>> + Send;
+
+    /// After the window's last batch: what has been sent becomes visible (a block is moved
+    /// into place). Remote write has nothing left to do.
+    fn finish(&self) -> impl Future<Output = Result<Option<BlockWritten>>> + Send;
+
+    /// After an error: nothing of the window may stay half-written.
+    fn abandon(&self) -> impl Future<Output = ()> + Send;
 
     /// Whether the destination stored a native histogram sample it accepted (`labels` as
     /// written, at `t`): some answer 2xx and keep none.

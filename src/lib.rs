@@ -2,6 +2,7 @@
 //! through the remote read API and remote-writes them to any receiver, and accounts for every
 //! sample. See README.md for the shape of the whole.
 
+pub mod blocks;
 pub mod cli;
 pub mod commands;
 pub mod decode;

@@ -9,6 +9,8 @@ use tokio::signal::unix::SignalKind;
 use tokio::task::JoinSet;
 use tracing::Instrument;
 
+use crate::blocks::BlocksTarget;
+use crate::destination::Destination;
 use crate::error::{Error, Result};
 use crate::ledger::configmap::WindowRecord;
 use crate::ledger::file::{FileLedger, ImportIdentity};
@@ -47,6 +49,10 @@ pub struct RunSummary {
     pub samples_read_before: u64,
     /// The first few failed windows and why.
     pub failures: Vec<(Window, String)>,
+    /// `--dest-blocks`: where the blocks went, and how many of this run's windows found their
+    /// block already there (written by a run that stopped before recording it).
+    pub blocks: Option<BlocksTarget>,
+    pub blocks_found: u64,
 }
 
 /// Tries per window after a transient failure (a cut stream, a source restart).
@@ -106,6 +112,9 @@ impl RunSummary {
             && self.failures.len() < MAX_FAILURES_SHOWN
         {
             self.failures.push((entry.window, error.message.clone()));
+        }
+        if outcome.block.as_ref().is_some_and(|b| b.existed) {
+            self.blocks_found += 1;
         }
         tally.add(entry.window, &WindowRecord::from_entry(entry));
         if self.stopped_early.is_none() {
@@ -196,6 +205,19 @@ impl std::fmt::Display for RunSummary {
             self.seconds,
             human(rate)
         )?;
+        if let Some(target) = &self.blocks {
+            let found = match self.blocks_found {
+                0 => String::new(),
+                n => format!(" ({n} already there from an earlier run of the same windows)"),
+            };
+            write!(
+                f,
+                "\n  blocks   {} written into {}{found}; {}",
+                t.blocks,
+                target.describe(),
+                target.visibility()
+            )?;
+        }
         write_findings(f, t)?;
         for (window, message) in &self.failures {
             write!(f, "\n  FAILED   {window}: {message}")?;
@@ -266,8 +288,22 @@ async fn run_local_in_span(
     run: &LocalRun,
     identity: &ImportIdentity,
 ) -> Result<RunSummary> {
+    match &settings.blocks {
+        Some(target) => {
+            let mut summary = run_windows(Worker::blocks(settings, target)?, run, identity).await?;
+            summary.blocks = Some(target.clone());
+            Ok(summary)
+        }
+        None => run_windows(Worker::new(settings)?, run, identity).await,
+    }
+}
+
+async fn run_windows<D: Destination>(
+    worker: Worker<D>,
+    run: &LocalRun,
+    identity: &ImportIdentity,
+) -> Result<RunSummary> {
     let started = Instant::now();
-    let worker = Worker::new(settings)?;
     let (mut ledger, entries) = FileLedger::open(&run.state_dir, identity)?;
     let all = count_windows(run.range, run.window_ms) as usize;
     let todo = plan_windows(run.range, run.window_ms, &done_windows(&entries));
@@ -333,10 +369,10 @@ async fn run_local_in_span(
 }
 
 /// Starts pending windows until `run.parallel` are in flight, each in a span that names it.
-fn start_windows(
+fn start_windows<D: Destination>(
     pending: &mut impl Iterator<Item = Window>,
     running: &mut JoinSet<(Window, WindowOutcome)>,
-    worker: &Worker,
+    worker: &Worker<D>,
     run: &LocalRun,
     live: &Arc<LiveCounters>,
 ) {
@@ -369,8 +405,8 @@ fn signal(kind: SignalKind) -> Result<tokio::signal::unix::Signal> {
         .map_err(|e| Error::Internal(format!("cannot listen for signals: {e}")))
 }
 
-async fn import_with_attempts(
-    worker: Worker,
+async fn import_with_attempts<D: Destination>(
+    worker: Worker<D>,
     window: Window,
     attempts: usize,
     live: Arc<LiveCounters>,

@@ -80,6 +80,12 @@ pub struct WindowOutcome {
     /// whether it kept native histograms).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
+    /// `--dest-blocks`: the window's block (its ID and bytes), and how many blocks the
+    /// windows absorbed here wrote (1 or 0 for one window).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub block: Option<crate::blocks::BlockWritten>,
+    #[serde(default, skip_serializing_if = "is_zero_u64")]
+    pub blocks: u64,
     /// The first histogram sample written (labels as written, timestamp), to ask the
     /// destination for afterwards; not recorded.
     #[serde(skip)]
@@ -178,6 +184,7 @@ impl WindowOutcome {
         self.throttled_seconds += other.throttled_seconds;
         self.read_throttled_seconds += other.read_throttled_seconds;
         self.source_splits += other.source_splits;
+        self.blocks += other.blocks;
         self.throttles += other.throttles;
         self.rate_limit = self.rate_limit.or(other.rate_limit);
         for note in &other.notes {

@@ -35,6 +35,11 @@ pub enum RejectReason {
     NativeHistogramsDisabled,
     /// The receiver answered 2xx to native histograms and stored none: found by reading one back.
     NativeHistogramsDropped,
+    /// `--dest-blocks`: native histogram samples, which blocks do not carry yet.
+    HistogramsNotInBlocks,
+    /// `--dest-blocks`: a sample at or before one its series already has in the block (two
+    /// source series made one by --drop-label, or selectors that overlap).
+    DisorderedInBlock,
     /// Any other 400/422: the first line of the receiver's message.
     Other(String),
 }
@@ -115,6 +120,15 @@ impl RejectReason {
                  VictoriaMetrics before native histogram support cannot keep them. Enable them, then \
                  import again, or leave the histogram series out with --match"
             }
+            RejectReason::HistogramsNotInBlocks => {
+                "import the native histogram series by remote write (--dest) into a destination \
+                 that takes them, or leave them out with --match"
+            }
+            RejectReason::DisorderedInBlock => {
+                "series became one after relabelling (--drop-label) or were selected twice by \
+                 overlapping --match selectors: keep a label that tells them apart, or make the \
+                 selectors disjoint"
+            }
             RejectReason::Other(_) => {
                 "read the destination's message above; if it names a limit, raise it for the tenant \
                  or leave the series out with --match/--drop-label"
@@ -141,6 +155,12 @@ impl std::fmt::Display for RejectReason {
             }
             RejectReason::NativeHistogramsDropped => {
                 f.write_str("native histograms accepted, then not stored")
+            }
+            RejectReason::HistogramsNotInBlocks => {
+                f.write_str("native histograms, not written into blocks")
+            }
+            RejectReason::DisorderedInBlock => {
+                f.write_str("at or before a sample already in the series' block")
             }
             RejectReason::Other(message) => write!(f, "refused: {message}"),
         }

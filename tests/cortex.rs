@@ -39,9 +39,7 @@ fn verify(source: &Server, cortex: &Cortex, start: i64, end: i64, more: &[&str])
 fn an_import_at_the_default_rate_limit_lands_exactly_paced_and_verify_passes() {
     // 26 hours, ~120 000 samples: more than Cortex's burst, so the limit is met.
     let source = recent_history_source("cortex-exact-src", 26, 1);
-    // Ingesters keep what they have not shipped: this test is about what lands, so shipping
-    // (and the store-gateway's delay after it, see the --wait test) stays out of it.
-    let cortex = Cortex::start("cortex-exact", &[("CORTEX_SHIP_INTERVAL", "1h")]);
+    let cortex = Cortex::start("cortex-exact", &[]);
     let (code, log) = import(&source, &cortex, "cortex-exact-state");
     assert_eq!(code, Some(0), "{log}");
     assert!(

@@ -54,7 +54,9 @@ Exit codes: 0 every sample accepted, 3 samples rejected or skipped, 1 failed."
     #[command(
         mut_arg("batch_samples", |a| a.hide(true)),
         mut_arg("batch_bytes", |a| a.hide(true)),
-        mut_arg("max_samples_per_second", |a| a.hide(true))
+        mut_arg("max_samples_per_second", |a| a.hide(true)),
+        mut_arg("dest_blocks", |a| a.hide(true)),
+        mut_arg("tenant", |a| a.hide(true))
     )]
     Verify(Box<VerifyArgs>),
     /// Run a PromQL query against the destination's query API and print the result.

@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 
+use crate::blocks::BLOCK_RANGE_MS;
 use crate::cli::RunArgs;
 use crate::error::{Error, Result};
 use crate::ledger::file::ImportIdentity;
@@ -43,6 +44,13 @@ pub async fn import_here(
     )?;
     let window_ms = parse_window_length("--window", window)?;
     check_plan(range, window_ms)?;
+    if settings.blocks.is_some() && window_ms != BLOCK_RANGE_MS {
+        return Err(Error::invalid(
+            "--window",
+            window,
+            "with --dest-blocks each window is one TSDB block, and blocks are 2h: give --window 2h (the default)",
+        ));
+    }
     if parallel == 0 || parallel > 64 {
         return Err(Error::invalid(
             "--parallel",
@@ -58,7 +66,10 @@ pub async fn import_here(
     }
     let identity = ImportIdentity {
         source: settings.source.display_url()?,
-        dest: settings.dest.display_url()?,
+        dest: match &settings.blocks {
+            Some(target) => target.describe(),
+            None => settings.dest.display_url()?,
+        },
         selectors: settings.selectors.iter().map(ToString::to_string).collect(),
         labels: settings.labels.clone(),
         dest_headers_crc32c: crc32c::crc32c(

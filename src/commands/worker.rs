@@ -4,10 +4,12 @@ use std::sync::Arc;
 
 use tracing::Instrument;
 
+use crate::destination::Destination;
 use crate::error::{Error, Result};
 use crate::ledger::configmap::ConfigMapLedger;
 use crate::ledger::{LedgerEntry, WindowStatus};
 use crate::local::{EXIT_FAILED, EXIT_REJECTED, EXIT_TERMINATED};
+use crate::outcome::WindowOutcome;
 use crate::plan::Window;
 use crate::timespec::{format_ms, now_ms, parse_time};
 use crate::worker::options::WorkerOptions;
@@ -43,18 +45,12 @@ pub async fn worker() -> Result<i32> {
     };
     let span = tracing::info_span!("window", ledger = options.ledger.as_deref().unwrap_or(""), window = %window);
     async move {
-        let worker = Worker::new(&settings)?;
-        let mut terminate =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-                .map_err(|e| Error::Internal(format!("cannot listen for SIGTERM: {e}")))?;
-        let outcome = tokio::select! {
-            outcome = worker.import_window(window, Arc::new(LiveCounters::default())) => outcome,
-            _ = terminate.recv() => {
-                // Stopped (promimport stop deletes the Job): nothing is recorded, so the window
-                // is imported again, whole, on resume.
-                tracing::warn!("stopped by SIGTERM; the window will be imported again on resume");
-                return Ok(EXIT_TERMINATED);
-            }
+        let outcome = match &settings.blocks {
+            Some(target) => until_terminated(Worker::blocks(&settings, target)?, window).await?,
+            None => until_terminated(Worker::new(&settings)?, window).await?,
+        };
+        let Some(outcome) = outcome else {
+            return Ok(EXIT_TERMINATED);
         };
         let status = WindowStatus::of(&outcome);
         let transient = outcome.error.as_ref().is_some_and(|e| e.transient);
@@ -90,4 +86,22 @@ pub async fn worker() -> Result<i32> {
     }
     .instrument(span)
     .await
+}
+
+/// The window's outcome, or `None` when SIGTERM stopped it first.
+async fn until_terminated<D: Destination>(
+    worker: Worker<D>,
+    window: Window,
+) -> Result<Option<WindowOutcome>> {
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .map_err(|e| Error::Internal(format!("cannot listen for SIGTERM: {e}")))?;
+    tokio::select! {
+        outcome = worker.import_window(window, Arc::new(LiveCounters::default())) => Ok(Some(outcome)),
+        _ = terminate.recv() => {
+            // Stopped (promimport stop deletes the Job): nothing is recorded, so the window
+            // is imported again, whole, on resume.
+            tracing::warn!("stopped by SIGTERM; the window will be imported again on resume");
+            Ok(None)
+        }
+    }
 }

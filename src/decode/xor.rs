@@ -190,49 +190,15 @@ mod tests {
 
     use crate::decode::test_bits::BitWriter;
 
-    /// A chunk encoder written from the format description alone, so the decoder is tested on
-    /// inputs that exercise every branch; the golden chunks from a real Prometheus are tested in
-    /// tests/golden_chunks.rs.
+    /// The encoder blocks are written with (`blocks::xor`), written from the format
+    /// description; the golden chunks from a real Prometheus are tested in
+    /// tests/golden_chunks.rs, and blocks it writes are read by promtool in tests/blocks.rs.
     fn encode(samples: &[(i64, u64)]) -> Vec<u8> {
-        let mut w = BitWriter::default();
-        w.write(0, 16);
-        let (mut t, mut v) = samples[0];
-        w.varint(((t << 1) ^ (t >> 63)) as u64);
-        w.write(v, 64);
-        let (mut delta, mut state) = (0i64, (0xff, 0));
-        for (i, &(ts, value)) in samples.iter().enumerate().skip(1) {
-            let d = ts - t;
-            if i == 1 {
-                w.varint(d as u64);
-            } else {
-                let dod = d - delta;
-                let fits = |n: u32| -((1i64 << (n - 1)) - 1) <= dod && dod <= 1 << (n - 1);
-                match dod {
-                    0 => w.write(0, 1),
-                    _ if fits(14) => {
-                        w.write(0b10, 2);
-                        w.write(dod as u64 & ((1 << 14) - 1), 14)
-                    }
-                    _ if fits(17) => {
-                        w.write(0b110, 3);
-                        w.write(dod as u64 & ((1 << 17) - 1), 17)
-                    }
-                    _ if fits(20) => {
-                        w.write(0b1110, 4);
-                        w.write(dod as u64 & ((1 << 20) - 1), 20)
-                    }
-                    _ => {
-                        w.write(0b1111, 4);
-                        w.write(dod as u64, 64)
-                    }
-                }
-            }
-            w.xor(v, value, &mut state);
-            (t, v, delta) = (ts, value, d);
+        let mut chunk = crate::blocks::xor::XorChunk::default();
+        for &(t, v) in samples {
+            chunk.append(t, v);
         }
-        let n = samples.len() as u16;
-        w.bytes[..2].copy_from_slice(&n.to_be_bytes());
-        w.bytes
+        chunk.bytes().to_vec()
     }
 
     const STALE_NAN: u64 = 0x7ff0_0000_0000_0002;

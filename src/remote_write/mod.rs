@@ -395,9 +395,21 @@ impl crate::destination::Destination for DestinationWriter {
         DestinationWriter::probe(self).await
     }
 
+    fn for_window(&self, _: crate::plan::Window) -> Self {
+        self.clone()
+    }
+
     async fn send(&self, batch: Batch, costs: &mut SendCosts) -> Result<Delivery> {
         DestinationWriter::send(self, batch, costs).await
     }
+
+    /// Every request was answered before `send` returned: nothing is pending.
+    async fn finish(&self) -> Result<Option<crate::blocks::BlockWritten>> {
+        Ok(None)
+    }
+
+    /// What was written stays written (the ledger says which window to write again).
+    async fn abandon(&self) {}
 
     async fn check_histograms(
         &self,

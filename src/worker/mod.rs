@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 
+use crate::blocks::{BlockWriter, BlocksTarget};
 use crate::destination::Destination;
 use crate::endpoint::EndpointConfig;
 use crate::error::{Error, Result};
@@ -33,6 +34,8 @@ use assembler::{WindowAssembler, chunk_error};
 pub struct WorkerSettings {
     pub source: EndpointConfig,
     pub dest: EndpointConfig,
+    /// `--dest-blocks`: blocks are written there instead of remote writing to `dest`.
+    pub blocks: Option<BlocksTarget>,
     pub selectors: Vec<Selector>,
     pub labels: LabelRules,
     pub batch: BatchLimits,
@@ -366,6 +369,29 @@ impl Worker {
     }
 }
 
+impl Worker<BlockWriter> {
+    /// A worker that writes each window as a block into `target`. A block's ID is made from
+    /// what decides its samples, so a window written again has the same one.
+    pub fn blocks(settings: &WorkerSettings, target: &BlocksTarget) -> Result<Self> {
+        let reader = WindowReader::source(settings)?;
+        let identity = format!(
+            "{}\n{:?}\n{:?}\n{}",
+            settings.source.display_url()?,
+            settings
+                .selectors
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>(),
+            settings.labels,
+            target.describe()
+        );
+        Ok(Worker::with_destination(
+            reader,
+            BlockWriter::new(target.clone(), identity),
+        ))
+    }
+}
+
 impl<D: Destination> Worker<D> {
     /// A worker that writes to any destination.
     pub fn with_destination(reader: WindowReader, writer: D) -> Self {
@@ -395,7 +421,8 @@ impl<D: Destination> Worker<D> {
     pub async fn import_window(&self, window: Window, live: Arc<LiveCounters>) -> WindowOutcome {
         let started = Instant::now();
         let (tx, rx) = mpsc::channel::<Batch>(2);
-        let writer = tokio::spawn(send_batches(self.writer.clone(), rx, live.clone()));
+        let dest = self.writer.for_window(window);
+        let writer = tokio::spawn(send_batches(dest.clone(), rx, live.clone()));
         let mut outcome = WindowOutcome::default();
         let read_result = self.reader.read(window, tx, &live, &mut outcome).await;
         let (sent, write_result) = match writer.await {
@@ -431,7 +458,20 @@ impl<D: Destination> Worker<D> {
             }
         }
         // The sender's error explains a reader stopped by a closed channel, so it comes first.
-        if let Err(e) = write_result.and(read_result) {
+        let mut result = write_result.and(read_result);
+        if result.is_ok() {
+            match dest.finish().await {
+                Ok(Some(block)) => {
+                    outcome.bytes_written += block.bytes;
+                    outcome.blocks = 1;
+                    outcome.block = Some(block);
+                }
+                Ok(None) => {}
+                Err(e) => result = Err(e),
+            }
+        }
+        if let Err(e) = result {
+            dest.abandon().await;
             outcome.error = Some(WindowError {
                 transient: e.is_transient(),
                 stops_import: e.stops_import(),

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
 
+use crate::blocks::BlocksTarget;
 use crate::endpoint::{EndpointConfig, Secret};
 use crate::error::{Error, Result};
 use crate::name_value::NameValue;
@@ -29,9 +30,25 @@ pub struct WorkerOptions {
     #[arg(long, value_name = "URL")]
     pub source: String,
 
-    /// Remote write URL of the destination, e.g. http://cortex/api/v1/push
-    #[arg(long, value_name = "URL")]
+    /// Remote write URL of the destination, e.g. http://cortex/api/v1/push (or --dest-blocks)
+    #[arg(
+        long,
+        value_name = "URL",
+        default_value = "",
+        hide_default_value = true
+    )]
+    #[serde(default)]
     pub dest: String,
+
+    /// Write TSDB blocks instead of remote write: file:///DIR, a Prometheus data directory, or
+    /// with --tenant a Cortex filesystem bucket (blocks go to DIR/TENANT/); one 2h block per
+    /// window, so no out-of-order window is needed
+    #[arg(long, value_name = "URL", conflicts_with = "dest")]
+    pub dest_blocks: Option<String>,
+
+    /// With --dest-blocks: the Cortex tenant (X-Scope-OrgID) the blocks belong to
+    #[arg(long, value_name = "TENANT", requires = "dest_blocks")]
+    pub tenant: Option<String>,
 
     /// Series selector to import; repeatable [default: every series]
     #[arg(long = "match", value_name = "SELECTOR")]
@@ -330,6 +347,8 @@ impl Default for WorkerOptions {
         WorkerOptions {
             source: String::new(),
             dest: String::new(),
+            dest_blocks: None,
+            tenant: None,
             selectors: Vec::new(),
             drop_label: Vec::new(),
             set_label: Vec::new(),
@@ -476,7 +495,33 @@ impl WorkerOptions {
                 ));
             }
         }
+        let blocks = match (&self.dest_blocks, self.dest.trim().is_empty()) {
+            (Some(url), true) => Some(BlocksTarget::parse(url, self.tenant.as_deref())?),
+            (None, false) if self.tenant.is_none() => None,
+            (None, false) => {
+                return Err(Error::invalid(
+                    "--tenant",
+                    self.tenant.clone().unwrap_or_default(),
+                    "goes with --dest-blocks; for remote write give the tenant as --dest-header X-Scope-OrgID=TENANT",
+                ));
+            }
+            (Some(_), false) => {
+                return Err(Error::invalid(
+                    "--dest",
+                    &self.dest,
+                    "give either --dest (remote write) or --dest-blocks (TSDB blocks), not both",
+                ));
+            }
+            (None, true) => {
+                return Err(Error::invalid(
+                    "--dest",
+                    "",
+                    "is missing: give --dest URL (remote write) or --dest-blocks file:///DIR (TSDB blocks)",
+                ));
+            }
+        };
         Ok(WorkerSettings {
+            blocks,
             source: self.source_endpoint(),
             dest: self.dest_endpoint(),
             selectors,

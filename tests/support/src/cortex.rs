@@ -21,8 +21,20 @@ fn script(name: &str) -> PathBuf {
 
 impl Cortex {
     /// Starts a Cortex with `settings` (`CORTEX_*` variables, see ../shared/cortex/up; Cortex's
-    /// defaults otherwise, but a 240h out-of-order window unless `CORTEX_OOO_WINDOW` says).
+    /// defaults otherwise, but a 240h out-of-order window unless `CORTEX_OOO_WINDOW` says, and
+    /// a ship interval of 1h unless `CORTEX_SHIP_INTERVAL` says).
+    ///
+    /// Why the ship interval: with Cortex's 1m, ingesters upload the blocks they cut from old
+    /// samples and then drop those older than their 6h retention, and queries miss them until
+    /// the store-gateway's next sync (15m). A test that reads back what it imported would then
+    /// see part of it, depending on how slow the machine is (CI saw 1 384 of 6 240 samples of a
+    /// series). The test of that delay sets its own interval.
     pub fn start(name: &str, settings: &[(&str, &str)]) -> Cortex {
+        let mut settings = settings.to_vec();
+        if !settings.iter().any(|(k, _)| *k == "CORTEX_SHIP_INTERVAL") {
+            settings.push(("CORTEX_SHIP_INTERVAL", "1h"));
+        }
+        let settings = settings.as_slice();
         // The first `up` on a machine unpacks the binary into a shared cache through one
         // temporary file; two tests doing that at once race on it ("mv: cannot stat ...tmp",
         // seen on a fresh machine). The first start of this process runs alone.

@@ -101,12 +101,33 @@ pub fn start_prometheus_config(
     extra: &[&str],
 ) -> Server {
     let dir = temp_dir(name);
-    let data = dir.join("data");
+    spawn_prometheus(dir.clone(), &dir.join("data"), config_body, options, extra)
+}
+
+/// A Prometheus (no remote write receiver) on a data directory the test has filled, e.g. with
+/// blocks that promimport wrote.
+pub fn start_prometheus_on(name: &str, data: &Path) -> Server {
+    let options = PrometheusOptions {
+        receiver: false,
+        out_of_order_window: None,
+        max_bytes_in_frame: None,
+        history: None,
+    };
+    spawn_prometheus(temp_dir(name), data, "", options, &[])
+}
+
+fn spawn_prometheus(
+    dir: PathBuf,
+    data: &Path,
+    config_body: &str,
+    options: PrometheusOptions,
+    extra: &[&str],
+) -> Server {
     if let Some(history) = options.history {
         let out = Command::new("promtool")
             .args(["tsdb", "create-blocks-from", "openmetrics"])
             .arg(history)
-            .arg(&data)
+            .arg(data)
             .output()
             .expect("promtool runs (Debian package prometheus; scripts/test installs it)");
         assert!(
@@ -1076,6 +1097,19 @@ impl Run {
             args: ["run", "--source", source, "--dest", dest]
                 .map(String::from)
                 .to_vec(),
+        }
+    }
+
+    /// `promimport run` writing TSDB blocks into `dir` (`--dest-blocks file://DIR`).
+    pub fn blocks(source: &str, dir: &Path) -> Self {
+        Run {
+            args: vec![
+                "run".into(),
+                "--source".into(),
+                source.into(),
+                "--dest-blocks".into(),
+                format!("file://{}", dir.display()),
+            ],
         }
     }
 

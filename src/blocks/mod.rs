@@ -1,0 +1,572 @@
+//! TSDB blocks as a destination: each window becomes one block written straight into a
+//! Prometheus data directory or a Cortex bucket (`TENANT/ULID/`), so the receiver's
+//! out-of-order window does not matter (`--dest-blocks`).
+//!
+//! A block is written into `ULID.tmp-promimport` beside where it belongs (a name neither
+//! Prometheus nor Cortex loads: both load only directories named by a ULID), `meta.json`
+//! last, every file synced, then renamed into place in one step. The ULID comes from the import
+//! and the window, so a window written again finds its block already there instead of adding
+//! a second copy of its samples.
+
+pub mod index;
+pub mod xor;
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde::Serialize;
+use sha2::Digest;
+
+use crate::destination::Destination;
+use crate::error::{Error, Result};
+use crate::plan::Window;
+use crate::proto::Label;
+use crate::remote_write::batch::Batch;
+use crate::remote_write::kept::HistogramCheck;
+use crate::remote_write::{Delivery, Refused, SendCosts};
+use crate::retry::RejectReason;
+use index::{ChunkMeta, IndexSeries, write_index};
+use xor::XorChunk;
+
+/// The range of the blocks Prometheus and Cortex cut; `--window` must be this long, so that
+/// each window is exactly one block of the kind they expect.
+pub const BLOCK_RANGE_MS: i64 = 2 * 3600 * 1000;
+
+/// Prometheus cuts chunk segment files at 512 MiB.
+const SEGMENT_MAX_BYTES: u64 = 512 << 20;
+
+/// Where blocks go: a Prometheus data directory, or a Cortex bucket and tenant.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BlocksTarget {
+    /// As the user gave it (`file:///...`), for messages and the ledger.
+    pub url: String,
+    pub dir: PathBuf,
+    /// Cortex's tenant: blocks go under `dir/TENANT/` with `__org_id__` in their meta.json.
+    pub tenant: Option<String>,
+}
+
+impl BlocksTarget {
+    /// `--dest-blocks URL` and `--tenant`.
+    pub fn parse(url: &str, tenant: Option<&str>) -> Result<Self> {
+        let url = url.trim();
+        let Some(path) = url.strip_prefix("file://") else {
+            let fix = if url.contains("://") {
+                "this version writes blocks to file:// directories only: mount the bucket (or \
+                 give a Prometheus data directory), or import by remote write with --dest"
+            } else {
+                "give a URL such as file:///var/lib/prometheus/data"
+            };
+            return Err(Error::invalid("--dest-blocks", url, fix));
+        };
+        if !path.starts_with('/') {
+            return Err(Error::invalid(
+                "--dest-blocks",
+                url,
+                "the path must be absolute: file:///DIR (three slashes)",
+            ));
+        }
+        let tenant = match tenant.map(str::trim).filter(|t| !t.is_empty()) {
+            None => None,
+            Some(t) if t == "." || t == ".." || t.contains('/') || t.len() > 150 => {
+                return Err(Error::invalid(
+                    "--tenant",
+                    t,
+                    "a Cortex tenant ID has at most 150 characters, no '/', and is not . or ..",
+                ));
+            }
+            Some(t) => Some(t.to_string()),
+        };
+        Ok(BlocksTarget {
+            url: url.to_string(),
+            dir: PathBuf::from(path),
+            tenant,
+        })
+    }
+
+    /// The directory the blocks themselves go into.
+    pub fn blocks_dir(&self) -> PathBuf {
+        match &self.tenant {
+            Some(t) => self.dir.join(t),
+            None => self.dir.clone(),
+        }
+    }
+
+    pub fn describe(&self) -> String {
+        match &self.tenant {
+            Some(t) => format!("{} (tenant {t})", self.url),
+            None => self.url.clone(),
+        }
+    }
+
+    /// When the destination shows a new block, for the summary.
+    pub fn visibility(&self) -> &'static str {
+        match self.tenant {
+            Some(_) => {
+                "Cortex serves new blocks after its store-gateway's and querier's next bucket \
+                 sync (`blocks_storage.bucket_store.sync_interval`, 15m by default): `promimport \
+                 verify --wait 30m` checks them then"
+            }
+            None => {
+                "a Prometheus running on this directory loads new blocks at its next block \
+                 reload (within a minute), or at its next start"
+            }
+        }
+    }
+}
+
+/// What a window's block came to, for the outcome and the ledger.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, serde::Deserialize)]
+pub struct BlockWritten {
+    pub id: String,
+    pub bytes: u64,
+    /// The block was there already, from an earlier run of this window.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub existed: bool,
+}
+
+/// The blocks destination: one per import, and one builder per window (`for_window`).
+#[derive(Clone)]
+pub struct BlockWriter {
+    target: Arc<BlocksTarget>,
+    /// What makes a block's ID: the import (source, selectors, relabelling, destination).
+    identity: Arc<String>,
+    window: Option<Window>,
+    builder: Arc<tokio::sync::Mutex<Option<Builder>>>,
+}
+
+impl BlockWriter {
+    pub fn new(target: BlocksTarget, identity: String) -> Self {
+        BlockWriter {
+            target: Arc::new(target),
+            identity: Arc::new(identity),
+            window: None,
+            builder: Arc::default(),
+        }
+    }
+
+    /// The block's ID: the window's start as the ULID's time, and a hash of the import and
+    /// window as its random part, so the same window of the same import has the same ID.
+    pub fn block_id(&self, window: Window) -> ulid::Ulid {
+        let digest = sha2::Sha256::digest(format!("{}\n{}", self.identity, window.key()));
+        let mut random = [0u8; 16];
+        random[6..].copy_from_slice(&digest[..10]);
+        ulid::Ulid::from_parts(window.start_ms.max(0) as u64, u128::from_be_bytes(random))
+    }
+}
+
+impl Destination for BlockWriter {
+    fn url(&self) -> String {
+        self.target.describe()
+    }
+
+    /// The directory exists (or can be made) and takes files.
+    async fn probe(&self) -> Result<()> {
+        let dir = self.target.blocks_dir();
+        let fail = |source| Error::WriteFile {
+            what: "the --dest-blocks directory",
+            path: dir.clone(),
+            source,
+        };
+        std::fs::create_dir_all(&dir).map_err(fail)?;
+        let probe = dir.join(".promimport-probe");
+        std::fs::write(&probe, b"").map_err(fail)?;
+        std::fs::remove_file(&probe).map_err(fail)
+    }
+
+    fn for_window(&self, window: Window) -> Self {
+        BlockWriter {
+            target: self.target.clone(),
+            identity: self.identity.clone(),
+            window: Some(window),
+            builder: Arc::default(),
+        }
+    }
+
+    async fn send(&self, batch: Batch, costs: &mut SendCosts) -> Result<Delivery> {
+        let window = self.window.ok_or_else(|| {
+            Error::Internal("a block writer was sent samples outside a window".into())
+        })?;
+        let mut builder = self.builder.lock().await;
+        if builder.is_none() {
+            *builder = Some(Builder::start(&self.target, self.block_id(window), window)?);
+        }
+        let Some(builder) = builder.as_mut() else {
+            return Err(Error::Internal("the block builder vanished".into()));
+        };
+        let started = std::time::Instant::now();
+        let delivery = builder.add(batch);
+        costs.encode += started.elapsed();
+        delivery
+    }
+
+    /// Writes the window's block, if it has any samples, and moves it into place.
+    async fn finish(&self) -> Result<Option<BlockWritten>> {
+        let Some(builder) = self.builder.lock().await.take() else {
+            return Ok(None);
+        };
+        let target = self.target.clone();
+        tokio::task::spawn_blocking(move || builder.finish(&target))
+            .await
+            .map_err(|e| Error::Internal(format!("the block writer task ended: {e}")))?
+            .map(Some)
+    }
+
+    /// Removes what an unfinished window wrote (an error stopped it).
+    async fn abandon(&self) {
+        if let Some(builder) = self.builder.lock().await.take() {
+            builder.remove();
+        }
+    }
+
+    /// Histograms are refused before they are written (`Builder::add`), so none is ever
+    /// asked about.
+    async fn check_histograms(&self, _: &[Label], _: i64) -> HistogramCheck {
+        HistogramCheck::Kept
+    }
+}
+
+/// A series' chunks so far, and the chunk being filled.
+#[derive(Default)]
+struct SeriesChunks {
+    chunks: Vec<ChunkMeta>,
+    open: XorChunk,
+}
+
+/// One block being written: chunks go to disk as they fill; what the index needs (labels and
+/// chunk references per series) stays in memory, which bounds memory by series, not samples.
+struct Builder {
+    id: ulid::Ulid,
+    window: Window,
+    staging: PathBuf,
+    segments: Segments,
+    series: BTreeMap<Vec<(String, String)>, SeriesChunks>,
+    samples: u64,
+}
+
+impl Builder {
+    fn start(target: &BlocksTarget, id: ulid::Ulid, window: Window) -> Result<Self> {
+        let staging = target.blocks_dir().join(format!("{id}.tmp-promimport"));
+        // What a worker killed mid-block left behind: never loaded, now replaced.
+        if staging.exists() {
+            std::fs::remove_dir_all(&staging).map_err(|source| Error::WriteFile {
+                what: "an unfinished block of an earlier run",
+                path: staging.clone(),
+                source,
+            })?;
+        }
+        let segments = Segments::create(staging.join("chunks"))?;
+        Ok(Builder {
+            id,
+            window,
+            staging,
+            segments,
+            series: BTreeMap::new(),
+            samples: 0,
+        })
+    }
+
+    fn add(&mut self, batch: Batch) -> Result<Delivery> {
+        let mut delivery = Delivery::default();
+        for ts in batch.request.timeseries {
+            let histograms = ts.histograms.len() as u64;
+            if histograms > 0 {
+                delivery.refused.push(Refused {
+                    reason: RejectReason::HistogramsNotInBlocks,
+                    samples: histograms,
+                    histograms,
+                    message: "native histogram samples are not written into blocks yet".into(),
+                });
+            }
+            if ts.samples.is_empty() {
+                continue;
+            }
+            let key = sorted_labels(&ts.labels);
+            let entry = self.series.entry(key).or_default();
+            let mut disordered = 0;
+            for s in &ts.samples {
+                let last = match entry.open.is_empty() {
+                    false => Some(entry.open.max_time()),
+                    true => entry.chunks.last().map(|c| c.max_t),
+                };
+                if last.is_some_and(|last| s.timestamp <= last) {
+                    disordered += 1;
+                    continue;
+                }
+                if entry.open.is_full() {
+                    let full = std::mem::take(&mut entry.open);
+                    entry.chunks.push(self.segments.write(&full)?);
+                }
+                entry.open.append(s.timestamp, s.value.to_bits());
+                delivery.written += 1;
+            }
+            if disordered > 0 {
+                delivery.refused.push(Refused {
+                    reason: RejectReason::DisorderedInBlock,
+                    samples: disordered,
+                    histograms: 0,
+                    message: format!(
+                        "series {} has samples at or before ones already in its block",
+                        crate::relabel::render(&ts.labels)
+                    ),
+                });
+            }
+        }
+        self.samples += delivery.written;
+        Ok(delivery)
+    }
+
+    fn finish(mut self, target: &BlocksTarget) -> Result<BlockWritten> {
+        let dest = target.blocks_dir().join(self.id.to_string());
+        let io = |what: &'static str, path: &Path| {
+            let path = path.to_path_buf();
+            move |source| Error::WriteFile { what, path, source }
+        };
+        for entry in self.series.values_mut() {
+            if !entry.open.is_empty() {
+                let last = std::mem::take(&mut entry.open);
+                entry.chunks.push(self.segments.write(&last)?);
+            }
+        }
+        let chunks: u64 = self.series.values().map(|s| s.chunks.len() as u64).sum();
+        let segment_files = self.segments.close()?;
+        let index_path = self.staging.join("index");
+        let file = File::create(&index_path).map_err(io("a block's index", &index_path))?;
+        let mut out = BufWriter::new(file);
+        let series = self.series.iter().map(|(labels, s)| IndexSeries {
+            labels,
+            chunks: &s.chunks,
+        });
+        let index_bytes =
+            write_index(&mut out, series).map_err(io("a block's index", &index_path))?;
+        let file = out
+            .into_inner()
+            .map_err(|e| io("a block's index", &index_path)(e.into_error()))?;
+        file.sync_all()
+            .map_err(io("a block's index", &index_path))?;
+
+        let meta = Meta::new(&self, target.tenant.as_deref(), chunks, &segment_files);
+        let meta_path = self.staging.join("meta.json");
+        let json = serde_json::to_vec_pretty(&meta).map_err(|e| Error::Internal(e.to_string()))?;
+        write_synced(&meta_path, &json).map_err(io("a block's meta.json", &meta_path))?;
+        sync_dir(&self.staging).map_err(io("a block's directory", &self.staging))?;
+
+        let bytes = self.segments.bytes + index_bytes + json.len() as u64;
+        let id = self.id.to_string();
+        if dest.join("meta.json").exists() {
+            // This window's block from an earlier run that stopped before recording it: the
+            // same import and window, so the same samples; keep the one readers may have.
+            self.remove();
+            return Ok(BlockWritten {
+                id,
+                bytes,
+                existed: true,
+            });
+        }
+        if dest.exists() {
+            // A directory with our ID and no meta.json is not loaded by anyone: ours, cut
+            // short in a way the staging name should have prevented; replace it.
+            std::fs::remove_dir_all(&dest).map_err(io("an incomplete block", &dest))?;
+        }
+        std::fs::rename(&self.staging, &dest).map_err(io("a block's directory", &dest))?;
+        sync_dir(&target.blocks_dir()).map_err(io("the blocks directory", &dest))?;
+        Ok(BlockWritten {
+            id,
+            bytes,
+            existed: false,
+        })
+    }
+
+    fn remove(self) {
+        if let Err(e) = std::fs::remove_dir_all(&self.staging) {
+            tracing::warn!(path = %self.staging.display(), error = %e, "could not remove an unfinished block; it is never loaded, and the next run of its window replaces it");
+        }
+    }
+}
+
+fn sorted_labels(labels: &[Label]) -> Vec<(String, String)> {
+    let mut pairs: Vec<(String, String)> = labels
+        .iter()
+        .map(|l| (l.name.clone(), l.value.clone()))
+        .collect();
+    pairs.sort();
+    pairs
+}
+
+fn write_synced(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let mut file = File::create(path)?;
+    file.write_all(bytes)?;
+    file.sync_all()
+}
+
+/// A rename is durable once its directory is synced.
+fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+/// The chunk segment files (`chunks/000001`, ...): an 8-byte header, then each chunk as its
+/// length, encoding, data and CRC32 Castagnoli (prometheus/tsdb/docs/format/chunks.md).
+struct Segments {
+    dir: PathBuf,
+    names: Vec<String>,
+    file: Option<BufWriter<File>>,
+    offset: u64,
+    bytes: u64,
+}
+
+const CHUNKS_MAGIC: u32 = 0x85BD_40DD;
+const ENCODING_XOR: u8 = 1;
+
+impl Segments {
+    fn create(dir: PathBuf) -> Result<Self> {
+        std::fs::create_dir_all(&dir).map_err(|source| Error::WriteFile {
+            what: "a block's chunks directory",
+            path: dir.clone(),
+            source,
+        })?;
+        Ok(Segments {
+            dir,
+            names: Vec::new(),
+            file: None,
+            offset: 0,
+            bytes: 0,
+        })
+    }
+
+    fn error(&self, source: std::io::Error) -> Error {
+        Error::WriteFile {
+            what: "a block's chunk file",
+            path: self.dir.clone(),
+            source,
+        }
+    }
+
+    fn write(&mut self, chunk: &XorChunk) -> Result<ChunkMeta> {
+        let data = chunk.bytes();
+        let mut head = Vec::with_capacity(11);
+        index::uvarint(&mut head, data.len() as u64);
+        head.push(ENCODING_XOR);
+        let size = (head.len() + data.len() + 4) as u64;
+        if self.file.is_none() || self.offset + size > SEGMENT_MAX_BYTES {
+            self.cut().map_err(|e| self.error(e))?;
+        }
+        let reference = ((self.names.len() as u64 - 1) << 32) | self.offset;
+        let mut crc = crc32c::crc32c(&[ENCODING_XOR]);
+        crc = crc32c::crc32c_append(crc, data);
+        let Some(file) = self.file.as_mut() else {
+            return Err(Error::Internal("no open chunk segment".into()));
+        };
+        let written = file
+            .write_all(&head)
+            .and_then(|()| file.write_all(data))
+            .and_then(|()| file.write_all(&crc.to_be_bytes()));
+        written.map_err(|e| self.error(e))?;
+        self.offset += size;
+        self.bytes += size;
+        Ok(ChunkMeta {
+            min_t: chunk.min_time(),
+            max_t: chunk.max_time(),
+            reference,
+        })
+    }
+
+    /// Closes the current segment and opens the next.
+    fn cut(&mut self) -> std::io::Result<()> {
+        self.close_current()?;
+        let name = format!("{:06}", self.names.len() + 1);
+        let mut file = BufWriter::new(File::create(self.dir.join(&name))?);
+        file.write_all(&CHUNKS_MAGIC.to_be_bytes())?;
+        file.write_all(&[1, 0, 0, 0])?;
+        self.names.push(name);
+        self.file = Some(file);
+        self.offset = 8;
+        self.bytes += 8;
+        Ok(())
+    }
+
+    fn close_current(&mut self) -> std::io::Result<()> {
+        if let Some(file) = self.file.take() {
+            file.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+        }
+        Ok(())
+    }
+
+    /// Closes the last segment; the names of all, for meta.json.
+    fn close(&mut self) -> Result<Vec<String>> {
+        self.close_current().map_err(|e| self.error(e))?;
+        sync_dir(&self.dir).map_err(|e| self.error(e))?;
+        Ok(self.names.clone())
+    }
+}
+
+/// `meta.json` as Prometheus reads it, with the `thanos` section Cortex reads: its only label
+/// `__org_id__`, the tenant (any other label would be added to every series it returns).
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Meta {
+    ulid: String,
+    min_time: i64,
+    max_time: i64,
+    stats: Stats,
+    compaction: Compaction,
+    version: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    thanos: Option<Thanos>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Stats {
+    num_samples: u64,
+    num_series: u64,
+    num_chunks: u64,
+}
+
+#[derive(Serialize)]
+struct Compaction {
+    level: u32,
+    sources: Vec<String>,
+}
+
+#[derive(Serialize)]
+struct Thanos {
+    labels: BTreeMap<String, String>,
+    downsample: Downsample,
+    source: &'static str,
+    segment_files: Vec<String>,
+}
+
+#[derive(Serialize)]
+struct Downsample {
+    resolution: i64,
+}
+
+impl Meta {
+    fn new(block: &Builder, tenant: Option<&str>, chunks: u64, segments: &[String]) -> Self {
+        let id = block.id.to_string();
+        Meta {
+            ulid: id.clone(),
+            // A block's range is half-open, as a window is.
+            min_time: block.window.start_ms,
+            max_time: block.window.end_ms,
+            stats: Stats {
+                num_samples: block.samples,
+                num_series: block.series.len() as u64,
+                num_chunks: chunks,
+            },
+            compaction: Compaction {
+                level: 1,
+                sources: vec![id],
+            },
+            version: 1,
+            thanos: tenant.map(|t| Thanos {
+                labels: BTreeMap::from([("__org_id__".to_string(), t.to_string())]),
+                downsample: Downsample { resolution: 0 },
+                source: "promimport",
+                segment_files: segments.to_vec(),
+            }),
+        }
+    }
+}
