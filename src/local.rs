@@ -190,14 +190,17 @@ impl std::fmt::Display for RunSummary {
                 t.histograms_rejected()
             )?;
         }
-        writeln!(
+        write!(
             f,
-            "  bytes    read {}B, written {}B in {} requests ({} retries)",
+            "  bytes    read {}B, written {}B",
             human(t.bytes_read as f64),
             human(t.bytes_written as f64),
-            t.requests,
-            t.retries
         )?;
+        // Blocks are written without requests.
+        if self.blocks.is_none() {
+            write!(f, " in {} requests ({} retries)", t.requests, t.retries)?;
+        }
+        writeln!(f)?;
         let rate = t.samples_written as f64 / self.seconds.max(0.001);
         write!(
             f,

@@ -187,3 +187,95 @@ fn into_cortex_without_an_out_of_order_window_blocks_are_served_exactly_where_re
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert!(text(&out).contains("match (bit for bit)"), "{}", text(&out));
 }
+
+/// The windows of the blocks in `dir`, from their meta.json.
+fn block_ranges(dir: &Path) -> Vec<(i64, i64)> {
+    blocks_in(dir)
+        .iter()
+        .map(|b| {
+            let meta: serde_json::Value =
+                serde_json::from_slice(&std::fs::read(dir.join(b).join("meta.json")).unwrap())
+                    .unwrap();
+            (
+                meta["minTime"].as_i64().unwrap(),
+                meta["maxTime"].as_i64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn a_worker_killed_mid_block_leaves_no_block_a_reader_loads_and_the_rerun_is_exact() {
+    let source = recent_history_source("blocks-kill-src", 26, 1);
+    let data = temp_dir("blocks-kill-data");
+    let now = promimport::timespec::now_ms();
+    let (start, end) = (now - 30 * HOUR_MS, now);
+    // Read slowly, and hand samples to the block in small batches, so that blocks are being
+    // written when the kill comes.
+    let run = Run::blocks(&source.url("/api/v1/read"), &data)
+        .between(start, end)
+        .flags(&["--max-read-samples-per-second", "10000"])
+        .flags(&["--batch-samples", "500"])
+        .state(&temp_dir("blocks-kill-state"));
+    let child = std::process::Command::new(promimport_bin())
+        .args(run.args())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let unfinished = || -> Vec<String> {
+        std::fs::read_dir(&data)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".tmp-promimport"))
+            .collect()
+    };
+    // Killed as soon as a block is being written, however slow the machine.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while unfinished().is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let killed = Command::new("kill")
+        .args(["-KILL", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let mut child = child;
+    child.wait().unwrap();
+    assert!(
+        !unfinished().is_empty(),
+        "the kill came while a block was being written"
+    );
+    let done = block_ranges(&data);
+    assert!(done.len() < 14, "the kill came before the end: {done:?}");
+    // What a Prometheus loads now is exactly the finished blocks' windows, nothing partial.
+    let expected = read_samples(&source, start, end);
+    let within = |t: i64| done.iter().any(|&(a, b)| a <= t && t < b);
+    let finished: Data = expected
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.clone(),
+                v.iter().copied().filter(|s| within(s.0)).collect(),
+            )
+        })
+        .filter(|(_, v): &(String, Vec<(i64, u64)>)| !v.is_empty())
+        .collect();
+    let sink = start_prometheus_on("blocks-kill-sink", &data);
+    assert_same_data(&finished, &read_samples(&sink, start, end));
+    drop(sink);
+
+    let (code, log) = Run::blocks(&source.url("/api/v1/read"), &data)
+        .between(start, end)
+        .state(&temp_dir("blocks-kill-state-2"))
+        .exec();
+    assert_eq!(code, Some(0), "{log}");
+    let left: Vec<String> = std::fs::read_dir(&data)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains("tmp"))
+        .collect();
+    assert!(left.is_empty(), "unfinished blocks are replaced: {left:?}");
+    let sink = start_prometheus_on("blocks-kill-sink-2", &data);
+    assert_same_data(&expected, &read_samples(&sink, start, end));
+}
