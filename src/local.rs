@@ -246,7 +246,10 @@ fn write_findings(f: &mut std::fmt::Formatter<'_>, t: &WindowOutcome) -> std::fm
     if let Some(line) = t.source_splitting() {
         write!(f, "\n  SPLIT    {line}")?;
     }
-    for line in [t.read_pacing(), t.throttling()].into_iter().flatten() {
+    for line in [t.read_pacing(), t.slow_source(), t.throttling()]
+        .into_iter()
+        .flatten()
+    {
         write!(f, "\n  PACED    {line}")?;
     }
     for r in &t.rejected {

@@ -71,6 +71,12 @@ pub struct WindowOutcome {
     /// Time spent waiting to keep to `--max-read-samples-per-second`.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub read_throttled_seconds: f64,
+    /// Queries the source took longer than `--source-slow-answer` to begin answering, and the
+    /// time the reader then waited before its next query, to let the source recover.
+    #[serde(default, skip_serializing_if = "is_zero_u64")]
+    pub slow_answers: u64,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub slow_answer_wait_seconds: f64,
     /// The limit the destination named (samples per second), if it named one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate_limit: Option<f64>,
@@ -184,6 +190,8 @@ impl WindowOutcome {
         self.throttled_seconds += other.throttled_seconds;
         self.read_throttled_seconds += other.read_throttled_seconds;
         self.source_splits += other.source_splits;
+        self.slow_answers += other.slow_answers;
+        self.slow_answer_wait_seconds += other.slow_answer_wait_seconds;
         self.blocks += other.blocks;
         self.throttles += other.throttles;
         self.rate_limit = self.rate_limit.or(other.rate_limit);
@@ -214,6 +222,19 @@ impl WindowOutcome {
                 "windows waited {:.1}s in all to keep to --max-read-samples-per-second (the \
                  source's load)",
                 self.read_throttled_seconds
+            )
+        })
+    }
+
+    /// The summary's line about a source that answered slowly, when one did.
+    pub fn slow_source(&self) -> Option<String> {
+        (self.slow_answers > 0).then(|| {
+            format!(
+                "the source took longer than --source-slow-answer to begin {} answers; each \
+                 time the read paused as long as that answer took to begin ({:.1}s in all), so \
+                 the source was never asked more than half the time. A source this slow is \
+                 loaded: fewer --parallel windows or a lower --max-read-samples-per-second ease it",
+                self.slow_answers, self.slow_answer_wait_seconds
             )
         })
     }

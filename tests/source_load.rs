@@ -214,6 +214,44 @@ fn reading_is_held_to_max_read_samples_per_second() {
     );
 }
 
+#[test]
+fn a_source_slow_to_answer_is_given_as_long_again_before_each_next_query() {
+    let source = history_source("slow-answer-src", 4, false);
+    let (start, end) = (BASE_MS, BASE_MS + 4 * HOUR_MS);
+    let sink = prometheus_sink("slow-answer-sink");
+    // Every answer begins 1.5 s after its query, as from a source that queues them.
+    let slow = slow_proxy(source.url(""), std::time::Duration::from_millis(1_500));
+    let began = std::time::Instant::now();
+    let (code, log) = Run::new(&slow.url("/api/v1/read"), &sink.url("/api/v1/write"))
+        .between(start, end)
+        .flags(&[
+            "--window",
+            "1h",
+            "--parallel",
+            "1",
+            "--metrics-per-read",
+            "0",
+        ])
+        .flag("--source-slow-answer", "1s")
+        .state(&temp_dir("slow-answer-state"))
+        .exec();
+    assert_eq!(code, Some(0), "{log}");
+    // Four windows of one query each: four slow answers, each followed by a pause as long.
+    assert!(
+        log.contains("to begin 4 answers"),
+        "the summary says the import eased off: {log}"
+    );
+    let took = began.elapsed().as_secs_f64();
+    assert!(
+        took >= 4.0 * 3.0,
+        "4 queries of 1.5 s and 4 pauses took {took:.1}s: {log}"
+    );
+    assert_same_data(
+        &read_samples(&source, start, end),
+        &read_samples(&sink, start - HOUR_MS, end + HOUR_MS),
+    );
+}
+
 /// A proxy that asks the source for SAMPLES only, as a source that cannot stream answers
 /// (older Prometheus, some proxies); other requests pass as they came.
 fn samples_only_proxy(source: &Server) -> FakeServer {

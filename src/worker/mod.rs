@@ -48,6 +48,9 @@ pub struct WorkerSettings {
     pub metrics_per_read: usize,
     /// `--max-read-samples-per-second`: the most read from the source, across windows.
     pub max_read_samples_per_second: Option<f64>,
+    /// `--source-slow-answer`: a query whose answer takes longer than this to begin is
+    /// followed by a pause as long, before the next.
+    pub source_slow_answer: Duration,
 }
 
 /// Live counters a progress display reads while windows run.
@@ -79,6 +82,8 @@ pub struct WindowReader {
     metrics_per_read: usize,
     /// `--max-read-samples-per-second`, shared by every window this reader reads.
     read_pace: Option<Arc<Pacer>>,
+    /// `--source-slow-answer`.
+    slow_answer: Duration,
 }
 
 impl WindowReader {
@@ -97,6 +102,7 @@ impl WindowReader {
             read_pace: settings
                 .max_read_samples_per_second
                 .map(|cap| Arc::new(Pacer::new(Some(cap)))),
+            slow_answer: settings.source_slow_answer,
         })
     }
 
@@ -245,10 +251,16 @@ impl WindowReader {
     /// Reads one query's answer into the assembler and hands the batches it fills to the
     /// sender; `false` when the sender has stopped.
     async fn read_query(&self, query: Query<'_>, read: &mut WindowRead<'_, '_>) -> Result<bool> {
+        let asked = Instant::now();
         let mut stream = self
             .reader
             .open(query.range.start_ms, query.range.end_ms, query.matchers)
             .await?;
+        // A source that takes long to begin an answer is busy (its query gate, its memory, its
+        // disk): the time it took is a measure of its load that needs no setting. Pausing as
+        // long before the next query at most halves what this reader asks of it.
+        let to_answer = asked.elapsed();
+        let slow = to_answer > self.slow_answer;
         read.outcome.streamed = stream.is_streamed();
         while let Some(part) = stream.next().await? {
             let before = read.assembler.samples;
@@ -286,6 +298,16 @@ impl WindowReader {
             }
         }
         read.outcome.bytes_read += stream.bytes_read();
+        if slow {
+            tracing::warn!(
+                range = %query.range,
+                seconds_to_answer = to_answer.as_secs_f64(),
+                "the source was slow to answer; pausing as long before the next query"
+            );
+            tokio::time::sleep(to_answer).await;
+            read.outcome.slow_answers += 1;
+            read.outcome.slow_answer_wait_seconds += to_answer.as_secs_f64();
+        }
         Ok(true)
     }
 

@@ -138,6 +138,15 @@ pub struct WorkerOptions {
     )]
     pub source_timeout: Duration,
 
+    /// A remote read answer that takes longer than this to begin means a loaded source: the
+    /// reader then pauses as long before its next query
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = duration_arg)]
+    #[serde(
+        default = "default_source_slow_answer",
+        deserialize_with = "source_slow_answer_variable"
+    )]
+    pub source_slow_answer: Duration,
+
     /// Longest time for one remote write request
     #[arg(long, value_name = "DURATION", default_value = "1m", value_parser = duration_arg)]
     #[serde(
@@ -258,6 +267,11 @@ pub struct WorkerOptions {
 fn default_source_timeout() -> Duration {
     Duration::from_secs(180)
 }
+/// A Prometheus at rest begins a remote read answer within a second; ten is a source that
+/// queues queries or swaps.
+fn default_source_slow_answer() -> Duration {
+    Duration::from_secs(10)
+}
 fn default_dest_timeout() -> Duration {
     Duration::from_secs(60)
 }
@@ -334,6 +348,7 @@ variable_parsers! {
     dest_header_lines: "dest_header" => list(Vec<NameValue>),
     source_timeout_variable: "source_timeout" => duration(Duration),
     dest_timeout_variable: "dest_timeout" => duration(Duration),
+    source_slow_answer_variable: "source_slow_answer" => duration(Duration),
 }
 
 /// A timeout as a flag takes it (`3m`, `90s`); the flag's name is in clap's own message.
@@ -371,6 +386,7 @@ impl Default for WorkerOptions {
             dest_insecure_skip_verify: false,
             dest_tls_server_name: None,
             source_timeout: default_source_timeout(),
+            source_slow_answer: default_source_slow_answer(),
             dest_timeout: default_dest_timeout(),
             batch_samples: default_batch_samples(),
             batch_bytes: default_batch_bytes(),
@@ -544,6 +560,7 @@ impl WorkerOptions {
             max_samples_per_second: self.max_samples_per_second,
             metrics_per_read: self.metrics_per_read,
             max_read_samples_per_second: self.max_read_samples_per_second,
+            source_slow_answer: self.source_slow_answer,
         })
     }
 
