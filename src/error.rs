@@ -202,6 +202,14 @@ pub enum Error {
     #[error("internal error: {0}; please report it")]
     Internal(String),
 
+    #[error("blocks destination {url}: {message}")]
+    BlockStore {
+        url: String,
+        message: String,
+        /// A network failure (worth another try) rather than credentials or permissions.
+        transient: bool,
+    },
+
     #[error("ledger {}: {reason}", path.display())]
     Ledger { path: PathBuf, reason: String },
 
@@ -254,6 +262,7 @@ impl Error {
             // A frame cut short or failing its checksum is what a dropped connection looks like.
             Error::SourceFrame { source, .. } => source.is_transient(),
             Error::SourceFailedMidStream { .. } => true,
+            Error::BlockStore { transient, .. } => *transient,
             _ => false,
         }
     }
@@ -279,6 +288,7 @@ impl Error {
             | Error::Certificate { .. }
             | Error::Compress { .. }
             | Error::SourceNotSnappy { .. } => true,
+            Error::BlockStore { transient, .. } => !transient,
             Error::SourceChunk { source, .. } => {
                 matches!(
                     source,

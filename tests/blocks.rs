@@ -90,7 +90,8 @@ fn a_window_that_is_not_a_block_and_a_bucket_url_are_refused_with_the_fix() {
             vec!["--dest-blocks", dest.as_str(), "--window", "1d"],
             "--window 2h",
         ),
-        (vec!["--dest-blocks", "s3://bucket"], "file://"),
+        (vec!["--dest-blocks", "ftp://host/blocks"], "s3://BUCKET"),
+        (vec!["--dest-blocks", "http://host/blocks"], "file:///DIR"),
         (vec!["--dest-blocks", "file://relative/dir"], "absolute"),
         (
             vec!["--dest-blocks", dest.as_str(), "--tenant", "a/b"],
@@ -278,4 +279,47 @@ fn a_worker_killed_mid_block_leaves_no_block_a_reader_loads_and_the_rerun_is_exa
     assert!(left.is_empty(), "unfinished blocks are replaced: {left:?}");
     let sink = start_prometheus_on("blocks-kill-sink-2", &data);
     assert_same_data(&expected, &read_samples(&sink, start, end));
+}
+
+#[test]
+fn into_cortex_on_s3_the_blocks_are_uploaded_meta_json_last_and_served_exactly() {
+    let source = recent_history_source("blocks-s3-src", 26, 1);
+    let s3 = start_s3("blocks-s3", "cortex-blocks");
+    let endpoint = s3.url("");
+    let cortex = Cortex::start_on_s3(
+        "blocks-s3-cortex",
+        &[("CORTEX_OOO_WINDOW", "0s"), ("CORTEX_SYNC_INTERVAL", "10s")],
+        endpoint.trim_start_matches("http://"),
+        "cortex-blocks",
+    );
+    let out = std::process::Command::new(promimport_bin())
+        .args(["run", "--source", &source.url("/api/v1/read")])
+        .args(["--dest-blocks", "s3://cortex-blocks", "--tenant", TENANT])
+        .args(["--start", "now-30h", "--end", "now"])
+        .arg("--state")
+        .arg(temp_dir("blocks-s3-state"))
+        // What a user sets for an S3-compatible store; the keys are moto's, any will do.
+        .env("AWS_ENDPOINT", &endpoint)
+        .env("AWS_ALLOW_HTTP", "true")
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_ACCESS_KEY_ID", "x")
+        .env("AWS_SECRET_ACCESS_KEY", "secret-value-never-printed")
+        .output()
+        .unwrap();
+    let log = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{log}");
+    assert!(!log.contains("secret-value-never-printed"), "{log}");
+    assert!(
+        log.contains("written into s3://cortex-blocks (tenant c-7xk2p)"),
+        "{log}"
+    );
+    let (start, end) = summary_range(&log);
+    let expected = read_samples(&source, start, end);
+    let deadline = Instant::now() + Duration::from_secs(180);
+    let mut held = cortex.read_samples(TENANT, start, end);
+    while total_samples(&held) < total_samples(&expected) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_secs(3));
+        held = cortex.read_samples(TENANT, start, end);
+    }
+    assert_same_data(&expected, &held);
 }

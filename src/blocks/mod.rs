@@ -1,15 +1,18 @@
 //! TSDB blocks as a destination: each window becomes one block written straight into a
-//! Prometheus data directory or a Cortex bucket (`TENANT/ULID/`), so the receiver's
-//! out-of-order window does not matter (`--dest-blocks`).
+//! Prometheus data directory, a Cortex bucket (`TENANT/ULID/`, on a filesystem or in S3, GCS,
+//! Azure), so the receiver's out-of-order window does not matter (`--dest-blocks`).
 //!
-//! A block is written into `ULID.tmp-promimport` beside where it belongs (a name neither
-//! Prometheus nor Cortex loads: both load only directories named by a ULID), `meta.json`
-//! last, every file synced, then renamed into place in one step. The ULID comes from the import
-//! and the window, so a window written again finds its block already there instead of adding
-//! a second copy of its samples.
+//! A block is written into a staging directory named `ULID.tmp-promimport` (a name neither
+//! Prometheus nor Cortex loads: both load only directories named by a ULID), `meta.json` last,
+//! every file synced, then put in place (`target.rs`): renamed in one step, or uploaded with
+//! `meta.json` last. The ULID comes from the import and the window, so a window written again
+//! finds its block already there instead of adding a second copy of its samples.
 
 pub mod index;
+mod target;
 pub mod xor;
+
+pub use target::BlocksTarget;
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -37,85 +40,6 @@ pub const BLOCK_RANGE_MS: i64 = 2 * 3600 * 1000;
 
 /// Prometheus cuts chunk segment files at 512 MiB.
 const SEGMENT_MAX_BYTES: u64 = 512 << 20;
-
-/// Where blocks go: a Prometheus data directory, or a Cortex bucket and tenant.
-#[derive(Debug, Clone, PartialEq)]
-pub struct BlocksTarget {
-    /// As the user gave it (`file:///...`), for messages and the ledger.
-    pub url: String,
-    pub dir: PathBuf,
-    /// Cortex's tenant: blocks go under `dir/TENANT/` with `__org_id__` in their meta.json.
-    pub tenant: Option<String>,
-}
-
-impl BlocksTarget {
-    /// `--dest-blocks URL` and `--tenant`.
-    pub fn parse(url: &str, tenant: Option<&str>) -> Result<Self> {
-        let url = url.trim();
-        let Some(path) = url.strip_prefix("file://") else {
-            let fix = if url.contains("://") {
-                "this version writes blocks to file:// directories only: mount the bucket (or \
-                 give a Prometheus data directory), or import by remote write with --dest"
-            } else {
-                "give a URL such as file:///var/lib/prometheus/data"
-            };
-            return Err(Error::invalid("--dest-blocks", url, fix));
-        };
-        if !path.starts_with('/') {
-            return Err(Error::invalid(
-                "--dest-blocks",
-                url,
-                "the path must be absolute: file:///DIR (three slashes)",
-            ));
-        }
-        let tenant = match tenant.map(str::trim).filter(|t| !t.is_empty()) {
-            None => None,
-            Some(t) if t == "." || t == ".." || t.contains('/') || t.len() > 150 => {
-                return Err(Error::invalid(
-                    "--tenant",
-                    t,
-                    "a Cortex tenant ID has at most 150 characters, no '/', and is not . or ..",
-                ));
-            }
-            Some(t) => Some(t.to_string()),
-        };
-        Ok(BlocksTarget {
-            url: url.to_string(),
-            dir: PathBuf::from(path),
-            tenant,
-        })
-    }
-
-    /// The directory the blocks themselves go into.
-    pub fn blocks_dir(&self) -> PathBuf {
-        match &self.tenant {
-            Some(t) => self.dir.join(t),
-            None => self.dir.clone(),
-        }
-    }
-
-    pub fn describe(&self) -> String {
-        match &self.tenant {
-            Some(t) => format!("{} (tenant {t})", self.url),
-            None => self.url.clone(),
-        }
-    }
-
-    /// When the destination shows a new block, for the summary.
-    pub fn visibility(&self) -> &'static str {
-        match self.tenant {
-            Some(_) => {
-                "Cortex serves new blocks after its store-gateway's and querier's next bucket \
-                 sync (`blocks_storage.bucket_store.sync_interval`, 15m by default): `promimport \
-                 verify --wait 30m` checks them then"
-            }
-            None => {
-                "a Prometheus running on this directory loads new blocks at its next block \
-                 reload (within a minute), or at its next start"
-            }
-        }
-    }
-}
 
 /// What a window's block came to, for the outcome and the ledger.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, serde::Deserialize)]
@@ -162,18 +86,9 @@ impl Destination for BlockWriter {
         self.target.describe()
     }
 
-    /// The directory exists (or can be made) and takes files.
+    /// The directory or bucket takes what an import writes.
     async fn probe(&self) -> Result<()> {
-        let dir = self.target.blocks_dir();
-        let fail = |source| Error::WriteFile {
-            what: "the --dest-blocks directory",
-            path: dir.clone(),
-            source,
-        };
-        std::fs::create_dir_all(&dir).map_err(fail)?;
-        let probe = dir.join(".promimport-probe");
-        std::fs::write(&probe, b"").map_err(fail)?;
-        std::fs::remove_file(&probe).map_err(fail)
+        self.target.probe().await
     }
 
     fn for_window(&self, window: Window) -> Self {
@@ -207,11 +122,11 @@ impl Destination for BlockWriter {
         let Some(builder) = self.builder.lock().await.take() else {
             return Ok(None);
         };
-        let target = self.target.clone();
-        tokio::task::spawn_blocking(move || builder.finish(&target))
+        let tenant = self.target.tenant.clone();
+        let sealed = tokio::task::spawn_blocking(move || builder.seal(tenant.as_deref()))
             .await
-            .map_err(|e| Error::Internal(format!("the block writer task ended: {e}")))?
-            .map(Some)
+            .map_err(|e| Error::Internal(format!("the block writer task ended: {e}")))??;
+        self.target.place(sealed).await.map(Some)
     }
 
     /// Removes what an unfinished window wrote (an error stopped it).
@@ -248,7 +163,7 @@ struct Builder {
 
 impl Builder {
     fn start(target: &BlocksTarget, id: ulid::Ulid, window: Window) -> Result<Self> {
-        let staging = target.blocks_dir().join(format!("{id}.tmp-promimport"));
+        let staging = target.staging_dir(id);
         // What a worker killed mid-block left behind: never loaded, now replaced.
         if staging.exists() {
             std::fs::remove_dir_all(&staging).map_err(|source| Error::WriteFile {
@@ -318,8 +233,9 @@ impl Builder {
         Ok(delivery)
     }
 
-    fn finish(mut self, target: &BlocksTarget) -> Result<BlockWritten> {
-        let dest = target.blocks_dir().join(self.id.to_string());
+    /// Writes the last chunks, the index and `meta.json` (last), every file synced: the block
+    /// is complete in its staging directory, ready to be put in place.
+    fn seal(mut self, tenant: Option<&str>) -> Result<Sealed> {
         let io = |what: &'static str, path: &Path| {
             let path = path.to_path_buf();
             move |source| Error::WriteFile { what, path, source }
@@ -347,41 +263,45 @@ impl Builder {
         file.sync_all()
             .map_err(io("a block's index", &index_path))?;
 
-        let meta = Meta::new(&self, target.tenant.as_deref(), chunks, &segment_files);
+        let meta = Meta::new(&self, tenant, chunks, &segment_files);
         let meta_path = self.staging.join("meta.json");
         let json = serde_json::to_vec_pretty(&meta).map_err(|e| Error::Internal(e.to_string()))?;
         write_synced(&meta_path, &json).map_err(io("a block's meta.json", &meta_path))?;
         sync_dir(&self.staging).map_err(io("a block's directory", &self.staging))?;
-
-        let bytes = self.segments.bytes + index_bytes + json.len() as u64;
-        let id = self.id.to_string();
-        if dest.join("meta.json").exists() {
-            // This window's block from an earlier run that stopped before recording it: the
-            // same import and window, so the same samples; keep the one readers may have.
-            self.remove();
-            return Ok(BlockWritten {
-                id,
-                bytes,
-                existed: true,
-            });
-        }
-        if dest.exists() {
-            // A directory with our ID and no meta.json is not loaded by anyone: ours, cut
-            // short in a way the staging name should have prevented; replace it.
-            std::fs::remove_dir_all(&dest).map_err(io("an incomplete block", &dest))?;
-        }
-        std::fs::rename(&self.staging, &dest).map_err(io("a block's directory", &dest))?;
-        sync_dir(&target.blocks_dir()).map_err(io("the blocks directory", &dest))?;
-        Ok(BlockWritten {
-            id,
-            bytes,
-            existed: false,
+        let mut files: Vec<String> = segment_files
+            .iter()
+            .map(|name| format!("chunks/{name}"))
+            .collect();
+        files.extend(["index".to_string(), "meta.json".to_string()]);
+        Ok(Sealed {
+            id: self.id.to_string(),
+            staging: self.staging,
+            files,
+            bytes: self.segments.bytes + index_bytes + json.len() as u64,
         })
     }
 
     fn remove(self) {
         if let Err(e) = std::fs::remove_dir_all(&self.staging) {
             tracing::warn!(path = %self.staging.display(), error = %e, "could not remove an unfinished block; it is never loaded, and the next run of its window replaces it");
+        }
+    }
+}
+
+/// A block complete in its staging directory.
+pub(crate) struct Sealed {
+    pub id: String,
+    pub staging: PathBuf,
+    /// Its files relative to the block's directory, `meta.json` last.
+    pub files: Vec<String>,
+    pub bytes: u64,
+}
+
+impl Sealed {
+    /// The block's own files are no longer needed here (placed, or found in place already).
+    pub fn remove(&self) {
+        if let Err(e) = std::fs::remove_dir_all(&self.staging) {
+            tracing::warn!(path = %self.staging.display(), error = %e, "could not remove a block's staging directory; it is never loaded, and the next run of its window replaces it");
         }
     }
 }
@@ -402,7 +322,7 @@ fn write_synced(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 }
 
 /// A rename is durable once its directory is synced.
-fn sync_dir(dir: &Path) -> std::io::Result<()> {
+pub(crate) fn sync_dir(dir: &Path) -> std::io::Result<()> {
     File::open(dir)?.sync_all()
 }
 

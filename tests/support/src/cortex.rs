@@ -81,6 +81,79 @@ impl Cortex {
         }
     }
 
+    /// A Cortex whose blocks storage is the S3 bucket `bucket` at `endpoint` (an S3-compatible
+    /// server on loopback, e.g. moto): `up` makes its configuration (and unpacks the binary),
+    /// then that Cortex is replaced by one with `blocks_storage` on S3, on the same ports.
+    pub fn start_on_s3(
+        name: &str,
+        settings: &[(&str, &str)],
+        endpoint: &str,
+        bucket: &str,
+    ) -> Cortex {
+        let first = Self::start(name, settings);
+        let config = first.dir.join("cortex.yaml");
+        let yaml = std::fs::read_to_string(&config).expect("up writes cortex.yaml");
+        let filesystem = format!(
+            "  backend: filesystem\n  filesystem: {{dir: {}/blocks}}\n",
+            first.dir.display()
+        );
+        assert!(
+            yaml.contains(&filesystem),
+            "the template's blocks storage: {yaml}"
+        );
+        let s3 = format!(
+            "  backend: s3\n  s3: {{endpoint: {endpoint}, bucket_name: {bucket}, access_key_id: x, \
+             secret_access_key: y, insecure: true}}\n"
+        );
+        std::fs::write(&config, yaml.replace(&filesystem, &s3)).unwrap();
+        let (url, dir) = (first.url.clone(), first.dir.clone());
+        drop(first);
+        let cache = std::env::var("CORTEX_CACHE")
+            .map(PathBuf::from)
+            .unwrap_or_else(|_| {
+                PathBuf::from(std::env::var("HOME").expect("HOME")).join(".cache/cortex")
+            });
+        // The ports the killed one held may take a moment to free.
+        for _ in 0..20 {
+            let child = Command::new(cache.join("cortex-v1.19.1"))
+                .arg(format!("-config.file={}", config.display()))
+                .current_dir(dir.parent().expect("a parent"))
+                .stdout(std::fs::File::create(dir.join("cortex-s3.log")).unwrap())
+                .stderr(std::process::Stdio::from(
+                    std::fs::File::options()
+                        .append(true)
+                        .open(dir.join("cortex-s3.log"))
+                        .unwrap(),
+                ))
+                .spawn()
+                .expect("the Cortex binary up unpacked");
+            let cortex = Cortex {
+                url: url.clone(),
+                dir: dir.clone(),
+                pid: child.id(),
+            };
+            let client = reqwest::blocking::Client::new();
+            for _ in 0..240 {
+                std::thread::sleep(std::time::Duration::from_millis(500));
+                if client
+                    .get(format!("{url}/ready"))
+                    .send()
+                    .is_ok_and(|r| r.status().is_success())
+                {
+                    return cortex;
+                }
+                let log = std::fs::read_to_string(dir.join("cortex-s3.log")).unwrap_or_default();
+                if log.contains("address already in use") {
+                    break;
+                }
+            }
+        }
+        panic!(
+            "Cortex on S3 did not start: see {}",
+            dir.join("cortex-s3.log").display()
+        );
+    }
+
     pub fn push_url(&self) -> String {
         format!("{}/api/v1/push", self.url)
     }

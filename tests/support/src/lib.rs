@@ -187,6 +187,27 @@ pub fn start_victoria_metrics(name: &str, retention: &str) -> Server {
     server
 }
 
+/// An S3-compatible server on loopback (moto, from PyPI; scripts/install-deps installs it)
+/// holding one empty bucket, `bucket`. Its endpoint is `server.url("")`; it takes any keys.
+pub fn start_s3(name: &str, bucket: &str) -> Server {
+    let dir = temp_dir(name);
+    let port = free_port();
+    let child = Command::new("moto_server")
+        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(dir.join("moto.log")).unwrap())
+        .spawn()
+        .expect("moto_server runs (PyPI moto[server]; scripts/install-deps installs it)");
+    let server = Server { child, port, dir };
+    wait_ready(&server, "/");
+    let made = reqwest::blocking::Client::new()
+        .put(server.url(&format!("/{bucket}")))
+        .send()
+        .unwrap();
+    assert!(made.status().is_success(), "bucket {bucket}: {made:?}");
+    server
+}
+
 fn wait_ready(server: &Server, path: &str) {
     wait_ready_at(server, &server.url(path));
 }
