@@ -55,7 +55,13 @@ pub struct ImportSpec {
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct EndpointSpec {
+    /// Remote read (source) or remote write (destination) URL; empty for a destination that
+    /// names `blocks` instead.
+    #[serde(default)]
     pub url: String,
+    /// The destination only: TSDB blocks instead of remote write (`--dest-blocks`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blocks: Option<BlocksSpec>,
     /// Extra headers, e.g. `X-Scope-OrgID: tenant` for Cortex.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub headers: BTreeMap<String, String>,
@@ -76,6 +82,24 @@ pub struct EndpointSpec {
     /// worker: Opni's Cortex requires one (`cortex-client-cert-keys`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_cert_secret: Option<ClientCertSecret>,
+}
+
+/// Where a worker writes blocks: `url` as `--dest-blocks` takes it, the Cortex tenant, and what
+/// a Job needs to reach it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct BlocksSpec {
+    pub url: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<String>,
+    /// A Secret whose keys become the worker's environment: the store's usual variables
+    /// (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_ENDPOINT, AWS_REGION, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credentials_secret: Option<String>,
+    /// For a `file://` URL: the Kubernetes volume that holds the directory (e.g.
+    /// `{persistentVolumeClaim: {claimName: cortex-blocks}}`), mounted at the URL's path.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub volume: Option<serde_json::Value>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -231,7 +255,35 @@ impl ImportSpec {
     pub fn validate(&self) -> Result<()> {
         validate_name(&self.name)?;
         crate::endpoint::parse_url("source.url", &self.source.url)?;
-        crate::endpoint::parse_url("destination.url", &self.destination.url)?;
+        if self.source.blocks.is_some() {
+            return Err(Error::invalid(
+                "source.blocks",
+                &self.source.url,
+                "blocks are a destination: move them to destination.blocks",
+            ));
+        }
+        match (&self.destination.blocks, self.destination.url.is_empty()) {
+            (None, _) => {
+                crate::endpoint::parse_url("destination.url", &self.destination.url)?;
+            }
+            (Some(blocks), true) => {
+                crate::blocks::BlocksTarget::parse(&blocks.url, blocks.tenant.as_deref())?;
+                if self.window_ms()? != crate::blocks::BLOCK_RANGE_MS {
+                    return Err(Error::invalid(
+                        "window",
+                        &self.window,
+                        "with destination.blocks each window is one 2h TSDB block: give 2h",
+                    ));
+                }
+            }
+            (Some(_), false) => {
+                return Err(Error::invalid(
+                    "destination",
+                    &self.destination.url,
+                    "give destination.url (remote write) or destination.blocks (TSDB blocks), not both",
+                ));
+            }
+        }
         parse_time("start", &self.start, 0)?;
         parse_time("end", &self.end, 0)?;
         self.window_ms()?;

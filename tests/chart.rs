@@ -112,6 +112,10 @@ fn a_typo_or_a_bad_value_fails_with_the_field_named() {
         ),
         ("window=two-hours", "window: Does not match pattern"),
         ("name=Rancher_Import", "name: Does not match pattern"),
+        (
+            "destination.blocks.url=ftp://bucket",
+            "destination.blocks.url: Does not match pattern",
+        ),
     ] {
         let (ok, log) = helm(
             None,
@@ -130,7 +134,8 @@ fn a_typo_or_a_bad_value_fails_with_the_field_named() {
     }
     let (ok, log) = helm(None, &["template", "t", "charts/promimport"]);
     assert!(
-        !ok && log.contains("destination.url: Does not match pattern"),
+        !ok && log.contains("set destination.url (remote write")
+            && log.contains("destination.blocks.url"),
         "{log}"
     );
 }
@@ -431,6 +436,96 @@ fn helm_install_into_cortex(namespace: &str, opni: bool) {
         assert!(!jobs.contains(key_line), "a key in a Job spec");
         assert!(jobs.contains("cortex-client-cert-keys"), "{jobs}");
     }
+}
+
+#[test]
+fn helm_install_with_destination_blocks_uploads_one_block_per_window_into_cortexs_s3_bucket_exactly()
+ {
+    let namespace = "helm-blocks";
+    let cluster = cluster();
+    cluster.kubectl(&["create", "namespace", namespace]);
+    let s3 = start_s3(&format!("{namespace}-s3"), "cortex-blocks");
+    let endpoint = s3.url("");
+    // Opni's default: no out-of-order window; remote write of this history would be refused.
+    let cortex = Cortex::start_on_s3(
+        namespace,
+        &[("CORTEX_OOO_WINDOW", "0s"), ("CORTEX_SYNC_INTERVAL", "10s")],
+        endpoint.trim_start_matches("http://"),
+        "cortex-blocks",
+    );
+    let source = recent_history_source(&format!("{namespace}-src"), 6, 1);
+    // The bucket's credentials as a user keeps them: a Secret of the store's usual variables.
+    let literal = |k: &str, v: &str| format!("--from-literal={k}={v}");
+    let secret = [
+        literal("AWS_ENDPOINT", &endpoint),
+        literal("AWS_ALLOW_HTTP", "true"),
+        literal("AWS_REGION", "us-east-1"),
+        literal("AWS_ACCESS_KEY_ID", "x"),
+        literal("AWS_SECRET_ACCESS_KEY", "bucket-secret-value"),
+    ];
+    let mut args = vec![
+        "-n",
+        namespace,
+        "create",
+        "secret",
+        "generic",
+        "cortex-bucket",
+    ];
+    args.extend(secret.iter().map(String::as_str));
+    cluster.kubectl(&args);
+    let sets = [
+        format!("source.url={}", source.url("/api/v1/read")),
+        "destination.blocks.url=s3://cortex-blocks".to_string(),
+        "destination.blocks.tenant=c-7xk2p".to_string(),
+        "destination.blocks.credentialsSecret=cortex-bucket".to_string(),
+        "start=now-8h".to_string(),
+    ];
+    let mut args = vec!["install", "blocks", "charts/promimport", "-n", namespace];
+    for set in &sets {
+        args.extend(["--set", set.as_str()]);
+    }
+    let (ok, log) = helm(Some(&cluster.admin()), &args);
+    assert!(ok, "{log}");
+    let ledger = finished(namespace);
+    assert!(ledger.all_exact(), "{ledger:?}");
+    let jobs = worker_job_windows(namespace, "rancher-monitoring");
+    assert_eq!(jobs.len() as u64, ledger.windows(), "one Job per window");
+    let listing = reqwest::blocking::get(s3.url("/cortex-blocks?list-type=2&prefix=c-7xk2p/"))
+        .unwrap()
+        .text()
+        .unwrap();
+    let uploaded = listing.matches("/meta.json</Key>").count() as u64;
+    let recorded: u64 = ledger
+        .records
+        .iter()
+        .map(|(_, w)| u64::from(w["block"]["id"].is_string()))
+        .chain(
+            ledger
+                .ranges
+                .iter()
+                .map(|r| r["blocks"].as_u64().unwrap_or(0)),
+        )
+        .sum();
+    assert!(uploaded >= 3, "{listing}");
+    assert_eq!(
+        recorded, uploaded,
+        "the ledger names every block: {ledger:?}"
+    );
+    let job_specs = cluster.kubectl(&["-n", namespace, "get", "jobs", "-o", "yaml"]);
+    assert!(
+        !job_specs.contains("bucket-secret-value"),
+        "a credential in a Job spec"
+    );
+    let (start, end) = (ledger.range_start_ms, ledger.range_end_ms.unwrap());
+    let expected = read_samples(&source, start, end);
+    assert!(total_samples(&expected) > 10_000, "the range holds history");
+    let deadline = Instant::now() + Duration::from_secs(180);
+    let mut held = cortex.read_samples("c-7xk2p", start, end);
+    while total_samples(&held) < total_samples(&expected) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_secs(3));
+        held = cortex.read_samples("c-7xk2p", start, end);
+    }
+    assert_same_data(&expected, &held);
 }
 
 /// Remote-writes a sample of a few live series every second at the current time, as a

@@ -465,6 +465,7 @@ mod tests {
             reasons: Vec::new(),
             error: None,
             stops_import: false,
+            block: None,
         };
         let view = LedgerView {
             spec,
@@ -492,6 +493,8 @@ mod tests {
                 seconds: 0.0,
                 waited: 10.0,
                 rate_limit: None,
+                blocks: 0,
+                block_bytes: 0,
                 at: "2026-11-24T00:00:00Z".into(),
             }],
             uid: String::new(),

@@ -48,6 +48,7 @@ pub fn job_for_window(
         LABEL_SOURCE: source_label(&spec.source.url),
     });
     let env = worker_env(spec, ledger_name, window);
+    let (env_from, volumes, mounts) = blocks_pod(spec);
 
     let job = json!({
         "apiVersion": "batch/v1",
@@ -97,6 +98,17 @@ pub fn job_for_window(
             },
         },
     });
+    // Only a blocks destination has these; a remote write Job stays as it was.
+    let mut job = job;
+    let pod = &mut job["spec"]["template"]["spec"];
+    for (field, values) in [("envFrom", env_from), ("volumeMounts", mounts)] {
+        if !values.is_empty() {
+            pod["containers"][0][field] = Value::Array(values);
+        }
+    }
+    if !volumes.is_empty() {
+        pod["volumes"] = Value::Array(volumes);
+    }
     serde_json::from_value(job)
         .map_err(|e| Error::Internal(format!("the Job for window {window} is malformed: {e}")))
 }
@@ -144,7 +156,41 @@ fn worker_env(spec: &ImportSpec, ledger_name: &str, window: Window) -> Vec<Value
     for (prefix, endpoint) in [("SOURCE", &spec.source), ("DEST", &spec.destination)] {
         endpoint_env(prefix, endpoint, &mut env);
     }
+    if let Some(blocks) = &spec.destination.blocks {
+        env.push(plain("PROMIMPORT_DEST_BLOCKS", &blocks.url));
+        if let Some(tenant) = &blocks.tenant {
+            env.push(plain("PROMIMPORT_TENANT", tenant));
+        }
+        // A bucket's block is staged in the temporary directory, on the emptyDir below.
+        env.push(plain("TMPDIR", BLOCKS_STAGING));
+    }
     env
+}
+
+/// Where a Job stages a block before uploading it: the root filesystem is read-only.
+const BLOCKS_STAGING: &str = "/var/tmp/promimport";
+
+/// What a blocks destination adds to a Job's pod: its credentials as environment (`envFrom`
+/// a Secret), a writable staging directory, and for `file://` the volume that holds it.
+fn blocks_pod(spec: &ImportSpec) -> (Vec<Value>, Vec<Value>, Vec<Value>) {
+    let (mut env_from, mut volumes, mut mounts) = (Vec::new(), Vec::new(), Vec::new());
+    let Some(blocks) = &spec.destination.blocks else {
+        return (env_from, volumes, mounts);
+    };
+    if let Some(secret) = &blocks.credentials_secret {
+        env_from.push(json!({ "secretRef": { "name": secret } }));
+    }
+    volumes.push(json!({ "name": "staging", "emptyDir": {} }));
+    mounts.push(json!({ "name": "staging", "mountPath": BLOCKS_STAGING }));
+    if let (Some(volume), Some(path)) = (&blocks.volume, blocks.url.strip_prefix("file://")) {
+        let mut volume = volume.clone();
+        if let Some(fields) = volume.as_object_mut() {
+            fields.insert("name".into(), json!("blocks"));
+        }
+        volumes.push(volume);
+        mounts.push(json!({ "name": "blocks", "mountPath": path }));
+    }
+    (env_from, volumes, mounts)
 }
 
 /// A map of the spec as a list variable: one `NAME=VALUE` a line, as `NameValue` parses it back.
@@ -370,6 +416,79 @@ dropLabels: [prometheus_replica]
                 Some((name, secrets[path.as_str()].to_string()))
             })
             .collect()
+    }
+
+    #[test]
+    fn a_blocks_job_has_its_directory_its_credentials_and_a_staging_volume_and_its_worker_writes_blocks()
+     {
+        let spec = ImportSpec::from_yaml(
+            "test",
+            r#"
+name: blocks
+source: {url: http://prometheus:9090/api/v1/read}
+destination:
+  blocks:
+    url: file:///var/cortex/blocks
+    tenant: c-7xk2p
+    credentialsSecret: bucket-keys
+    volume: {persistentVolumeClaim: {claimName: cortex-blocks}}
+"#,
+        )
+        .unwrap();
+        let job = job_for_window(&spec, "promimport-blocks", "uid", window(), 0).unwrap();
+        let json = serde_json::to_value(&job).unwrap();
+        let pod = &json["spec"]["template"]["spec"];
+        let container = &pod["containers"][0];
+        assert_eq!(container["envFrom"][0]["secretRef"]["name"], "bucket-keys");
+        let volumes = pod["volumes"].as_array().unwrap();
+        assert!(
+            volumes.iter().any(|v| v["name"] == "blocks"
+                && v["persistentVolumeClaim"]["claimName"] == "cortex-blocks")
+        );
+        let mounts = container["volumeMounts"].as_array().unwrap();
+        assert!(
+            mounts
+                .iter()
+                .any(|m| m["name"] == "blocks" && m["mountPath"] == "/var/cortex/blocks")
+        );
+        assert!(
+            mounts.iter().any(|m| m["mountPath"] == BLOCKS_STAGING),
+            "{mounts:?}"
+        );
+        let settings = WorkerOptions::from_vars(job_env(&job, &BTreeMap::new()))
+            .unwrap()
+            .settings()
+            .unwrap();
+        let blocks = settings.blocks.expect("the worker writes blocks");
+        assert_eq!(
+            blocks.describe(),
+            "file:///var/cortex/blocks (tenant c-7xk2p)"
+        );
+    }
+
+    #[test]
+    fn a_spec_with_blocks_is_checked_as_the_flags_are() {
+        let base = "name: b\nsource: {url: http://p:9090/api/v1/read}\n";
+        for (rest, needle) in [
+            (
+                "destination: {url: http://c/api/v1/push, blocks: {url: s3://b}}\n",
+                "not both",
+            ),
+            (
+                "destination: {blocks: {url: s3://b}}\nwindow: 1h\n",
+                "give 2h",
+            ),
+            ("destination: {blocks: {url: ftp://b}}\n", "s3://BUCKET"),
+            (
+                "destination: {blocks: {url: 'file:///d', tenant: a/b}}\n",
+                "no '/'",
+            ),
+        ] {
+            let err = ImportSpec::from_yaml("test", &format!("{base}{rest}"))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(needle), "{rest}: {err}");
+        }
     }
 
     /// What a worker's settings hold of everything a spec can say, secrets excepted.

@@ -121,6 +121,9 @@ pub struct WindowRecord {
     /// The destination refused the whole window for a reason that applies to all history.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub stops_import: bool,
+    /// `destination.blocks`: the window's block, its ID and bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub block: Option<crate::blocks::BlockWritten>,
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -190,6 +193,7 @@ impl WindowRecord {
             }),
             stops_import: o.rejects_all_history()
                 || o.error.as_ref().is_some_and(|e| e.stops_import),
+            block: o.block.clone(),
         }
     }
 
@@ -217,6 +221,12 @@ pub struct DoneRange {
     pub waited: f64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate_limit: Option<f64>,
+    /// `destination.blocks`: blocks its windows wrote, and their bytes (a block's ID is made
+    /// again from the import and window: `BlockWriter::block_id`).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub blocks: u64,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub block_bytes: u64,
     /// When its newest window finished.
     pub at: String,
 }
@@ -234,6 +244,8 @@ impl DoneRange {
             seconds: record.seconds,
             waited: record.waited,
             rate_limit: record.rate_limit,
+            blocks: u64::from(record.block.is_some()),
+            block_bytes: record.block.as_ref().map_or(0, |b| b.bytes),
             at: record.at.clone(),
         }
     }
@@ -242,6 +254,8 @@ impl DoneRange {
         self.window.start_ms = self.window.start_ms.min(other.window.start_ms);
         self.window.end_ms = self.window.end_ms.max(other.window.end_ms);
         self.windows += other.windows;
+        self.blocks += other.blocks;
+        self.block_bytes += other.block_bytes;
         self.series = self.series.max(other.series);
         self.read += other.read;
         self.written += other.written;
@@ -383,6 +397,16 @@ impl ConfigMapLedger {
             let stored = &view.spec;
             if stored.source.url != spec.source.url
                 || stored.destination.url != spec.destination.url
+                || stored
+                    .destination
+                    .blocks
+                    .as_ref()
+                    .map(|b| (&b.url, &b.tenant))
+                    != spec
+                        .destination
+                        .blocks
+                        .as_ref()
+                        .map(|b| (&b.url, &b.tenant))
                 || stored.selectors != spec.selectors
                 || stored.window != spec.window
                 || stored.drop_labels != spec.drop_labels

@@ -423,6 +423,12 @@ impl WorkerOptions {
         Ok(WorkerOptions {
             source: spec.source.url.clone(),
             dest: spec.destination.url.clone(),
+            dest_blocks: spec.destination.blocks.as_ref().map(|b| b.url.clone()),
+            tenant: spec
+                .destination
+                .blocks
+                .as_ref()
+                .and_then(|b| b.tenant.clone()),
             selectors: spec.parsed_selectors()?,
             drop_label: spec.drop_labels.clone(),
             set_label: NameValue::from_map(&spec.set_labels),

@@ -51,12 +51,22 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{- if $e.clientCertSecret }}{{- $_ := set $out "clientCertSecret" $e.clientCertSecret }}{{- end }}
 {{- if $e.tlsServerName }}{{- $_ := set $out "tlsServerName" $e.tlsServerName }}{{- end }}
 {{- if $e.insecureSkipVerify }}{{- $_ := set $out "insecureSkipVerify" true }}{{- end }}
+{{- with $e.blocks }}{{- if .url }}
+{{- $blocks := dict "url" .url }}
+{{- if .tenant }}{{- $_ := set $blocks "tenant" .tenant }}{{- end }}
+{{- if .credentialsSecret }}{{- $_ := set $blocks "credentialsSecret" .credentialsSecret }}{{- end }}
+{{- if .volume }}{{- $_ := set $blocks "volume" .volume }}{{- end }}
+{{- $_ := set $out "blocks" $blocks }}
+{{- end }}{{- end }}
 {{- toYaml $out -}}
 {{- end -}}
 
 {{/* The import spec promimport schedule reads: (list ROOT INCREMENTAL). */}}
 {{- define "promimport.spec" -}}
 {{- $root := index . 0 -}}
+{{- if not (or $root.Values.destination.url $root.Values.destination.blocks.url) -}}
+{{- fail "set destination.url (remote write, e.g. http://cortex-distributor:8080/api/v1/push) or destination.blocks.url (TSDB blocks, e.g. s3://BUCKET)" -}}
+{{- end -}}
 {{- $incremental := index . 1 -}}
 {{- $v := $root.Values -}}
 {{- $spec := dict "name" $v.name "start" $v.start "end" $v.end "window" $v.window "parallelism" $v.parallelism -}}

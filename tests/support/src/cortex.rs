@@ -12,6 +12,8 @@ pub struct Cortex {
     pub url: String,
     pub dir: PathBuf,
     pid: u32,
+    /// The process, when this test started it itself (`start_on_s3`) rather than `up`.
+    child: Option<std::process::Child>,
 }
 
 /// Where the shared Cortex scripts live, beside this repository.
@@ -77,7 +79,12 @@ impl Cortex {
                 .trim()
                 .parse()
                 .expect("a pid");
-            return Cortex { url, dir, pid };
+            return Cortex {
+                url,
+                dir,
+                pid,
+                child: None,
+            };
         }
     }
 
@@ -131,6 +138,7 @@ impl Cortex {
                 url: url.clone(),
                 dir: dir.clone(),
                 pid: child.id(),
+                child: Some(child),
             };
             let client = reqwest::blocking::Client::new();
             for _ in 0..240 {
@@ -300,5 +308,8 @@ impl Drop for Cortex {
         let _ = Command::new("kill")
             .args(["-9", &self.pid.to_string()])
             .status();
+        if let Some(child) = &mut self.child {
+            let _ = child.wait();
+        }
     }
 }
