@@ -61,7 +61,7 @@ fn an_import_into_a_prometheus_data_dir_is_read_back_exactly_by_promtool_and_pro
             String::from_utf8_lossy(&out.stderr)
         );
     }
-    let sink = start_prometheus_on("blocks-prom-sink", &data);
+    let sink = start_prometheus_on("blocks-prom-sink", &data, &[]);
     assert_same_data(&expected, &read_samples(&sink, start, end));
     drop(sink);
 
@@ -77,7 +77,7 @@ fn an_import_into_a_prometheus_data_dir_is_read_back_exactly_by_promtool_and_pro
         "{log}"
     );
     assert_eq!(blocks_in(&data), blocks);
-    let sink = start_prometheus_on("blocks-prom-sink-2", &data);
+    let sink = start_prometheus_on("blocks-prom-sink-2", &data, &[]);
     assert_same_data(&expected, &read_samples(&sink, start, end));
 }
 
@@ -262,7 +262,7 @@ fn a_worker_killed_mid_block_leaves_no_block_a_reader_loads_and_the_rerun_is_exa
         })
         .filter(|(_, v): &(String, Vec<(i64, u64)>)| !v.is_empty())
         .collect();
-    let sink = start_prometheus_on("blocks-kill-sink", &data);
+    let sink = start_prometheus_on("blocks-kill-sink", &data, &[]);
     assert_same_data(&finished, &read_samples(&sink, start, end));
     drop(sink);
 
@@ -277,7 +277,7 @@ fn a_worker_killed_mid_block_leaves_no_block_a_reader_loads_and_the_rerun_is_exa
         .filter(|n| n.contains("tmp"))
         .collect();
     assert!(left.is_empty(), "unfinished blocks are replaced: {left:?}");
-    let sink = start_prometheus_on("blocks-kill-sink-2", &data);
+    let sink = start_prometheus_on("blocks-kill-sink-2", &data, &[]);
     assert_same_data(&expected, &read_samples(&sink, start, end));
 }
 

@@ -129,6 +129,35 @@ fn native_histograms_scraped_by_prometheus_are_imported_field_for_field_and_veri
     );
 }
 
+#[test]
+fn native_histograms_go_into_blocks_as_the_source_cut_them_and_read_back_field_for_field() {
+    let exporter = Exporter::start();
+    let (source, start, end) = scraped_source("native-blocks-src", &exporter, 60);
+    let (floats, histograms) = read_chunked(&source.url("/api/v1/read"), &[], start, end);
+    let total: usize = histograms.values().map(Vec::len).sum();
+    assert!(total >= 4 * 30, "only {total} histogram samples");
+    let data = temp_dir("native-blocks-data");
+    let (code, log) = Run::blocks(&source.url("/api/v1/read"), &data)
+        .between(start, end)
+        .state(&temp_dir("native-blocks-state"))
+        .exec();
+    assert_eq!(code, Some(0), "{log}");
+    assert!(
+        log.contains(&format!(
+            "histograms read {total}, written {total}, rejected 0"
+        )),
+        "{log}"
+    );
+    let sink = start_prometheus_on(
+        "native-blocks-sink",
+        &data,
+        &["--enable-feature=native-histograms"],
+    );
+    let (sink_floats, sink_histograms) = read_chunked(&sink.url("/api/v1/read"), &[], start, end);
+    assert_same_data(&floats, &sink_floats);
+    assert_same_histograms(&histograms, &sink_histograms);
+}
+
 /// Receivers that take no native histograms: Prometheus without the feature flag refuses them
 /// (500 "native histograms are disabled"); Cortex 1.19 by default and VictoriaMetrics 1.79
 /// answer 2xx and store none, which only reading one back shows. Each is a rejection with its

@@ -27,7 +27,7 @@ use crate::destination::Destination;
 use crate::error::{Error, Result};
 use crate::plan::Window;
 use crate::proto::Label;
-use crate::remote_write::batch::Batch;
+use crate::remote_write::batch::{Batch, RawChunk};
 use crate::remote_write::kept::HistogramCheck;
 use crate::remote_write::{Delivery, Refused, SendCosts};
 use crate::retry::RejectReason;
@@ -150,6 +150,28 @@ struct SeriesChunks {
     open: XorChunk,
 }
 
+impl SeriesChunks {
+    /// The time of the series' last sample in the block so far.
+    fn last_time(&self) -> Option<i64> {
+        match self.open.is_empty() {
+            false => Some(self.open.max_time()),
+            true => self.chunks.last().map(|c| c.max_t),
+        }
+    }
+}
+
+fn disordered_in_block(labels: &[Label], samples: u64, histograms: u64) -> Refused {
+    Refused {
+        reason: RejectReason::DisorderedInBlock,
+        samples,
+        histograms,
+        message: format!(
+            "series {} has samples at or before ones already in its block",
+            crate::relabel::render(labels)
+        ),
+    }
+}
+
 /// One block being written: chunks go to disk as they fill; what the index needs (labels and
 /// chunk references per series) stays in memory, which bounds memory by series, not samples.
 struct Builder {
@@ -183,54 +205,100 @@ impl Builder {
         })
     }
 
+    /// Adds a batch: its samples, encoded into the series' open chunk, and the source's whole
+    /// chunks, copied as they came, each in its place among them.
     fn add(&mut self, batch: Batch) -> Result<Delivery> {
         let mut delivery = Delivery::default();
-        for ts in batch.request.timeseries {
-            let histograms = ts.histograms.len() as u64;
-            if histograms > 0 {
-                delivery.refused.push(Refused {
-                    reason: RejectReason::HistogramsNotInBlocks,
-                    samples: histograms,
-                    histograms,
-                    message: "native histogram samples are not written into blocks yet".into(),
-                });
+        let mut chunks = batch.chunks.into_iter().peekable();
+        for (position, ts) in batch.request.timeseries.into_iter().enumerate() {
+            while let Some(raw) = chunks.next_if(|c| c.position <= position) {
+                self.add_chunk(raw, &mut delivery)?;
             }
-            if ts.samples.is_empty() {
-                continue;
-            }
-            let key = sorted_labels(&ts.labels);
-            let entry = self.series.entry(key).or_default();
-            let mut disordered = 0;
-            for s in &ts.samples {
-                let last = match entry.open.is_empty() {
-                    false => Some(entry.open.max_time()),
-                    true => entry.chunks.last().map(|c| c.max_t),
-                };
-                if last.is_some_and(|last| s.timestamp <= last) {
-                    disordered += 1;
-                    continue;
-                }
-                if entry.open.is_full() {
-                    let full = std::mem::take(&mut entry.open);
-                    entry.chunks.push(self.segments.write(&full)?);
-                }
-                entry.open.append(s.timestamp, s.value.to_bits());
-                delivery.written += 1;
-            }
-            if disordered > 0 {
-                delivery.refused.push(Refused {
-                    reason: RejectReason::DisorderedInBlock,
-                    samples: disordered,
-                    histograms: 0,
-                    message: format!(
-                        "series {} has samples at or before ones already in its block",
-                        crate::relabel::render(&ts.labels)
-                    ),
-                });
-            }
+            self.add_samples(ts, &mut delivery)?;
+        }
+        for raw in chunks {
+            self.add_chunk(raw, &mut delivery)?;
         }
         self.samples += delivery.written;
         Ok(delivery)
+    }
+
+    fn add_samples(&mut self, ts: crate::proto::TimeSeries, delivery: &mut Delivery) -> Result<()> {
+        let histograms = ts.histograms.len() as u64;
+        if histograms > 0 {
+            delivery.refused.push(Refused {
+                reason: RejectReason::HistogramsNotInBlocks,
+                samples: histograms,
+                histograms,
+                message: "native histogram samples from a chunk cut by the window's edge are \
+                          not written into blocks yet"
+                    .into(),
+            });
+        }
+        if ts.samples.is_empty() {
+            return Ok(());
+        }
+        let entry = self.series.entry(sorted_labels(&ts.labels)).or_default();
+        let mut disordered = 0;
+        for s in &ts.samples {
+            if entry.last_time().is_some_and(|last| s.timestamp <= last) {
+                disordered += 1;
+                continue;
+            }
+            if entry.open.is_full() {
+                let full = std::mem::take(&mut entry.open);
+                entry.chunks.push(self.segments.write(
+                    ENCODING_XOR,
+                    full.bytes(),
+                    full.min_time(),
+                    full.max_time(),
+                )?);
+            }
+            entry.open.append(s.timestamp, s.value.to_bits());
+            delivery.written += 1;
+        }
+        if disordered > 0 {
+            delivery
+                .refused
+                .push(disordered_in_block(&ts.labels, disordered, 0));
+        }
+        Ok(())
+    }
+
+    /// A source's chunk, copied: the chunk file holds the same bytes as the source's block.
+    fn add_chunk(&mut self, raw: RawChunk, delivery: &mut Delivery) -> Result<()> {
+        let entry = self.series.entry(sorted_labels(&raw.labels)).or_default();
+        let histograms = if raw.histograms { raw.samples } else { 0 };
+        if entry
+            .last_time()
+            .is_some_and(|last| raw.chunk.min_time_ms <= last)
+        {
+            delivery
+                .refused
+                .push(disordered_in_block(&raw.labels, raw.samples, histograms));
+            return Ok(());
+        }
+        if !entry.open.is_empty() {
+            let open = std::mem::take(&mut entry.open);
+            entry.chunks.push(self.segments.write(
+                ENCODING_XOR,
+                open.bytes(),
+                open.min_time(),
+                open.max_time(),
+            )?);
+        }
+        // The proto's encodings are the chunk files' (XOR 1, histogram 2, float histogram 3).
+        let encoding = u8::try_from(raw.chunk.r#type)
+            .map_err(|_| Error::Internal(format!("chunk encoding {}", raw.chunk.r#type)))?;
+        entry.chunks.push(self.segments.write(
+            encoding,
+            &raw.chunk.data,
+            raw.chunk.min_time_ms,
+            raw.chunk.max_time_ms,
+        )?);
+        delivery.written += raw.samples;
+        delivery.written_histograms += histograms;
+        Ok(())
     }
 
     /// Writes the last chunks, the index and `meta.json` (last), every file synced: the block
@@ -243,7 +311,12 @@ impl Builder {
         for entry in self.series.values_mut() {
             if !entry.open.is_empty() {
                 let last = std::mem::take(&mut entry.open);
-                entry.chunks.push(self.segments.write(&last)?);
+                entry.chunks.push(self.segments.write(
+                    ENCODING_XOR,
+                    last.bytes(),
+                    last.min_time(),
+                    last.max_time(),
+                )?);
             }
         }
         let chunks: u64 = self.series.values().map(|s| s.chunks.len() as u64).sum();
@@ -363,17 +436,17 @@ impl Segments {
         }
     }
 
-    fn write(&mut self, chunk: &XorChunk) -> Result<ChunkMeta> {
-        let data = chunk.bytes();
+    /// Appends a chunk (`encoding` as in the chunk files) and says where it is.
+    fn write(&mut self, encoding: u8, data: &[u8], min_t: i64, max_t: i64) -> Result<ChunkMeta> {
         let mut head = Vec::with_capacity(11);
         index::uvarint(&mut head, data.len() as u64);
-        head.push(ENCODING_XOR);
+        head.push(encoding);
         let size = (head.len() + data.len() + 4) as u64;
         if self.file.is_none() || self.offset + size > SEGMENT_MAX_BYTES {
             self.cut().map_err(|e| self.error(e))?;
         }
         let reference = ((self.names.len() as u64 - 1) << 32) | self.offset;
-        let mut crc = crc32c::crc32c(&[ENCODING_XOR]);
+        let mut crc = crc32c::crc32c(&[encoding]);
         crc = crc32c::crc32c_append(crc, data);
         let Some(file) = self.file.as_mut() else {
             return Err(Error::Internal("no open chunk segment".into()));
@@ -386,8 +459,8 @@ impl Segments {
         self.offset += size;
         self.bytes += size;
         Ok(ChunkMeta {
-            min_t: chunk.min_time(),
-            max_t: chunk.max_time(),
+            min_t,
+            max_t,
             reference,
         })
     }

@@ -19,6 +19,22 @@ pub struct BatchLimits {
 pub struct Batch {
     pub request: WriteRequest,
     pub samples: usize,
+    /// Chunks passed on as the source sent them, for a destination that stores chunks
+    /// (blocks); empty for remote write. Each comes before `request.timeseries[position]`.
+    pub chunks: Vec<RawChunk>,
+}
+
+/// A source's chunk, whole and inside the window, passed on without decoding.
+#[derive(Debug)]
+pub struct RawChunk {
+    /// Where it falls among the request's series: samples of its series before it are in
+    /// earlier entries, samples after it in later ones.
+    pub position: usize,
+    pub labels: Vec<Label>,
+    pub chunk: crate::proto::Chunk,
+    /// The samples its header declares.
+    pub samples: u64,
+    pub histograms: bool,
 }
 
 /// The most a request may hold in memory before it is sent, whatever its sample count: a
@@ -39,6 +55,7 @@ pub struct Batcher {
     open_slot: Option<usize>,
     /// The kind of the open series' last sample in this request.
     open_kind: Option<Kind>,
+    chunks: Vec<RawChunk>,
     ready: VecDeque<Batch>,
 }
 
@@ -53,6 +70,7 @@ impl Batcher {
             open_labels: Vec::new(),
             open_slot: None,
             open_kind: None,
+            chunks: Vec::new(),
             ready: VecDeque::new(),
         }
     }
@@ -121,8 +139,29 @@ impl Batcher {
         self.added(1 + prost::encoding::encoded_len_varint(bytes as u64) + bytes);
     }
 
+    /// Passes a whole chunk of the open series on: what follows of the series goes into a
+    /// new entry, after it.
+    pub fn push_chunk(&mut self, chunk: crate::proto::Chunk, samples: u64, histograms: bool) {
+        let bytes = chunk.data.len();
+        self.chunks.push(RawChunk {
+            position: self.series.len(),
+            labels: self.open_labels.clone(),
+            chunk,
+            samples,
+            histograms,
+        });
+        self.open_slot = None;
+        self.memory += bytes;
+        self.admit(samples as usize, bytes);
+    }
+
     fn added(&mut self, bytes: usize) {
-        self.samples += 1;
+        self.admit(1, bytes);
+    }
+
+    /// Counts what was added; a full request is closed.
+    fn admit(&mut self, samples: usize, bytes: usize) {
+        self.samples += samples;
         self.bytes += bytes;
         if self.samples >= self.limits.max_samples
             || self.bytes >= self.limits.max_bytes
@@ -140,6 +179,7 @@ impl Batcher {
                     timeseries: std::mem::take(&mut self.series),
                 },
                 samples: self.samples,
+                chunks: std::mem::take(&mut self.chunks),
             });
         }
         self.samples = 0;

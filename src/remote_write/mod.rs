@@ -159,6 +159,11 @@ impl DestinationWriter {
     #[tracing::instrument(level = "debug", name = "request", skip_all, fields(kind = "remote write", samples = batch.samples))]
     pub async fn send(&self, batch: Batch, costs: &mut SendCosts) -> Result<Delivery> {
         let mut delivery = Delivery::default();
+        if !batch.chunks.is_empty() {
+            return Err(Error::Internal(
+                "whole chunks were handed to remote write, which sends samples".into(),
+            ));
+        }
         let mut parts = vec![batch.request];
         while let Some(request) = parts.pop() {
             let samples = samples_in(&request);

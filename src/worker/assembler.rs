@@ -58,6 +58,12 @@ pub struct WindowAssembler<'a> {
     last_histogram: Option<Histogram>,
     decoded: RawSamples,
     decoded_histograms: Vec<Histogram>,
+    /// For a destination that stores chunks: chunks whole inside the window, after the
+    /// series' samples so far, are passed on as they came.
+    copy_chunks: bool,
+    /// The current series' last chunk passed on whole, until a later chunk needs its last
+    /// sample to compare with (it overlaps): decoded only then.
+    copied: Option<Chunk>,
     pub series: u64,
     /// Samples sent on, float and histogram; `histograms` counts the latter alone.
     pub samples: u64,
@@ -71,7 +77,12 @@ pub struct WindowAssembler<'a> {
 }
 
 impl<'a> WindowAssembler<'a> {
-    pub fn new(window: Window, rules: &'a LabelRules, limits: BatchLimits) -> Self {
+    pub fn new(
+        window: Window,
+        rules: &'a LabelRules,
+        limits: BatchLimits,
+        copy_chunks: bool,
+    ) -> Self {
         WindowAssembler {
             window,
             rules,
@@ -83,6 +94,8 @@ impl<'a> WindowAssembler<'a> {
             last_histogram: None,
             decoded: Vec::new(),
             decoded_histograms: Vec::new(),
+            copy_chunks,
+            copied: None,
             series: 0,
             samples: 0,
             histograms: 0,
@@ -97,6 +110,7 @@ impl<'a> WindowAssembler<'a> {
     pub fn clip_to(&mut self, range: Window) {
         self.window = range;
         self.has_series = false;
+        self.copied = None;
     }
 
     /// Begins a series, or continues the current one when the source repeats its labels
@@ -112,6 +126,7 @@ impl<'a> WindowAssembler<'a> {
         self.series_counted = false;
         self.last = None;
         self.last_histogram = None;
+        self.copied = None;
         Ok(())
     }
 
@@ -120,6 +135,76 @@ impl<'a> WindowAssembler<'a> {
         if chunk.max_time_ms < self.window.start_ms || chunk.min_time_ms >= self.window.end_ms {
             return Ok(());
         }
+        if self.copy_chunks && self.copy(chunk)? {
+            return Ok(());
+        }
+        // What follows is compared sample by sample with what came before, which needs the
+        // last sample of a chunk passed on whole.
+        if let Some(copied) = self.copied.take() {
+            self.decode_last(&copied)?;
+        }
+        self.decode(chunk)
+    }
+
+    /// Passes a chunk on whole when it lies inside the window and after everything of its
+    /// series so far (the source's chunks in time order, the common case); `false` when it
+    /// must be decoded instead (a window's edge, chunks that overlap).
+    fn copy(&mut self, chunk: &Chunk) -> std::result::Result<bool, ChunkError> {
+        let histograms = match Encoding::try_from(chunk.r#type) {
+            Ok(Encoding::Xor) => false,
+            Ok(Encoding::Histogram | Encoding::FloatHistogram) => true,
+            Ok(Encoding::Unknown) | Err(_) => return Err(unknown_encoding(chunk.r#type)),
+        };
+        let inside = self.window.start_ms <= chunk.min_time_ms
+            && chunk.max_time_ms < self.window.end_ms
+            && chunk.min_time_ms <= chunk.max_time_ms;
+        let last = [
+            self.last.map(|(t, _)| t),
+            self.last_histogram.as_ref().map(|h| h.timestamp),
+            self.copied.as_ref().map(|c| c.max_time_ms),
+        ]
+        .into_iter()
+        .flatten()
+        .max();
+        if !inside || last.is_some_and(|t| chunk.min_time_ms <= t) {
+            return Ok(false);
+        }
+        let n = u64::from(xor::declared_samples(&chunk.data)?);
+        if n == 0 {
+            return Ok(true);
+        }
+        if !self.series_counted {
+            self.series_counted = true;
+            self.series += 1;
+        }
+        self.samples += n;
+        if histograms {
+            self.histograms += n;
+        }
+        self.copied = Some(chunk.clone());
+        self.batcher.push_chunk(chunk.clone(), n, histograms);
+        Ok(true)
+    }
+
+    /// Takes the last sample of a chunk passed on whole as the series' last.
+    fn decode_last(&mut self, chunk: &Chunk) -> std::result::Result<(), ChunkError> {
+        if chunk.r#type == Encoding::Xor as i32 {
+            xor::decode_xor(&chunk.data, &mut self.decoded)?;
+            if let Some(&last) = self.decoded.last() {
+                self.last = Some(last);
+            }
+        } else {
+            let float = chunk.r#type == Encoding::FloatHistogram as i32;
+            decode_histograms(&chunk.data, float, &mut self.decoded_histograms)?;
+            if let Some(last) = self.decoded_histograms.pop() {
+                self.last_histogram = Some(last);
+            }
+            self.decoded_histograms.clear();
+        }
+        Ok(())
+    }
+
+    fn decode(&mut self, chunk: &Chunk) -> std::result::Result<(), ChunkError> {
         match Encoding::try_from(chunk.r#type) {
             Ok(Encoding::Xor) => {
                 let mut decoded = std::mem::take(&mut self.decoded);
@@ -303,6 +388,7 @@ mod tests {
                 max_samples: 100,
                 max_bytes: 1 << 20,
             },
+            false,
         );
         a.series(labels("a")).unwrap();
         for t in [0, 10, 20] {
@@ -341,6 +427,7 @@ mod tests {
                 max_samples: 100,
                 max_bytes: 1 << 20,
             },
+            false,
         );
         a.series(labels("a")).unwrap();
         a.sample(20, 1.0f64.to_bits());
@@ -365,11 +452,69 @@ mod tests {
                 max_samples: 100,
                 max_bytes: 1 << 20,
             },
+            false,
         );
         a.series(labels("a")).unwrap();
         a.sample(50, 0);
         assert_eq!(a.series, 0);
         assert!(drain(&mut a).is_empty());
+    }
+
+    fn xor_chunk(samples: &[(i64, f64)]) -> Chunk {
+        let mut encoder = crate::blocks::xor::XorChunk::default();
+        for &(t, v) in samples {
+            encoder.append(t, v.to_bits());
+        }
+        Chunk {
+            min_time_ms: samples[0].0,
+            max_time_ms: samples[samples.len() - 1].0,
+            r#type: Encoding::Xor as i32,
+            data: encoder.bytes().to_vec().into(),
+        }
+    }
+
+    #[test]
+    fn for_blocks_whole_chunks_pass_undecoded_and_edges_and_overlaps_are_decoded_and_compared() {
+        let rules = LabelRules::default();
+        let mut a = WindowAssembler::new(
+            Window {
+                start_ms: 100,
+                end_ms: 200,
+            },
+            &rules,
+            BatchLimits {
+                max_samples: 1000,
+                max_bytes: 1 << 20,
+            },
+            true,
+        );
+        a.series(labels("a")).unwrap();
+        // Across the window's start: decoded, clipped.
+        a.chunk(&xor_chunk(&[(90, 1.0), (100, 2.0), (110, 3.0)]))
+            .unwrap();
+        // Whole inside: passed on as it is.
+        let whole = xor_chunk(&[(120, 4.0), (130, 5.0)]);
+        a.chunk(&whole).unwrap();
+        // Overlapping the copied chunk (an out-of-order head's chunk): compared with its last
+        // sample, the conflict at 130 counted, the repeat at 130 dropped, 140 kept.
+        a.chunk(&xor_chunk(&[(130, 9.0)])).unwrap();
+        a.chunk(&xor_chunk(&[(130, 5.0), (140, 6.0)])).unwrap();
+        a.finish();
+        let batch = a.take_ready().unwrap();
+        assert!(a.take_ready().is_none());
+        assert_eq!(batch.chunks.len(), 1);
+        let raw = &batch.chunks[0];
+        assert_eq!((raw.position, raw.samples), (1, 2));
+        assert_eq!(raw.chunk.data, whole.data);
+        let entries: Vec<Vec<i64>> = batch
+            .request
+            .timeseries
+            .iter()
+            .map(|s| s.samples.iter().map(|x| x.timestamp).collect())
+            .collect();
+        assert_eq!(entries, [vec![100, 110], vec![140]]);
+        assert_eq!(a.samples, 5);
+        assert_eq!(a.skipped[SKIP_CONFLICT], 1);
     }
 
     #[test]
@@ -408,6 +553,7 @@ mod tests {
                 max_samples: 100,
                 max_bytes: 1 << 20,
             },
+            false,
         );
         let h = |t: i64| Histogram {
             count: Some(Count::CountInt(t as u64)),

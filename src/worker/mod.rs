@@ -84,6 +84,8 @@ pub struct WindowReader {
     read_pace: Option<Arc<Pacer>>,
     /// `--source-slow-answer`.
     slow_answer: Duration,
+    /// The destination stores chunks (blocks): whole chunks inside the window pass undecoded.
+    copy_chunks: bool,
 }
 
 impl WindowReader {
@@ -103,6 +105,7 @@ impl WindowReader {
                 .max_read_samples_per_second
                 .map(|cap| Arc::new(Pacer::new(Some(cap)))),
             slow_answer: settings.source_slow_answer,
+            copy_chunks: settings.blocks.is_some(),
         })
     }
 
@@ -144,7 +147,7 @@ impl WindowReader {
         outcome: &mut WindowOutcome,
     ) -> Result<()> {
         let mut read = WindowRead {
-            assembler: WindowAssembler::new(window, &self.labels, self.batch),
+            assembler: WindowAssembler::new(window, &self.labels, self.batch, self.copy_chunks),
             tx: &tx,
             live,
             outcome,

@@ -106,14 +106,14 @@ pub fn start_prometheus_config(
 
 /// A Prometheus (no remote write receiver) on a data directory the test has filled, e.g. with
 /// blocks that promimport wrote.
-pub fn start_prometheus_on(name: &str, data: &Path) -> Server {
+pub fn start_prometheus_on(name: &str, data: &Path, extra: &[&str]) -> Server {
     let options = PrometheusOptions {
         receiver: false,
         out_of_order_window: None,
         max_bytes_in_frame: None,
         history: None,
     };
-    spawn_prometheus(temp_dir(name), data, "", options, &[])
+    spawn_prometheus(temp_dir(name), data, "", options, extra)
 }
 
 fn spawn_prometheus(
