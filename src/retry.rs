@@ -35,7 +35,8 @@ pub enum RejectReason {
     NativeHistogramsDisabled,
     /// The receiver answered 2xx to native histograms and stored none: found by reading one back.
     NativeHistogramsDropped,
-    /// `--dest-blocks`: native histogram samples, which blocks do not carry yet.
+    /// `--dest-blocks`: native histogram samples of a chunk the range's edge cuts, which
+    /// blocks do not carry yet (whole chunks are copied).
     HistogramsNotInBlocks,
     /// `--dest-blocks`: a sample at or before one its series already has in the block (two
     /// source series made one by --drop-label, or selectors that overlap).
@@ -121,8 +122,10 @@ impl RejectReason {
                  import again, or leave the histogram series out with --match"
             }
             RejectReason::HistogramsNotInBlocks => {
-                "import the native histogram series by remote write (--dest) into a destination \
-                 that takes them, or leave them out with --match"
+                "blocks carry native histogram chunks as the source cut them, whole; these were \
+                 cut by the range's start or end: start and end the range on 2h boundaries \
+                 (e.g. --start 2026-11-24T00:00:00Z) and import those windows again, or import \
+                 the histogram series by remote write (--dest)"
             }
             RejectReason::DisorderedInBlock => {
                 "series became one after relabelling (--drop-label) or were selected twice by \
@@ -156,9 +159,9 @@ impl std::fmt::Display for RejectReason {
             RejectReason::NativeHistogramsDropped => {
                 f.write_str("native histograms accepted, then not stored")
             }
-            RejectReason::HistogramsNotInBlocks => {
-                f.write_str("native histograms, not written into blocks")
-            }
+            RejectReason::HistogramsNotInBlocks => f.write_str(
+                "native histograms of a chunk cut by the range, not written into blocks",
+            ),
             RejectReason::DisorderedInBlock => {
                 f.write_str("at or before a sample already in the series' block")
             }

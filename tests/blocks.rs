@@ -169,13 +169,8 @@ fn into_cortex_without_an_out_of_order_window_blocks_are_served_exactly_where_re
         r#"__name__="up",job="live""#.to_string(),
         vec![(now, 1.0f64.to_bits())],
     );
-    // Served after the store-gateway's and querier's next sync (10 s here): wait for all.
-    let deadline = Instant::now() + Duration::from_secs(180);
-    let mut held = cortex.read_samples(TENANT, start, end);
-    while total_samples(&held) < total_samples(&expected) && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_secs(3));
-        held = cortex.read_samples(TENANT, start, end);
-    }
+    // Served after Cortex's next sync of its bucket (10 s here).
+    let held = cortex.read_samples_once_synced(TENANT, start, end, total_samples(&expected));
     assert_same_data(&expected, &held);
     // verify compares the history: up to the live sample, which the source does not hold.
     let out = verify_range(
@@ -315,11 +310,7 @@ fn into_cortex_on_s3_the_blocks_are_uploaded_meta_json_last_and_served_exactly()
     );
     let (start, end) = summary_range(&log);
     let expected = read_samples(&source, start, end);
-    let deadline = Instant::now() + Duration::from_secs(180);
-    let mut held = cortex.read_samples(TENANT, start, end);
-    while total_samples(&held) < total_samples(&expected) && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_secs(3));
-        held = cortex.read_samples(TENANT, start, end);
-    }
+    // Served after Cortex's next sync of its bucket (10 s here).
+    let held = cortex.read_samples_once_synced(TENANT, start, end, total_samples(&expected));
     assert_same_data(&expected, &held);
 }

@@ -519,12 +519,8 @@ fn helm_install_with_destination_blocks_uploads_one_block_per_window_into_cortex
     let (start, end) = (ledger.range_start_ms, ledger.range_end_ms.unwrap());
     let expected = read_samples(&source, start, end);
     assert!(total_samples(&expected) > 10_000, "the range holds history");
-    let deadline = Instant::now() + Duration::from_secs(180);
-    let mut held = cortex.read_samples("c-7xk2p", start, end);
-    while total_samples(&held) < total_samples(&expected) && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_secs(3));
-        held = cortex.read_samples("c-7xk2p", start, end);
-    }
+    // Served after Cortex's next sync of its bucket (10 s here).
+    let held = cortex.read_samples_once_synced("c-7xk2p", start, end, total_samples(&expected));
     assert_same_data(&expected, &held);
 }
 

@@ -151,6 +151,20 @@ struct SeriesChunks {
 }
 
 impl SeriesChunks {
+    /// Writes the chunk being filled, if it holds anything, and starts another.
+    fn close_open(&mut self, segments: &mut Segments) -> Result<()> {
+        if !self.open.is_empty() {
+            let open = std::mem::take(&mut self.open);
+            self.chunks.push(segments.write(
+                ENCODING_XOR,
+                open.bytes(),
+                open.min_time(),
+                open.max_time(),
+            )?);
+        }
+        Ok(())
+    }
+
     /// The time of the series' last sample in the block so far.
     fn last_time(&self) -> Option<i64> {
         match self.open.is_empty() {
@@ -246,13 +260,7 @@ impl Builder {
                 continue;
             }
             if entry.open.is_full() {
-                let full = std::mem::take(&mut entry.open);
-                entry.chunks.push(self.segments.write(
-                    ENCODING_XOR,
-                    full.bytes(),
-                    full.min_time(),
-                    full.max_time(),
-                )?);
+                entry.close_open(&mut self.segments)?;
             }
             entry.open.append(s.timestamp, s.value.to_bits());
             delivery.written += 1;
@@ -278,15 +286,7 @@ impl Builder {
                 .push(disordered_in_block(&raw.labels, raw.samples, histograms));
             return Ok(());
         }
-        if !entry.open.is_empty() {
-            let open = std::mem::take(&mut entry.open);
-            entry.chunks.push(self.segments.write(
-                ENCODING_XOR,
-                open.bytes(),
-                open.min_time(),
-                open.max_time(),
-            )?);
-        }
+        entry.close_open(&mut self.segments)?;
         // The proto's encodings are the chunk files' (XOR 1, histogram 2, float histogram 3).
         let encoding = u8::try_from(raw.chunk.r#type)
             .map_err(|_| Error::Internal(format!("chunk encoding {}", raw.chunk.r#type)))?;
@@ -309,15 +309,7 @@ impl Builder {
             move |source| Error::WriteFile { what, path, source }
         };
         for entry in self.series.values_mut() {
-            if !entry.open.is_empty() {
-                let last = std::mem::take(&mut entry.open);
-                entry.chunks.push(self.segments.write(
-                    ENCODING_XOR,
-                    last.bytes(),
-                    last.min_time(),
-                    last.max_time(),
-                )?);
-            }
+            entry.close_open(&mut self.segments)?;
         }
         let chunks: u64 = self.series.values().map(|s| s.chunks.len() as u64).sum();
         let segment_files = self.segments.close()?;

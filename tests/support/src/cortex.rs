@@ -197,6 +197,28 @@ impl Cortex {
 }
 
 impl Cortex {
+    /// `read_samples`, again every 3 s until the tenant holds `expected` samples or 3 minutes
+    /// have passed: blocks put into the bucket are served only after Cortex's next sync of it.
+    /// What it holds then is the test's to compare.
+    pub fn read_samples_once_synced(
+        &self,
+        tenant: &str,
+        start_ms: i64,
+        end_ms: i64,
+        expected: usize,
+    ) -> Data {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(180);
+        loop {
+            let held = self.read_samples(tenant, start_ms, end_ms);
+            if super::total_samples(&held) >= expected || std::time::Instant::now() > deadline {
+                return held;
+            }
+            std::thread::sleep(std::time::Duration::from_secs(3));
+        }
+    }
+}
+
+impl Cortex {
     /// A reader for a Cortex started with `CORTEX_TLS_DIR`: the client certificate from
     /// `opni`-style files (ca.crt, client.crt, client.key). The test's own reader does not
     /// check the host name (the certificate names Services, not 127.0.0.1): promimport's

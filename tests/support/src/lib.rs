@@ -192,12 +192,19 @@ pub fn start_victoria_metrics(name: &str, retention: &str) -> Server {
 pub fn start_s3(name: &str, bucket: &str) -> Server {
     let dir = temp_dir(name);
     let port = free_port();
-    let child = Command::new("moto_server")
-        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+    let child = Command::new("python3")
+        .args([
+            "-m",
+            "moto.server",
+            "-H",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+        ])
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(dir.join("moto.log")).unwrap())
         .spawn()
-        .expect("moto_server runs (PyPI moto[server]; scripts/install-deps installs it)");
+        .expect("python3 runs moto.server (PyPI moto[server]; scripts/install-deps installs it)");
     let server = Server { child, port, dir };
     wait_ready(&server, "/");
     let made = reqwest::blocking::Client::new()
