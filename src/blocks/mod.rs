@@ -195,6 +195,10 @@ struct Builder {
     segments: Segments,
     series: BTreeMap<Vec<(String, String)>, SeriesChunks>,
     samples: u64,
+    /// The labels last added and their key in `series`: a series arrives chunk after chunk,
+    /// so its key is made once, not once a chunk.
+    last_labels: std::sync::Arc<[Label]>,
+    last_key: Vec<(String, String)>,
 }
 
 impl Builder {
@@ -216,6 +220,8 @@ impl Builder {
             segments,
             series: BTreeMap::new(),
             samples: 0,
+            last_labels: std::sync::Arc::from([]),
+            last_key: Vec::new(),
         })
     }
 
@@ -252,7 +258,7 @@ impl Builder {
         if ts.samples.is_empty() {
             return Ok(());
         }
-        let entry = self.series.entry(sorted_labels(&ts.labels)).or_default();
+        let (entry, segments) = self.entry(&ts.labels.into());
         let mut disordered = 0;
         for s in &ts.samples {
             if entry.last_time().is_some_and(|last| s.timestamp <= last) {
@@ -260,7 +266,7 @@ impl Builder {
                 continue;
             }
             if entry.open.is_full() {
-                entry.close_open(&mut self.segments)?;
+                entry.close_open(segments)?;
             }
             entry.open.append(s.timestamp, s.value.to_bits());
             delivery.written += 1;
@@ -268,15 +274,32 @@ impl Builder {
         if disordered > 0 {
             delivery
                 .refused
-                .push(disordered_in_block(&ts.labels, disordered, 0));
+                .push(disordered_in_block(&self.last_labels, disordered, 0));
         }
         Ok(())
     }
 
+    /// The series' chunks (made on first use) and the segments to write them to.
+    fn entry(&mut self, labels: &std::sync::Arc<[Label]>) -> (&mut SeriesChunks, &mut Segments) {
+        if !std::sync::Arc::ptr_eq(labels, &self.last_labels) && *labels != self.last_labels {
+            self.last_key = sorted_labels(labels);
+        }
+        self.last_labels = labels.clone();
+        if !self.series.contains_key(&self.last_key) {
+            self.series
+                .insert(self.last_key.clone(), SeriesChunks::default());
+        }
+        let entry = self
+            .series
+            .get_mut(&self.last_key)
+            .expect("inserted above when missing");
+        (entry, &mut self.segments)
+    }
+
     /// A source's chunk, copied: the chunk file holds the same bytes as the source's block.
     fn add_chunk(&mut self, raw: RawChunk, delivery: &mut Delivery) -> Result<()> {
-        let entry = self.series.entry(sorted_labels(&raw.labels)).or_default();
         let histograms = if raw.histograms { raw.samples } else { 0 };
+        let (entry, segments) = self.entry(&raw.labels);
         if entry
             .last_time()
             .is_some_and(|last| raw.chunk.min_time_ms <= last)
@@ -286,11 +309,11 @@ impl Builder {
                 .push(disordered_in_block(&raw.labels, raw.samples, histograms));
             return Ok(());
         }
-        entry.close_open(&mut self.segments)?;
+        entry.close_open(segments)?;
         // The proto's encodings are the chunk files' (XOR 1, histogram 2, float histogram 3).
         let encoding = u8::try_from(raw.chunk.r#type)
             .map_err(|_| Error::Internal(format!("chunk encoding {}", raw.chunk.r#type)))?;
-        entry.chunks.push(self.segments.write(
+        entry.chunks.push(segments.write(
             encoding,
             &raw.chunk.data,
             raw.chunk.min_time_ms,

@@ -30,7 +30,8 @@ pub struct RawChunk {
     /// Where it falls among the request's series: samples of its series before it are in
     /// earlier entries, samples after it in later ones.
     pub position: usize,
-    pub labels: Vec<Label>,
+    /// Shared by every chunk of the series: one allocation a series, not one a chunk.
+    pub labels: std::sync::Arc<[Label]>,
     pub chunk: crate::proto::Chunk,
     /// The samples its header declares.
     pub samples: u64,
@@ -50,8 +51,9 @@ pub struct Batcher {
     bytes: usize,
     /// What the request's samples take in memory, against `MAX_BATCH_MEMORY`.
     memory: usize,
-    /// Labels of the series being fed, and its slot in `series` once it has a sample there.
-    open_labels: Vec<Label>,
+    /// Labels of the series being fed (shared with the whole chunks passed on for it), and its
+    /// slot in `series` once it has a sample there.
+    open_labels: std::sync::Arc<[Label]>,
     open_slot: Option<usize>,
     /// The kind of the open series' last sample in this request.
     open_kind: Option<Kind>,
@@ -67,7 +69,7 @@ impl Batcher {
             samples: 0,
             bytes: 0,
             memory: 0,
-            open_labels: Vec::new(),
+            open_labels: std::sync::Arc::from([]),
             open_slot: None,
             open_kind: None,
             chunks: Vec::new(),
@@ -82,7 +84,7 @@ impl Batcher {
 
     /// Starts a series; its samples must follow in timestamp order.
     pub fn start_series(&mut self, labels: Vec<Label>) {
-        self.open_labels = labels;
+        self.open_labels = labels.into();
         self.open_slot = None;
         self.open_kind = None;
     }
@@ -99,7 +101,7 @@ impl Batcher {
             .sum::<usize>()
             + 6;
         self.series.push(TimeSeries {
-            labels: self.open_labels.clone(),
+            labels: self.open_labels.to_vec(),
             samples: Vec::new(),
             histograms: Vec::new(),
         });
