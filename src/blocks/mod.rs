@@ -136,8 +136,7 @@ impl Destination for BlockWriter {
         }
     }
 
-    /// Histograms are refused before they are written (`Builder::add`), so none is ever
-    /// asked about.
+    /// A block holds what was written into it; there is no receiver that might drop some.
     async fn check_histograms(&self, _: &[Label], _: i64) -> HistogramCheck {
         HistogramCheck::Kept
     }
@@ -197,7 +196,7 @@ struct Builder {
     samples: u64,
     /// The labels last added and their key in `series`: a series arrives chunk after chunk,
     /// so its key is made once, not once a chunk.
-    last_labels: std::sync::Arc<[Label]>,
+    last_labels: Arc<[Label]>,
     last_key: Vec<(String, String)>,
 }
 
@@ -220,7 +219,7 @@ impl Builder {
             segments,
             series: BTreeMap::new(),
             samples: 0,
-            last_labels: std::sync::Arc::from([]),
+            last_labels: Arc::from([]),
             last_key: Vec::new(),
         })
     }
@@ -250,8 +249,8 @@ impl Builder {
                 reason: RejectReason::HistogramsNotInBlocks,
                 samples: histograms,
                 histograms,
-                message: "native histogram samples from a chunk cut by the window's edge are \
-                          not written into blocks yet"
+                message: "native histogram samples of a chunk cut by the range's start or end, \
+                          or overlapping another, are not written into blocks yet"
                     .into(),
             });
         }
@@ -280,8 +279,8 @@ impl Builder {
     }
 
     /// The series' chunks (made on first use) and the segments to write them to.
-    fn entry(&mut self, labels: &std::sync::Arc<[Label]>) -> (&mut SeriesChunks, &mut Segments) {
-        if !std::sync::Arc::ptr_eq(labels, &self.last_labels) && *labels != self.last_labels {
+    fn entry(&mut self, labels: &Arc<[Label]>) -> (&mut SeriesChunks, &mut Segments) {
+        if !Arc::ptr_eq(labels, &self.last_labels) && *labels != self.last_labels {
             self.last_key = sorted_labels(labels);
         }
         self.last_labels = labels.clone();
@@ -370,9 +369,15 @@ impl Builder {
     }
 
     fn remove(self) {
-        if let Err(e) = std::fs::remove_dir_all(&self.staging) {
-            tracing::warn!(path = %self.staging.display(), error = %e, "could not remove an unfinished block; it is never loaded, and the next run of its window replaces it");
-        }
+        remove_staging(&self.staging);
+    }
+}
+
+/// Removes a staging directory; one left behind is never loaded, and the next run of its
+/// window replaces it.
+fn remove_staging(dir: &Path) {
+    if let Err(e) = std::fs::remove_dir_all(dir) {
+        tracing::warn!(path = %dir.display(), error = %e, "could not remove a block's staging directory; no reader loads it, and the next run of its window replaces it");
     }
 }
 
@@ -388,9 +393,7 @@ pub(crate) struct Sealed {
 impl Sealed {
     /// The block's own files are no longer needed here (placed, or found in place already).
     pub fn remove(&self) {
-        if let Err(e) = std::fs::remove_dir_all(&self.staging) {
-            tracing::warn!(path = %self.staging.display(), error = %e, "could not remove a block's staging directory; it is never loaded, and the next run of its window replaces it");
-        }
+        remove_staging(&self.staging);
     }
 }
 
