@@ -3,7 +3,7 @@
 //! offset tables and the table of contents. Every section carries a CRC32 Castagnoli.
 //! The series are given sorted, so the whole file is written in one pass.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::{self, Write};
 
 /// A chunk as the index refers to it: its time range and where it is in the chunk files.
@@ -38,7 +38,8 @@ pub fn write_index<'a, W: Write>(
             symbols.insert(value.as_str());
         }
     }
-    let symbol_ids: BTreeMap<&str, u32> = symbols
+    // Looked up for every label of every series: hashed, not compared along a tree.
+    let symbol_ids: HashMap<&str, u32> = symbols
         .iter()
         .enumerate()
         .map(|(i, s)| (*s, i as u32))
@@ -60,7 +61,7 @@ pub fn write_index<'a, W: Write>(
     // Series, and what the postings need of them: each label pair's series IDs.
     w.pad(16)?;
     let series_at = w.written;
-    let mut postings: BTreeMap<(&str, &str), Vec<u32>> = BTreeMap::new();
+    let mut postings: HashMap<(&str, &str), Vec<u32>> = HashMap::new();
     let mut all = Vec::new();
     for s in series {
         w.pad(16)?;
@@ -101,6 +102,8 @@ pub fn write_index<'a, W: Write>(
         w.write_all(&crc32c::crc32c(&body).to_be_bytes())?;
     }
 
+    // Postings and label indices are in label order.
+    let postings: BTreeMap<(&str, &str), Vec<u32>> = postings.into_iter().collect();
     // Label indices: no longer read by Prometheus, written as its own writer does, for
     // readers that still look.
     let mut names: BTreeMap<&str, Vec<u32>> = BTreeMap::new();

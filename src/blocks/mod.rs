@@ -14,7 +14,7 @@ pub mod xor;
 
 pub use target::BlocksTarget;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -192,12 +192,16 @@ struct Builder {
     window: Window,
     staging: PathBuf,
     segments: Segments,
-    series: BTreeMap<Vec<(String, String)>, SeriesChunks>,
+    /// Each series' labels (sorted by name, as the index holds them) and chunks, in the order
+    /// they came; `index` finds one by its labels. The index file wants them sorted by labels,
+    /// which `seal` does once.
+    series: Vec<(Vec<(String, String)>, SeriesChunks)>,
+    index: HashMap<Vec<(String, String)>, usize>,
     samples: u64,
-    /// The labels last added and their key in `series`: a series arrives chunk after chunk,
-    /// so its key is made once, not once a chunk.
+    /// The labels last added and where their series is: a series arrives chunk after chunk,
+    /// and is looked up once, not once a chunk (comparing labels was most of the CPU).
     last_labels: Arc<[Label]>,
-    last_key: Vec<(String, String)>,
+    last_series: usize,
 }
 
 impl Builder {
@@ -217,10 +221,11 @@ impl Builder {
             window,
             staging,
             segments,
-            series: BTreeMap::new(),
+            series: Vec::new(),
+            index: HashMap::new(),
             samples: 0,
             last_labels: Arc::from([]),
-            last_key: Vec::new(),
+            last_series: 0,
         })
     }
 
@@ -280,19 +285,21 @@ impl Builder {
 
     /// The series' chunks (made on first use) and the segments to write them to.
     fn entry(&mut self, labels: &Arc<[Label]>) -> (&mut SeriesChunks, &mut Segments) {
-        if !Arc::ptr_eq(labels, &self.last_labels) && *labels != self.last_labels {
-            self.last_key = sorted_labels(labels);
+        let same = self.last_labels.len() == labels.len()
+            && (Arc::ptr_eq(labels, &self.last_labels) || *labels == self.last_labels);
+        if !same || self.series.is_empty() {
+            let key = sorted_labels(labels);
+            self.last_series = match self.index.get(&key) {
+                Some(&i) => i,
+                None => {
+                    self.series.push((key.clone(), SeriesChunks::default()));
+                    self.index.insert(key, self.series.len() - 1);
+                    self.series.len() - 1
+                }
+            };
+            self.last_labels = labels.clone();
         }
-        self.last_labels = labels.clone();
-        if !self.series.contains_key(&self.last_key) {
-            self.series
-                .insert(self.last_key.clone(), SeriesChunks::default());
-        }
-        let entry = self
-            .series
-            .get_mut(&self.last_key)
-            .expect("inserted above when missing");
-        (entry, &mut self.segments)
+        (&mut self.series[self.last_series].1, &mut self.segments)
     }
 
     /// A source's chunk, copied: the chunk file holds the same bytes as the source's block.
@@ -330,10 +337,11 @@ impl Builder {
             let path = path.to_path_buf();
             move |source| Error::WriteFile { what, path, source }
         };
-        for entry in self.series.values_mut() {
+        for (_, entry) in &mut self.series {
             entry.close_open(&mut self.segments)?;
         }
-        let chunks: u64 = self.series.values().map(|s| s.chunks.len() as u64).sum();
+        self.series.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        let chunks: u64 = self.series.iter().map(|(_, s)| s.chunks.len() as u64).sum();
         let segment_files = self.segments.close()?;
         let index_path = self.staging.join("index");
         let file = File::create(&index_path).map_err(io("a block's index", &index_path))?;
