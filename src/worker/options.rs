@@ -40,14 +40,15 @@ pub struct WorkerOptions {
     #[serde(default)]
     pub dest: String,
 
-    /// Write TSDB blocks instead of remote write: file:///DIR, a Prometheus data directory, or
-    /// with --tenant a Cortex filesystem bucket (blocks go to DIR/TENANT/); one 2h block per
-    /// window, so no out-of-order window is needed
+    /// Write TSDB blocks instead of remote write, one 2h block per window (no out-of-order
+    /// window needed): file:///DIR (a Prometheus data directory, or with --tenant a Cortex
+    /// filesystem bucket), or with --tenant Cortex's bucket at s3://BUCKET[/PREFIX], gs://BUCKET
+    /// or az://CONTAINER (credentials from AWS_*, GOOGLE_*, AZURE_* variables)
     #[arg(long, value_name = "URL", conflicts_with = "dest")]
     pub dest_blocks: Option<String>,
 
     /// With --dest-blocks: the Cortex tenant (X-Scope-OrgID) the blocks belong to
-    #[arg(long, value_name = "TENANT", requires = "dest_blocks")]
+    #[arg(long, value_name = "TENANT")]
     pub tenant: Option<String>,
 
     /// Series selector to import; repeatable [default: every series]
