@@ -211,12 +211,14 @@ impl std::fmt::Display for RunSummary {
         if let Some(target) = &self.blocks {
             let found = match self.blocks_found {
                 0 => String::new(),
-                n => format!(" ({n} already there from an earlier run of the same windows)"),
+                n => format!(
+                    " ({n} more were already there from an earlier run of the same windows)"
+                ),
             };
             write!(
                 f,
                 "\n  blocks   {} written into {}{found}; {}",
-                t.blocks,
+                t.blocks - self.blocks_found,
                 target.describe(),
                 target.visibility()
             )?;

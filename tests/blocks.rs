@@ -64,6 +64,16 @@ fn an_import_into_a_prometheus_data_dir_is_read_back_exactly_by_promtool_and_pro
     let sink = start_prometheus_on("blocks-prom-sink", &data, &[]);
     assert_same_data(&expected, &read_samples(&sink, start, end));
     drop(sink);
+    // promtool's dump reads every chunk of every block, one line a sample (it opens the
+    // directory as a database, with the WAL directory the Prometheus above made).
+    let dump = Command::new("promtool")
+        .args(["tsdb", "dump"])
+        .arg(&data)
+        .output()
+        .expect("promtool runs");
+    assert!(dump.status.success(), "{}", text(&dump));
+    let lines = String::from_utf8_lossy(&dump.stdout).lines().count();
+    assert_eq!(lines, total_samples(&expected), "promtool tsdb dump");
 
     // The same import again with a new state directory (a lost ledger): every window finds
     // its block already there, by ID, and no block is added.
@@ -73,7 +83,11 @@ fn an_import_into_a_prometheus_data_dir_is_read_back_exactly_by_promtool_and_pro
     let (code, log) = again.exec();
     assert_eq!(code, Some(0), "{log}");
     assert!(
-        log.contains(&format!("({} already there", blocks.len())),
+        log.contains(&format!(
+            "blocks   0 written into file://{} ({} more were already there",
+            data.display(),
+            blocks.len()
+        )),
         "{log}"
     );
     assert_eq!(blocks_in(&data), blocks);
@@ -276,33 +290,32 @@ fn a_worker_killed_mid_block_leaves_no_block_a_reader_loads_and_the_rerun_is_exa
     assert_same_data(&expected, &read_samples(&sink, start, end));
 }
 
-#[test]
-fn into_cortex_on_s3_the_blocks_are_uploaded_meta_json_last_and_served_exactly() {
-    let source = recent_history_source("blocks-s3-src", 26, 1);
-    let s3 = start_s3("blocks-s3", "cortex-blocks");
-    let endpoint = s3.url("");
-    let cortex = Cortex::start_on_s3(
-        "blocks-s3-cortex",
-        &[("CORTEX_OOO_WINDOW", "0s"), ("CORTEX_SYNC_INTERVAL", "10s")],
-        endpoint.trim_start_matches("http://"),
-        "cortex-blocks",
-    );
+/// `promimport run --dest-blocks s3://cortex-blocks` into moto, `now-30h` to `now`.
+fn import_into_s3(source: &Server, endpoint: &str, state: &str) -> (Option<i32>, String) {
     let out = std::process::Command::new(promimport_bin())
         .args(["run", "--source", &source.url("/api/v1/read")])
         .args(["--dest-blocks", "s3://cortex-blocks", "--tenant", TENANT])
         .args(["--start", "now-30h", "--end", "now"])
         .arg("--state")
-        .arg(temp_dir("blocks-s3-state"))
+        .arg(temp_dir(state))
         // What a user sets for an S3-compatible store; the keys are moto's, any will do.
-        .env("AWS_ENDPOINT", &endpoint)
+        .env("AWS_ENDPOINT", endpoint)
         .env("AWS_ALLOW_HTTP", "true")
         .env("AWS_REGION", "us-east-1")
         .env("AWS_ACCESS_KEY_ID", "x")
         .env("AWS_SECRET_ACCESS_KEY", "secret-value-never-printed")
         .output()
         .unwrap();
-    let log = text(&out);
-    assert_eq!(out.status.code(), Some(0), "{log}");
+    (out.status.code(), text(&out))
+}
+
+#[test]
+fn into_cortex_on_s3_blocks_land_meta_json_last_a_cut_upload_is_ignored_and_a_rerun_is_exact() {
+    let source = recent_history_source("blocks-s3-src", 26, 1);
+    let s3 = start_s3("blocks-s3", "cortex-blocks");
+    let endpoint = s3.url("");
+    let (code, log) = import_into_s3(&source, &endpoint, "blocks-s3-state");
+    assert_eq!(code, Some(0), "{log}");
     assert!(!log.contains("secret-value-never-printed"), "{log}");
     assert!(
         log.contains("written into s3://cortex-blocks (tenant c-7xk2p)"),
@@ -310,7 +323,79 @@ fn into_cortex_on_s3_the_blocks_are_uploaded_meta_json_last_and_served_exactly()
     );
     let (start, end) = summary_range(&log);
     let expected = read_samples(&source, start, end);
-    // Served after Cortex's next sync of its bucket (10 s here).
+
+    // Two uploads cut before their last file, meta.json: what a worker killed mid-upload (or
+    // an upload that failed for good) leaves in the bucket.
+    let listing =
+        reqwest::blocking::get(s3.url(&format!("/cortex-blocks?list-type=2&prefix={TENANT}/")))
+            .unwrap()
+            .text()
+            .unwrap();
+    let metas: Vec<&str> = listing
+        .split("<Key>")
+        .skip(1)
+        .filter_map(|k| k.split("</Key>").next())
+        .filter(|k| k.ends_with("/meta.json"))
+        .collect();
+    assert!(metas.len() >= 13, "{listing}");
+    // moto keeps objects private: reads and deletes are signed, as object_store signs them.
+    use object_store::ObjectStoreExt;
+    let bucket = object_store::aws::AmazonS3Builder::new()
+        .with_endpoint(&endpoint)
+        .with_allow_http(true)
+        .with_region("us-east-1")
+        .with_bucket_name("cortex-blocks")
+        .with_access_key_id("x")
+        .with_secret_access_key("y")
+        .build()
+        .unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let mut cut = Vec::new();
+    for key in &metas[3..5] {
+        let path = object_store::path::Path::from(*key);
+        let bytes = runtime
+            .block_on(async { bucket.get(&path).await?.bytes().await })
+            .unwrap();
+        let meta: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        cut.push((
+            meta["minTime"].as_i64().unwrap(),
+            meta["maxTime"].as_i64().unwrap(),
+        ));
+        runtime.block_on(bucket.delete(&path)).unwrap();
+    }
+    let cortex = Cortex::start_on_s3(
+        "blocks-s3-cortex",
+        &[("CORTEX_OOO_WINDOW", "0s"), ("CORTEX_SYNC_INTERVAL", "10s")],
+        endpoint.trim_start_matches("http://"),
+        "cortex-blocks",
+    );
+    // Cortex serves the complete blocks and ignores the cut ones: nothing partial, no error.
+    let outside_cut: Data = expected
+        .iter()
+        .map(|(k, v)| {
+            let kept = v
+                .iter()
+                .copied()
+                .filter(|&(t, _)| !cut.iter().any(|&(a, b)| a <= t && t < b))
+                .collect();
+            (k.clone(), kept)
+        })
+        .filter(|(_, v): &(String, Vec<(i64, u64)>)| !v.is_empty())
+        .collect();
+    let held = cortex.read_samples_once_synced(TENANT, start, end, total_samples(&outside_cut));
+    assert_same_data(&outside_cut, &held);
+
+    // The same import again (a lost ledger): the complete blocks are found by their IDs, the
+    // cut ones uploaded again whole, and Cortex then serves every sample.
+    let (code, log) = import_into_s3(&source, &endpoint, "blocks-s3-state-2");
+    assert_eq!(code, Some(0), "{log}");
+    assert!(
+        log.contains(&format!(
+            "blocks   2 written into s3://cortex-blocks (tenant c-7xk2p) ({} more were already there",
+            metas.len() - 2
+        )),
+        "{log}"
+    );
     let held = cortex.read_samples_once_synced(TENANT, start, end, total_samples(&expected));
     assert_same_data(&expected, &held);
 }
