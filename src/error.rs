@@ -210,6 +210,17 @@ pub enum Error {
         transient: bool,
     },
 
+    #[error(
+        "block {block} is there already for this window and holds {held} samples, but the \
+         source now holds {read}: it changed since that block was written. Delete the block (its \
+         directory, or its objects) and import the window again"
+    )]
+    BlockDiffers {
+        block: String,
+        held: String,
+        read: u64,
+    },
+
     #[error("ledger {}: {reason}", path.display())]
     Ledger { path: PathBuf, reason: String },
 

@@ -373,6 +373,7 @@ impl Builder {
             staging: self.staging,
             files,
             bytes: self.segments.bytes + index_bytes + json.len() as u64,
+            samples: self.samples,
         })
     }
 
@@ -396,9 +397,28 @@ pub(crate) struct Sealed {
     /// Its files relative to the block's directory, `meta.json` last.
     pub files: Vec<String>,
     pub bytes: u64,
+    /// Its samples, as its meta.json says: compared with a block of the same ID found in place.
+    pub samples: u64,
 }
 
 impl Sealed {
+    /// A block with this ID already in place: the same window of the same import. It holds the
+    /// same samples unless the source changed since (samples added to an old window): then it
+    /// is neither kept as if it held these nor replaced under a reader, but named.
+    pub fn same_as(&self, existing_meta: &[u8], place: &str) -> Result<()> {
+        let held = serde_json::from_slice::<serde_json::Value>(existing_meta)
+            .ok()
+            .and_then(|m| m["stats"]["numSamples"].as_u64());
+        match held {
+            Some(held) if held == self.samples => Ok(()),
+            held => Err(Error::BlockDiffers {
+                block: place.to_string(),
+                held: held.map_or("an unreadable number of".into(), |n| n.to_string()),
+                read: self.samples,
+            }),
+        }
+    }
+
     /// The block's own files are no longer needed here (placed, or found in place already).
     pub fn remove(&self) {
         remove_staging(&self.staging);

@@ -163,8 +163,9 @@ impl BlocksTarget {
                     let path = dest.clone();
                     move |source| Error::WriteFile { what, path, source }
                 };
-                if dest.join("meta.json").exists() {
+                if let Ok(existing) = std::fs::read(dest.join("meta.json")) {
                     sealed.remove();
+                    sealed.same_as(&existing, &dest.display().to_string())?;
                     written.existed = true;
                     return Ok(written);
                 }
@@ -187,14 +188,18 @@ impl BlocksTarget {
                 .collect::<Vec<_>>()
                 .join("/");
                 let meta = ObjectPath::from(format!("{base}/meta.json"));
-                match store.head(&meta).await {
-                    Ok(_) => {
-                        sealed.remove();
-                        written.existed = true;
-                        return Ok(written);
-                    }
-                    Err(object_store::Error::NotFound { .. }) => {}
+                let existing = match store.get(&meta).await {
+                    Ok(found) => Some(found.bytes().await),
+                    Err(object_store::Error::NotFound { .. }) => None,
                     Err(e) => return Err(self.bucket_error("cannot look for the block", &e)),
+                };
+                if let Some(existing) = existing {
+                    let existing = existing
+                        .map_err(|e| self.bucket_error("cannot read the block's meta.json", &e))?;
+                    sealed.remove();
+                    sealed.same_as(&existing, &format!("{base} (in {})", self.url))?;
+                    written.existed = true;
+                    return Ok(written);
                 }
                 // meta.json is the last of `files`: until it is there, stores take the block
                 // for a partial upload and leave it alone.
