@@ -45,6 +45,10 @@ pub struct ImportStatus {
     /// read from it per second by this import since it was created.
     pub source_jobs: usize,
     pub read_per_second: f64,
+    /// `destination.blocks`: where, and the blocks written so far and their bytes.
+    pub blocks_into: Option<String>,
+    pub blocks: u64,
+    pub block_bytes: u64,
     /// The most recent problems, newest first.
     pub last_errors: Vec<String>,
 }
@@ -138,6 +142,17 @@ pub fn summarize(view: &LedgerView, running: usize, source_jobs: usize) -> Impor
         rate_limit: totals.rate_limit,
         source_jobs,
         read_per_second: read_rate,
+        blocks_into: view
+            .spec
+            .destination
+            .blocks
+            .as_ref()
+            .map(|b| match &b.tenant {
+                Some(t) => format!("{} (tenant {t})", b.url),
+                None => b.url.clone(),
+            }),
+        blocks: totals.blocks,
+        block_bytes: totals.block_bytes,
         last_errors,
     }
 }
@@ -154,6 +169,8 @@ fn add_up(view: &LedgerView) -> (Totals, Vec<String>) {
         totals.histograms_written += range.histograms_written;
         totals.waited += range.waited;
         totals.rate_limit = totals.rate_limit.or(range.rate_limit);
+        totals.blocks += range.blocks;
+        totals.block_bytes += range.block_bytes;
     }
     let mut problems: Vec<(&str, String)> = Vec::new();
     for (window, record) in &view.windows {
@@ -168,6 +185,10 @@ fn add_up(view: &LedgerView) -> (Totals, Vec<String>) {
         totals.skipped += record.skipped;
         totals.waited += record.waited;
         totals.rate_limit = totals.rate_limit.or(record.rate_limit);
+        if let Some(block) = &record.block {
+            totals.blocks += 1;
+            totals.block_bytes += block.bytes;
+        }
         match (record.status, record.is_final()) {
             (WindowStatus::Done, _) => totals.done += 1,
             (_, true) => totals.failed += 1,
@@ -235,6 +256,8 @@ struct Totals {
     skipped: u64,
     waited: f64,
     rate_limit: Option<f64>,
+    blocks: u64,
+    block_bytes: u64,
 }
 
 /// `[=========>          ]  45%`: windows finished (done or failed) of all.
@@ -301,6 +324,13 @@ pub fn render_table(imports: &[ImportStatus]) -> String {
                 "  source: {} Jobs of all imports reading it now; this import read {} samples/s\n",
                 s.source_jobs,
                 human(s.read_per_second)
+            ));
+        }
+        if let Some(into) = &s.blocks_into {
+            out.push_str(&format!(
+                "  blocks: {} written into {into}, {}B\n",
+                s.blocks,
+                human(s.block_bytes as f64)
             ));
         }
         if s.histograms_read > 0 {
@@ -493,8 +523,8 @@ mod tests {
                 seconds: 0.0,
                 waited: 10.0,
                 rate_limit: None,
-                blocks: 0,
-                block_bytes: 0,
+                blocks: 2,
+                block_bytes: 2_000,
                 at: "2026-11-24T00:00:00Z".into(),
             }],
             uid: String::new(),
@@ -524,6 +554,7 @@ mod tests {
         // Histogram samples add up the same way: 6 compacted, 1+1+1 read and 1+1+1 written in
         // windows 4 and 5 (window 0's record is compacted).
         assert_eq!((status.histograms_read, status.histograms_written), (10, 8));
+        assert_eq!((status.blocks, status.block_bytes), (2, 2_000));
         let table = render_table(&[status]);
         assert!(
             table.contains("waited 13s in all") && table.contains("25000 samples/s"),
@@ -560,6 +591,9 @@ mod tests {
             rate_limit: None,
             source_jobs: 2,
             read_per_second: 12_500.0,
+            blocks_into: Some("s3://cortex-blocks (tenant c-7xk2p)".into()),
+            blocks: 3,
+            block_bytes: 4_096,
             last_errors: Vec::new(),
         };
         let table = render_table(std::slice::from_ref(&status));
@@ -568,6 +602,10 @@ mod tests {
                 "  source: 2 Jobs of all imports reading it now; this import read 12.5k samples/s"
             ),
             "a running import shows what it asks of its source: {table}"
+        );
+        assert!(
+            table.contains("  blocks: 3 written into s3://cortex-blocks (tenant c-7xk2p), 4096B"),
+            "{table}"
         );
         assert!(
             progress_bar(&status).ends_with("[===============>              ]  50%"),
