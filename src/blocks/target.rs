@@ -148,7 +148,8 @@ impl BlocksTarget {
 
     /// Puts a sealed block in place: renamed into the directory, or uploaded with `meta.json`
     /// last. A block whose `meta.json` is there already (this window, written by a run that
-    /// stopped before recording it: the same samples) is kept, and the new copy dropped.
+    /// stopped before recording it) is kept and the new copy dropped when both hold as many
+    /// samples; otherwise the window fails, naming the block (`Sealed::same_as`).
     pub(crate) async fn place(&self, sealed: Sealed) -> Result<BlockWritten> {
         let mut written = BlockWritten {
             id: sealed.id.clone(),
@@ -236,12 +237,24 @@ impl BlocksTarget {
         let mut parts = WriteMultipart::new_with_chunk_size(upload, UPLOAD_PART_BYTES);
         let mut buffer = vec![0u8; UPLOAD_PART_BYTES];
         loop {
-            let n = file.read(&mut buffer).map_err(read_error)?;
-            if n == 0 {
-                break;
+            let read = match file.read(&mut buffer) {
+                Ok(n) => Ok(n),
+                Err(e) => Err(read_error(e)),
+            };
+            let ready = match read {
+                Ok(0) => break,
+                Ok(n) => parts.wait_for_capacity(2).await.map(|()| n).map_err(failed),
+                Err(e) => Err(e),
+            };
+            match ready {
+                Ok(n) => parts.write(&buffer[..n]),
+                Err(e) => {
+                    // A multipart upload left open is stored (and billed) by some stores
+                    // until it is aborted.
+                    let _ = parts.abort().await;
+                    return Err(e);
+                }
             }
-            parts.wait_for_capacity(2).await.map_err(failed)?;
-            parts.write(&buffer[..n]);
         }
         parts.finish().await.map_err(failed)?;
         Ok(())
@@ -308,4 +321,33 @@ fn bucket(url: &str) -> Result<Store> {
         store,
         prefix: prefix.as_ref().trim_matches('/').to_string(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A file larger than one part goes up in parts and comes back byte for byte (the tests'
+    /// blocks into moto are all smaller than a part).
+    #[tokio::test]
+    async fn a_file_larger_than_a_part_is_uploaded_in_parts_whole() {
+        let dir = std::env::temp_dir().join(format!("promimport-upload-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("chunks-000001");
+        let bytes: Vec<u8> = (0..UPLOAD_PART_BYTES + UPLOAD_PART_BYTES / 2)
+            .map(|i| (i * 31 % 251) as u8)
+            .collect();
+        std::fs::write(&file, &bytes).unwrap();
+        let store = object_store::memory::InMemory::new();
+        let target = BlocksTarget::parse("file:///unused", None).unwrap();
+        let to = ObjectPath::from("t/ULID/chunks/000001");
+        target.upload(&store, &file, &to).await.unwrap();
+        let back = store.get(&to).await.unwrap().bytes().await.unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert!(
+            back.as_ref() == bytes.as_slice(),
+            "{} bytes back",
+            back.len()
+        );
+    }
 }
