@@ -268,6 +268,15 @@ impl ImportSpec {
             }
             (Some(blocks), true) => {
                 crate::blocks::BlocksTarget::parse(&blocks.url, blocks.tenant.as_deref())?;
+                if let Some(volume) = &blocks.volume
+                    && !(volume.is_object() && blocks.url.starts_with("file://"))
+                {
+                    return Err(Error::invalid(
+                        "destination.blocks.volume",
+                        volume.to_string(),
+                        "a volume source such as {persistentVolumeClaim: {claimName: NAME}}, for a file:// url (a bucket needs none)",
+                    ));
+                }
                 if self.window_ms()? != crate::blocks::BLOCK_RANGE_MS {
                     return Err(Error::invalid(
                         "window",

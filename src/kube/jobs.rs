@@ -483,6 +483,14 @@ destination:
                 "destination: {blocks: {url: 'file:///d', tenant: a/b}}\n",
                 "no '/'",
             ),
+            (
+                "destination: {blocks: {url: s3://b, volume: {emptyDir: {}}}}\n",
+                "a bucket needs none",
+            ),
+            (
+                "destination: {blocks: {url: 'file:///d', volume: cortex-pvc}}\n",
+                "persistentVolumeClaim",
+            ),
         ] {
             let err = ImportSpec::from_yaml("test", &format!("{base}{rest}"))
                 .unwrap_err()
