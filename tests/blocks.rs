@@ -326,12 +326,17 @@ fn a_worker_killed_mid_block_leaves_no_block_a_reader_loads_and_the_rerun_is_exa
     assert_same_data(&expected, &read_samples(&sink, start, end));
 }
 
-/// `promimport run --dest-blocks s3://cortex-blocks` into moto, `now-30h` to `now`.
-fn import_into_s3(source: &Server, endpoint: &str, state: &str) -> (Option<i32>, String) {
+/// `promimport run --dest-blocks s3://cortex-blocks` into moto, from `start` to `end` as typed.
+fn import_into_s3(
+    source: &Server,
+    endpoint: &str,
+    (start, end): (&str, &str),
+    state: &str,
+) -> (Option<i32>, String) {
     let out = std::process::Command::new(promimport_bin())
         .args(["run", "--source", &source.url("/api/v1/read")])
         .args(["--dest-blocks", "s3://cortex-blocks", "--tenant", TENANT])
-        .args(["--start", "now-30h", "--end", "now"])
+        .args(["--start", start, "--end", end])
         .arg("--state")
         .arg(temp_dir(state))
         // What a user sets for an S3-compatible store; the keys are moto's, any will do.
@@ -350,7 +355,7 @@ fn into_cortex_on_s3_blocks_land_meta_json_last_a_cut_upload_is_ignored_and_a_re
     let source = recent_history_source("blocks-s3-src", 26, 1);
     let s3 = start_s3("blocks-s3", "cortex-blocks");
     let endpoint = s3.url("");
-    let (code, log) = import_into_s3(&source, &endpoint, "blocks-s3-state");
+    let (code, log) = import_into_s3(&source, &endpoint, ("now-30h", "now"), "blocks-s3-state");
     assert_eq!(code, Some(0), "{log}");
     assert!(!log.contains("secret-value-never-printed"), "{log}");
     assert!(
@@ -421,9 +426,16 @@ fn into_cortex_on_s3_blocks_land_meta_json_last_a_cut_upload_is_ignored_and_a_re
     let held = cortex.read_samples_once_synced(TENANT, start, end, total_samples(&outside_cut));
     assert_same_data(&outside_cut, &held);
 
-    // The same import again (a lost ledger): the complete blocks are found by their IDs, the
+    // The same import again (a lost ledger; the range as the first run resolved it, since a
+    // later `now` makes another last window): the complete blocks are found by their IDs, the
     // cut ones uploaded again whole, and Cortex then serves every sample.
-    let (code, log) = import_into_s3(&source, &endpoint, "blocks-s3-state-2");
+    let range = (rfc3339(start), rfc3339(end));
+    let (code, log) = import_into_s3(
+        &source,
+        &endpoint,
+        (&range.0, &range.1),
+        "blocks-s3-state-2",
+    );
     assert_eq!(code, Some(0), "{log}");
     assert!(
         log.contains(&format!(
