@@ -27,6 +27,18 @@ fn helm(kubeconfig: Option<&std::path::Path>, args: &[&str]) -> (bool, String) {
     (out.status.success(), text(&out))
 }
 
+/// `helm install RELEASE charts/promimport -n NAMESPACE --set ...` into the test cluster; the
+/// install must succeed, and what helm printed (the NOTES) is returned.
+fn helm_install(release: &str, namespace: &str, sets: &[String]) -> String {
+    let mut args = vec!["install", release, "charts/promimport", "-n", namespace];
+    for set in sets {
+        args.extend(["--set", set.as_str()]);
+    }
+    let (ok, log) = helm(Some(&cluster().admin()), &args);
+    assert!(ok, "{log}");
+    log
+}
+
 const DEST: &str = "destination.url=http://cortex.example:8080/api/v1/push";
 
 #[test]
@@ -192,12 +204,7 @@ fn helm_install_runs_a_migration_and_helm_uninstall_removes_everything() {
         // One window at a time keeps a Prometheus sink's appends in order (see prometheus_sink).
         "parallelism=1".to_string(),
     ];
-    let mut args = vec!["install", "history", "charts/promimport", "-n", "helm"];
-    for set in &sets {
-        args.extend(["--set", set.as_str()]);
-    }
-    let (ok, log) = helm(Some(&admin), &args);
-    assert!(ok, "{log}");
+    let log = helm_install("history", "helm", &sets);
     assert!(
         log.contains("promimport status rancher-monitoring -n helm --watch"),
         "NOTES tell how to watch: {log}"
@@ -300,18 +307,7 @@ fn helm_install_with_only_the_urls_and_a_relative_start_finishes_exact_with_one_
         format!("destination.url={}", vm.url("/api/v1/write")),
         "start=now-30h".to_string(),
     ];
-    let mut args = vec![
-        "install",
-        "defaults",
-        "charts/promimport",
-        "-n",
-        "helm-defaults",
-    ];
-    for set in &sets {
-        args.extend(["--set", set.as_str()]);
-    }
-    let (ok, log) = helm(Some(&cluster.admin()), &args);
-    assert!(ok, "{log}");
+    helm_install("defaults", "helm-defaults", &sets);
     let ledger = finished("helm-defaults");
     let (start, end) = (ledger.range_start_ms, ledger.range_end_ms.unwrap());
     let planned = promimport::plan::plan_windows(
@@ -408,12 +404,7 @@ fn helm_install_into_cortex(namespace: &str, opni: bool) {
             .map(String::from),
         );
     }
-    let mut args = vec!["install", "cortex", "charts/promimport", "-n", namespace];
-    for set in &sets {
-        args.extend(["--set", set.as_str()]);
-    }
-    let (ok, log) = helm(Some(&cluster.admin()), &args);
-    assert!(ok, "{log}");
+    helm_install("cortex", namespace, &sets);
     let ledger = finished(namespace);
     assert!(ledger.all_exact(), "{ledger:?}");
     let (start, end) = (ledger.range_start_ms, ledger.range_end_ms.unwrap());
@@ -480,12 +471,7 @@ fn helm_install_with_destination_blocks_uploads_one_block_per_window_into_cortex
         "destination.blocks.credentialsSecret=cortex-bucket".to_string(),
         "start=now-8h".to_string(),
     ];
-    let mut args = vec!["install", "blocks", "charts/promimport", "-n", namespace];
-    for set in &sets {
-        args.extend(["--set", set.as_str()]);
-    }
-    let (ok, log) = helm(Some(&cluster.admin()), &args);
-    assert!(ok, "{log}");
+    helm_install("blocks", namespace, &sets);
     let ledger = finished(namespace);
     assert!(ledger.all_exact(), "{ledger:?}");
     let jobs = worker_job_windows(namespace, "rancher-monitoring");
@@ -606,12 +592,7 @@ fn the_charts_cronjob_fires_twice_and_each_run_imports_only_what_is_new() {
         "incremental.schedule=* * * * *".to_string(),
         "incremental.lag=1s".to_string(),
     ];
-    let mut args = vec!["install", "cron", "charts/promimport", "-n", namespace];
-    for set in &sets {
-        args.extend(["--set", set.as_str()]);
-    }
-    let (ok, log) = helm(Some(&cluster.admin()), &args);
-    assert!(ok, "{log}");
+    helm_install("cron", namespace, &sets);
 
     // The CronJob controller fires at the next whole minute, then every minute (give or take
     // its 10 s sync). Two runs in the same minute may catch up to the same window boundary, so

@@ -53,8 +53,7 @@ pub fn write_index<'a, W: Write>(
     let mut body = Vec::new();
     body.extend((symbols.len() as u32).to_be_bytes());
     for s in &symbols {
-        uvarint(&mut body, s.len() as u64);
-        body.extend(s.as_bytes());
+        string(&mut body, s);
     }
     w.section_u32_len(&body)?;
 
@@ -125,14 +124,12 @@ pub fn write_index<'a, W: Write>(
         w.section_u32_len(&body)?;
     }
     let label_table_at = w.written;
-    body.clear();
-    body.extend((label_offsets.len() as u32).to_be_bytes());
-    for (name, offset) in &label_offsets {
-        body.push(1);
-        uvarint(&mut body, name.len() as u64);
-        body.extend(name.as_bytes());
-        uvarint(&mut body, *offset);
-    }
+    offset_table(
+        &mut body,
+        label_offsets
+            .iter()
+            .map(|(name, at)| ([*name].to_vec(), *at)),
+    );
     w.section_u32_len(&body)?;
 
     // Postings: every series first, under the empty name and value (what a query of only
@@ -152,16 +149,12 @@ pub fn write_index<'a, W: Write>(
         w.section_u32_len(&body)?;
     }
     let postings_table_at = w.written;
-    body.clear();
-    body.extend((posting_offsets.len() as u32).to_be_bytes());
-    for ((name, value), offset) in &posting_offsets {
-        body.push(2);
-        uvarint(&mut body, name.len() as u64);
-        body.extend(name.as_bytes());
-        uvarint(&mut body, value.len() as u64);
-        body.extend(value.as_bytes());
-        uvarint(&mut body, *offset);
-    }
+    offset_table(
+        &mut body,
+        posting_offsets
+            .iter()
+            .map(|((name, value), at)| ([*name, *value].to_vec(), *at)),
+    );
     w.section_u32_len(&body)?;
 
     body.clear();
@@ -212,6 +205,30 @@ impl<W: Write> Counting<W> {
         self.write_all(body)?;
         self.write_all(&crc32c::crc32c(body).to_be_bytes())
     }
+}
+
+/// The label offset table (keys of one string, the name) or the postings offset table (keys
+/// of two, name and value): the entry count, then each entry's string count, strings and
+/// offset.
+fn offset_table<'a>(
+    body: &mut Vec<u8>,
+    entries: impl ExactSizeIterator<Item = (Vec<&'a str>, u64)>,
+) {
+    body.clear();
+    body.extend((entries.len() as u32).to_be_bytes());
+    for (key, offset) in entries {
+        body.push(key.len() as u8);
+        for part in key {
+            string(body, part);
+        }
+        uvarint(body, offset);
+    }
+}
+
+/// A string as the index holds it: its length in bytes, then the bytes.
+fn string(out: &mut Vec<u8>, s: &str) {
+    uvarint(out, s.len() as u64);
+    out.extend(s.as_bytes());
 }
 
 pub fn uvarint(out: &mut Vec<u8>, mut v: u64) {

@@ -12,7 +12,7 @@ pub mod index;
 mod target;
 pub mod xor;
 
-pub use target::BlocksTarget;
+pub use target::{BlocksTarget, describe};
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::File;

@@ -76,10 +76,7 @@ impl BlocksTarget {
     }
 
     pub fn describe(&self) -> String {
-        match &self.tenant {
-            Some(t) => format!("{} (tenant {t})", self.url),
-            None => self.url.clone(),
-        }
+        describe(&self.url, self.tenant.as_deref())
     }
 
     /// When the destination shows a new block, for the summary.
@@ -271,6 +268,14 @@ impl BlocksTarget {
             message: format!("{what}: {e}"),
             transient: !permanent,
         }
+    }
+}
+
+/// Where blocks go, as people read it: the URL, and the tenant when there is one.
+pub fn describe(url: &str, tenant: Option<&str>) -> String {
+    match tenant {
+        Some(t) => format!("{url} (tenant {t})"),
+        None => url.to_string(),
     }
 }
 

@@ -147,10 +147,7 @@ pub fn summarize(view: &LedgerView, running: usize, source_jobs: usize) -> Impor
             .destination
             .blocks
             .as_ref()
-            .map(|b| match &b.tenant {
-                Some(t) => format!("{} (tenant {t})", b.url),
-                None => b.url.clone(),
-            }),
+            .map(|b| crate::blocks::describe(&b.url, b.tenant.as_deref())),
         blocks: totals.blocks,
         block_bytes: totals.block_bytes,
         last_errors,
