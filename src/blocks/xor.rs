@@ -40,10 +40,6 @@ impl Default for XorChunk {
 }
 
 impl XorChunk {
-    pub fn len(&self) -> u16 {
-        self.count
-    }
-
     pub fn is_empty(&self) -> bool {
         self.count == 0
     }
