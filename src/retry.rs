@@ -35,9 +35,9 @@ pub enum RejectReason {
     NativeHistogramsDisabled,
     /// The receiver answered 2xx to native histograms and stored none: found by reading one back.
     NativeHistogramsDropped,
-    /// `--dest-blocks`: native histogram samples of a chunk the range's edge cuts, which
-    /// blocks do not carry yet (whole chunks are copied).
-    HistogramsNotInBlocks,
+    /// `--dest-blocks`: a native histogram sample a chunk cannot hold as it is (its buckets
+    /// are not as many as its spans say).
+    InvalidHistogram,
     /// `--dest-blocks`: a sample at or before one its series already has in the block (two
     /// source series made one by --drop-label, or selectors that overlap).
     DisorderedInBlock,
@@ -121,11 +121,10 @@ impl RejectReason {
                  VictoriaMetrics before native histogram support cannot keep them. Enable them, then \
                  import again, or leave the histogram series out with --match"
             }
-            RejectReason::HistogramsNotInBlocks => {
-                "blocks carry native histogram chunks as the source cut them, whole; these were \
-                 cut by the range's start or end: start and end the range on 2h boundaries \
-                 (e.g. --start 2026-11-24T00:00:00Z) and import those windows again, or import \
-                 the histogram series by remote write (--dest)"
+            RejectReason::InvalidHistogram => {
+                "the source answered native histogram samples whose buckets do not match their \
+                 spans, which no TSDB chunk can hold: leave the series out with --match, or \
+                 import it by remote write (--dest) and let the receiver judge it"
             }
             RejectReason::DisorderedInBlock => {
                 "series became one after relabelling (--drop-label) or were selected twice by \
@@ -159,9 +158,9 @@ impl std::fmt::Display for RejectReason {
             RejectReason::NativeHistogramsDropped => {
                 f.write_str("native histograms accepted, then not stored")
             }
-            RejectReason::HistogramsNotInBlocks => f.write_str(
-                "native histograms of a chunk cut by the range, not written into blocks",
-            ),
+            RejectReason::InvalidHistogram => {
+                f.write_str("native histogram whose buckets do not match its spans")
+            }
             RejectReason::DisorderedInBlock => {
                 f.write_str("at or before a sample already in the series' block")
             }

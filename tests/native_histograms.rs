@@ -130,32 +130,74 @@ fn native_histograms_scraped_by_prometheus_are_imported_field_for_field_and_veri
 }
 
 #[test]
-fn native_histograms_go_into_blocks_as_the_source_cut_them_and_read_back_field_for_field() {
+fn native_histograms_go_into_blocks_copied_whole_or_cut_by_the_range_and_read_back_field_for_field()
+{
     let exporter = Exporter::start();
     let (source, start, end) = scraped_source("native-blocks-src", &exporter, 60);
     let (floats, histograms) = read_chunked(&source.url("/api/v1/read"), &[], start, end);
     let total: usize = histograms.values().map(Vec::len).sum();
     assert!(total >= 4 * 30, "only {total} histogram samples");
-    let data = temp_dir("native-blocks-data");
-    let (code, log) = Run::blocks(&source.url("/api/v1/read"), &data)
-        .between(start, end)
-        .state(&temp_dir("native-blocks-state"))
-        .exec();
-    assert_eq!(code, Some(0), "{log}");
-    assert!(
-        log.contains(&format!(
-            "histograms read {total}, written {total}, rejected 0"
-        )),
-        "{log}"
+
+    // The whole history: every chunk inside the range, copied as Prometheus cut it.
+    let whole = temp_dir("native-blocks-data");
+    // A range starting and ending between two scrapes a third and two thirds in, as a
+    // `--start now-10d` does: the chunks it cuts are decoded, clipped and encoded anew.
+    let scrapes: Vec<i64> = floats
+        .iter()
+        .find(|(k, _)| k.contains("__name__=\"exporter_scrape\""))
+        .expect("the scrape number series")
+        .1
+        .iter()
+        .map(|&(t, _)| t)
+        .collect();
+    let (cut_start, cut_end) = (
+        scrapes[scrapes.len() / 3] + 1,
+        scrapes[2 * scrapes.len() / 3] + 1,
     );
-    let sink = start_prometheus_on(
-        "native-blocks-sink",
-        &data,
-        &["--enable-feature=native-histograms"],
-    );
-    let (sink_floats, sink_histograms) = read_chunked(&sink.url("/api/v1/read"), &[], start, end);
-    assert_same_data(&floats, &sink_floats);
-    assert_same_histograms(&histograms, &sink_histograms);
+    let cut = temp_dir("native-blocks-cut-data");
+    for (dir, from, to) in [(&whole, start, end), (&cut, cut_start, cut_end)] {
+        let (expected_floats, expected) = read_chunked(&source.url("/api/v1/read"), &[], from, to);
+        let count: usize = expected.values().map(Vec::len).sum();
+        if dir == &cut {
+            // Every histogram series has samples on both sides of each cut.
+            for (key, samples) in &histograms {
+                let inside = expected.get(key).map_or(0, Vec::len);
+                assert!(inside > 0 && inside < samples.len(), "{key}: {inside}");
+            }
+        }
+        let (code, log) = Run::blocks(&source.url("/api/v1/read"), dir)
+            .between(from, to)
+            .state(&temp_dir("native-blocks-state"))
+            .exec();
+        assert_eq!(code, Some(0), "{log}");
+        assert!(
+            log.contains(&format!(
+                "histograms read {count}, written {count}, rejected 0"
+            )),
+            "{log}"
+        );
+        let sink = start_prometheus_on(
+            "native-blocks-sink",
+            dir,
+            &["--enable-feature=native-histograms"],
+        );
+        let (sink_floats, sink_histograms) =
+            read_chunked(&sink.url("/api/v1/read"), &[], start, end);
+        assert_same_data(&expected_floats, &sink_floats);
+        assert_same_histograms(&expected, &sink_histograms);
+        // Prometheus' own engine decodes the blocks' chunks to what it decodes its own to.
+        let raw = query_raw(&sink, from, to);
+        let with_histograms: Vec<String> = (raw.iter())
+            .filter(|s| s.get("histograms").is_some())
+            .map(|s| s["metric"].to_string())
+            .collect();
+        // The exporter's histogram series that hold more than stale markers in the range.
+        assert!(with_histograms.len() >= 3, "{with_histograms:?}");
+        assert_eq!(raw, query_raw(&source, from, to));
+        // verify reads both sides again and compares every field.
+        let out = verify_range(&source, &sink.url("/api/v1/read"), from, to, &[]);
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    }
 }
 
 /// Receivers that take no native histograms: Prometheus without the feature flag refuses them

@@ -8,6 +8,8 @@
 //! `meta.json` last. The ULID comes from the import and the window, so a window written again
 //! finds its block already there instead of adding a second copy of its samples.
 
+pub mod bits;
+pub mod histogram;
 pub mod index;
 mod target;
 pub mod xor;
@@ -27,10 +29,12 @@ use crate::destination::Destination;
 use crate::error::{Error, Result};
 use crate::plan::Window;
 use crate::proto::Label;
+use crate::proto::{Histogram, Sample};
 use crate::remote_write::batch::{Batch, RawChunk};
 use crate::remote_write::kept::HistogramCheck;
 use crate::remote_write::{Delivery, Refused, SendCosts};
 use crate::retry::RejectReason;
+use histogram::HistogramChunk;
 use index::{ChunkMeta, IndexSeries, write_index};
 use xor::XorChunk;
 
@@ -146,30 +150,79 @@ impl Destination for BlockWriter {
 #[derive(Default)]
 struct SeriesChunks {
     chunks: Vec<ChunkMeta>,
-    open: XorChunk,
+    open: Option<OpenChunk>,
+}
+
+/// The chunk a series' decoded samples are encoded into: a series may change kind.
+enum OpenChunk {
+    Xor(XorChunk),
+    Histogram(HistogramChunk),
+}
+
+impl OpenChunk {
+    fn max_time(&self) -> i64 {
+        match self {
+            OpenChunk::Xor(c) => c.max_time(),
+            OpenChunk::Histogram(c) => c.max_time(),
+        }
+    }
 }
 
 impl SeriesChunks {
-    /// Writes the chunk being filled, if it holds anything, and starts another.
+    /// Writes the chunk being filled, if any.
     fn close_open(&mut self, segments: &mut Segments) -> Result<()> {
-        if !self.open.is_empty() {
-            let open = std::mem::take(&mut self.open);
-            self.chunks.push(segments.write(
-                ENCODING_XOR,
-                open.bytes(),
-                open.min_time(),
-                open.max_time(),
-            )?);
-        }
+        let meta = match self.open.take() {
+            None => return Ok(()),
+            Some(OpenChunk::Xor(c)) => {
+                segments.write(ENCODING_XOR, c.bytes(), c.min_time(), c.max_time())?
+            }
+            Some(OpenChunk::Histogram(c)) => {
+                segments.write(c.encoding(), c.bytes(), c.min_time(), c.max_time())?
+            }
+        };
+        self.chunks.push(meta);
         Ok(())
     }
 
     /// The time of the series' last sample in the block so far.
     fn last_time(&self) -> Option<i64> {
-        match self.open.is_empty() {
-            false => Some(self.open.max_time()),
-            true => self.chunks.last().map(|c| c.max_t),
+        match &self.open {
+            Some(open) => Some(open.max_time()),
+            None => self.chunks.last().map(|c| c.max_t),
         }
+    }
+
+    fn append_float(&mut self, s: &Sample, segments: &mut Segments) -> Result<()> {
+        match &mut self.open {
+            Some(OpenChunk::Xor(c)) if !c.is_full() => c.append(s.timestamp, s.value.to_bits()),
+            _ => {
+                self.close_open(segments)?;
+                let mut c = XorChunk::default();
+                c.append(s.timestamp, s.value.to_bits());
+                self.open = Some(OpenChunk::Xor(c));
+            }
+        }
+        Ok(())
+    }
+
+    /// Appends to the open histogram chunk, or starts one when it cannot follow there.
+    fn append_histogram(
+        &mut self,
+        h: &Histogram,
+        segments: &mut Segments,
+    ) -> Result<std::result::Result<(), histogram::Unencodable>> {
+        match &mut self.open {
+            Some(OpenChunk::Histogram(c)) if c.takes(h) => c.append(h),
+            _ => {
+                let c = match HistogramChunk::start(h) {
+                    Ok(c) => c,
+                    Err(e) => return Ok(Err(e)),
+                };
+                self.close_open(segments)?;
+                self.open = Some(OpenChunk::Histogram(c));
+            }
+        }
+        Ok(Ok(()))
     }
 }
 
@@ -247,38 +300,65 @@ impl Builder {
         Ok(delivery)
     }
 
+    /// Decoded samples (a chunk the window's edge cut, or an overlap), encoded into the
+    /// series' open chunk in time order.
     fn add_samples(&mut self, ts: crate::proto::TimeSeries, delivery: &mut Delivery) -> Result<()> {
-        let histograms = ts.histograms.len() as u64;
-        if histograms > 0 {
-            delivery.refused.push(Refused {
-                reason: RejectReason::HistogramsNotInBlocks,
-                samples: histograms,
-                histograms,
-                message: "native histogram samples of a chunk cut by the range's start or end, \
-                          or overlapping another, are not written into blocks yet"
-                    .into(),
-            });
-        }
-        if ts.samples.is_empty() {
+        if ts.samples.is_empty() && ts.histograms.is_empty() {
             return Ok(());
         }
         let (entry, segments) = self.entry(&ts.labels.into());
-        let mut disordered = 0;
-        for s in &ts.samples {
-            if entry.last_time().is_some_and(|last| s.timestamp <= last) {
-                disordered += 1;
-                continue;
+        let mut floats = ts.samples.iter().peekable();
+        let mut histograms = ts.histograms.iter().peekable();
+        let (mut disordered, mut disordered_histograms) = (0, 0);
+        let mut unencodable = None;
+        loop {
+            // Each in time order; a series that changed kind in the window has both.
+            let (t, float) = match (floats.peek(), histograms.peek()) {
+                (Some(f), Some(h)) if h.timestamp < f.timestamp => (h.timestamp, false),
+                (Some(f), _) => (f.timestamp, true),
+                (None, Some(h)) => (h.timestamp, false),
+                (None, None) => break,
+            };
+            let in_order = entry.last_time().is_none_or(|last| t > last);
+            if float {
+                let Some(s) = floats.next() else { break };
+                if !in_order {
+                    disordered += 1;
+                    continue;
+                }
+                entry.append_float(s, segments)?;
+            } else {
+                let Some(h) = histograms.next() else { break };
+                if !in_order {
+                    disordered_histograms += 1;
+                    continue;
+                }
+                if let Err(e) = entry.append_histogram(h, segments)? {
+                    let (count, _) = unencodable.get_or_insert((0u64, e));
+                    *count += 1;
+                    continue;
+                }
+                delivery.written_histograms += 1;
             }
-            if entry.open.is_full() {
-                entry.close_open(segments)?;
-            }
-            entry.open.append(s.timestamp, s.value.to_bits());
             delivery.written += 1;
         }
-        if disordered > 0 {
-            delivery
-                .refused
-                .push(disordered_in_block(&self.last_labels, disordered, 0));
+        if disordered + disordered_histograms > 0 {
+            delivery.refused.push(disordered_in_block(
+                &self.last_labels,
+                disordered + disordered_histograms,
+                disordered_histograms,
+            ));
+        }
+        if let Some((count, histogram::Unencodable(why))) = unencodable {
+            delivery.refused.push(Refused {
+                reason: RejectReason::InvalidHistogram,
+                samples: count,
+                histograms: count,
+                message: format!(
+                    "series {}: a native histogram sample {why}",
+                    crate::relabel::render(&self.last_labels)
+                ),
+            });
         }
         Ok(())
     }
@@ -607,5 +687,123 @@ impl Meta {
                 segment_files: segments.to_vec(),
             }),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decode::histogram::decode_histograms;
+    use crate::decode::xor::decode_xor;
+    use crate::proto::TimeSeries;
+    use crate::proto::histogram::{Count, ResetHint, ZeroCount};
+
+    fn histogram(t: i64, count: u64) -> Histogram {
+        Histogram {
+            count: Some(Count::CountInt(count)),
+            zero_count: Some(ZeroCount::ZeroCountInt(0)),
+            sum: count as f64,
+            schema: 0,
+            positive_spans: vec![crate::proto::BucketSpan {
+                offset: 0,
+                length: 1,
+            }],
+            positive_deltas: vec![count as i64],
+            reset_hint: ResetHint::No as i32,
+            timestamp: t,
+            ..Histogram::default()
+        }
+    }
+
+    /// A series that turns from floats to native histograms and back within a window is
+    /// written in time order, a chunk of each kind in turn; a sample at or before the last
+    /// one written and a histogram no chunk can hold are refused and counted, not written.
+    #[test]
+    fn a_series_changing_kind_is_written_in_time_order_and_what_cannot_be_is_counted() {
+        let dir = std::env::temp_dir().join(format!("promimport-builder-{}", std::process::id()));
+        let target = BlocksTarget::parse(&format!("file://{}", dir.display()), None).unwrap();
+        let window = Window {
+            start_ms: 0,
+            end_ms: BLOCK_RANGE_MS,
+        };
+        let mut builder = Builder::start(&target, ulid::Ulid::nil(), window).unwrap();
+        let labels = vec![Label {
+            name: "__name__".into(),
+            value: "m".into(),
+        }];
+        let float = |t: i64| Sample {
+            value: t as f64,
+            timestamp: t,
+        };
+        let mut invalid = histogram(35, 1);
+        invalid.positive_deltas.clear();
+        let series = TimeSeries {
+            labels: labels.clone(),
+            samples: vec![float(10), float(20), float(50), float(60)],
+            histograms: vec![
+                histogram(30, 1),
+                invalid,
+                histogram(40, 2),
+                histogram(50, 3),
+            ],
+            ..TimeSeries::default()
+        };
+        let batch = Batch {
+            request: crate::proto::WriteRequest {
+                timeseries: vec![series],
+            },
+            samples: 8,
+            chunks: Vec::new(),
+        };
+        let delivery = builder.add(batch).unwrap();
+        assert_eq!((delivery.written, delivery.written_histograms), (6, 2));
+        let refused: Vec<_> = (delivery.refused.iter())
+            .map(|r| (r.reason.clone(), r.samples, r.histograms))
+            .collect();
+        // The histogram at 50 comes after the float at 50: one of the two is refused.
+        assert_eq!(
+            refused,
+            [
+                (RejectReason::DisorderedInBlock, 1, 1),
+                (RejectReason::InvalidHistogram, 1, 1)
+            ]
+        );
+
+        // Three chunks: floats 10-20, histograms 30-40, floats 50-60, in that order.
+        let entry = &mut builder.series[0].1;
+        entry.close_open(&mut builder.segments).unwrap();
+        builder.segments.close().unwrap();
+        let file = std::fs::read(builder.staging.join("chunks/000001")).unwrap();
+        let mut decoded = Vec::new();
+        for meta in &entry.chunks {
+            let at = meta.reference as usize;
+            let (len, encoding) = (file[at] as usize, file[at + 1]);
+            let data = &file[at + 2..at + 2 + len];
+            match encoding {
+                ENCODING_XOR => {
+                    let mut out = Vec::new();
+                    decode_xor(data, &mut out).unwrap();
+                    decoded.extend(out.iter().map(|&(t, _)| (t, "float")));
+                }
+                _ => {
+                    let mut out = Vec::new();
+                    decode_histograms(data, encoding == 3, &mut out).unwrap();
+                    decoded.extend(out.iter().map(|h| (h.timestamp, "histogram")));
+                }
+            }
+        }
+        builder.remove();
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(
+            decoded,
+            [
+                (10, "float"),
+                (20, "float"),
+                (30, "histogram"),
+                (40, "histogram"),
+                (50, "float"),
+                (60, "float")
+            ]
+        );
     }
 }

@@ -2,6 +2,8 @@
 //! chunk files hold for float samples. Written from the format (prometheus/tsdb/chunkenc/xor.go,
 //! docs/bstream.md) and tested against the decoder here and against `promtool` in tests/.
 
+use super::bits::{BitWriter, XorState};
+
 /// The samples Prometheus puts in one chunk; readers accept any count up to 65 535, but this is
 /// what every tool that reads blocks is tuned for.
 pub const SAMPLES_PER_CHUNK: u16 = 120;
@@ -10,31 +12,25 @@ pub const SAMPLES_PER_CHUNK: u16 = 120;
 #[derive(Debug, Clone)]
 pub struct XorChunk {
     /// The 2-byte sample count, then the bit stream.
-    bytes: Vec<u8>,
-    /// Bits used in the last byte (0 means it is full, or there is none).
-    bits_in_last: u8,
+    bits: BitWriter,
     count: u16,
     min_t: i64,
     t: i64,
     delta: i64,
     value: u64,
-    /// Leading and trailing zeros of the last value written in full; 0xff before the first.
-    leading: u8,
-    trailing: u8,
+    xor: XorState,
 }
 
 impl Default for XorChunk {
     fn default() -> Self {
         XorChunk {
-            bytes: vec![0, 0],
-            bits_in_last: 0,
+            bits: BitWriter::with_header(2),
             count: 0,
             min_t: 0,
             t: 0,
             delta: 0,
             value: 0,
-            leading: 0xff,
-            trailing: 0,
+            xor: XorState::default(),
         }
     }
 }
@@ -62,102 +58,52 @@ impl XorChunk {
         match self.count {
             0 => {
                 self.min_t = t;
-                self.varint(((t << 1) ^ (t >> 63)) as u64);
-                self.write(value, 64);
+                self.bits.varint(((t << 1) ^ (t >> 63)) as u64);
+                self.bits.write(value, 64);
             }
             1 => {
                 self.delta = t.wrapping_sub(self.t);
-                self.varint(self.delta as u64);
-                self.xor_value(value);
+                self.bits.varint(self.delta as u64);
+                self.bits.xor(self.value, value, &mut self.xor);
             }
             _ => {
                 let delta = t.wrapping_sub(self.t);
                 self.delta_of_delta(delta.wrapping_sub(self.delta));
                 self.delta = delta;
-                self.xor_value(value);
+                self.bits.xor(self.value, value, &mut self.xor);
             }
         }
         self.t = t;
         self.value = value;
         self.count += 1;
-        self.bytes[..2].copy_from_slice(&self.count.to_be_bytes());
+        self.bits.header_mut()[..2].copy_from_slice(&self.count.to_be_bytes());
     }
 
     /// The chunk's bytes as a block's chunk file holds them (after the encoding byte).
     pub fn bytes(&self) -> &[u8] {
-        &self.bytes
+        self.bits.bytes()
     }
 
+    /// XOR chunks' own widths for timestamps (not varbit's).
     fn delta_of_delta(&mut self, dod: i64) {
         // Prometheus' bitRange: the widths hold -(2^(n-1)-1) ..= 2^(n-1).
         let fits = |n: u32| -((1i64 << (n - 1)) - 1) <= dod && dod <= 1 << (n - 1);
         let mask = |n: u32| dod as u64 & ((1u64 << n) - 1);
+        let w = &mut self.bits;
         if dod == 0 {
-            self.write(0, 1);
+            w.write(0, 1);
         } else if fits(14) {
-            self.write(0b10, 2);
-            self.write(mask(14), 14);
+            w.write(0b10, 2);
+            w.write(mask(14), 14);
         } else if fits(17) {
-            self.write(0b110, 3);
-            self.write(mask(17), 17);
+            w.write(0b110, 3);
+            w.write(mask(17), 17);
         } else if fits(20) {
-            self.write(0b1110, 4);
-            self.write(mask(20), 20);
+            w.write(0b1110, 4);
+            w.write(mask(20), 20);
         } else {
-            self.write(0b1111, 4);
-            self.write(dod as u64, 64);
-        }
-    }
-
-    fn xor_value(&mut self, value: u64) {
-        let xor = value ^ self.value;
-        if xor == 0 {
-            return self.write(0, 1);
-        }
-        self.write(1, 1);
-        // Five bits hold the leading zeros, so they are counted up to 31.
-        let leading = (xor.leading_zeros() as u8).min(31);
-        let trailing = xor.trailing_zeros() as u8;
-        if self.leading != 0xff && leading >= self.leading && trailing >= self.trailing {
-            self.write(0, 1);
-            let significant = 64 - u32::from(self.leading) - u32::from(self.trailing);
-            self.write(xor >> self.trailing, significant);
-            return;
-        }
-        self.leading = leading;
-        self.trailing = trailing;
-        let significant = 64 - u32::from(leading) - u32::from(trailing);
-        self.write(1, 1);
-        self.write(u64::from(leading), 5);
-        // 64 significant bits do not fit in six; they are written as 0 (0 itself never
-        // occurs: a zero XOR took the branch above).
-        self.write(u64::from(significant) & 63, 6);
-        self.write(xor >> trailing, significant);
-    }
-
-    fn varint(&mut self, mut v: u64) {
-        while v >= 0x80 {
-            self.write((v & 0x7f) | 0x80, 8);
-            v >>= 7;
-        }
-        self.write(v, 8);
-    }
-
-    /// Writes the low `n` bits of `value`, most significant first.
-    fn write(&mut self, value: u64, n: u32) {
-        let mut left = n;
-        while left > 0 {
-            if self.bits_in_last == 0 {
-                self.bytes.push(0);
-            }
-            let room = 8 - u32::from(self.bits_in_last);
-            let take = room.min(left);
-            let shift = left - take;
-            let part = ((value >> shift) & ((1u64 << take) - 1)) as u8;
-            let last = self.bytes.len() - 1;
-            self.bytes[last] |= part << (room - take);
-            self.bits_in_last = ((u32::from(self.bits_in_last) + take) % 8) as u8;
-            left -= take;
+            w.write(0b1111, 4);
+            w.write(dod as u64, 64);
         }
     }
 }

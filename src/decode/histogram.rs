@@ -369,165 +369,11 @@ fn decode_float(
     Ok(())
 }
 
-/// An encoder written from the format description alone, for tests: it encodes samples that
-/// share one layout (as Prometheus' appender leaves a chunk after recoding it), with every
-/// varbit width and XOR branch reachable.
-#[cfg(test)]
-pub(crate) mod test_chunks {
-    pub use super::super::test_bits::BitWriter;
-    use super::*;
-
-    pub fn layout(w: &mut BitWriter, h: &Histogram) {
-        match h.zero_threshold {
-            0.0 => w.write(0, 8),
-            z if z.to_bits() & ((1 << 52) - 1) == 0
-                && (-243..=10).contains(&((z.to_bits() >> 52) as i64 - 1023)) =>
-            {
-                w.write(((z.to_bits() >> 52) as i64 - 1023 + 244) as u64, 8)
-            }
-            z => {
-                w.write(255, 8);
-                w.write(z.to_bits(), 64)
-            }
-        }
-        w.varbit_int(i64::from(h.schema));
-        for spans in [&h.positive_spans, &h.negative_spans] {
-            w.varbit_uint(spans.len() as u64);
-            for s in spans {
-                w.varbit_uint(u64::from(s.length));
-                w.varbit_int(i64::from(s.offset));
-            }
-        }
-        if h.schema == CUSTOM_BUCKETS_SCHEMA {
-            w.varbit_uint(h.custom_values.len() as u64);
-            for &b in &h.custom_values {
-                let scaled = b * 1000.0;
-                if (0.0..=33_554_430.0).contains(&scaled) && (scaled.round() / 1000.0) == b {
-                    w.varbit_uint(scaled.round() as u64 + 1);
-                } else {
-                    w.write(0, 1);
-                    w.write(b.to_bits(), 64);
-                }
-            }
-        }
-    }
-
-    fn int_count(h: &Histogram) -> (u64, u64) {
-        let count = match h.count {
-            Some(Count::CountInt(n)) => n,
-            _ => 0,
-        };
-        let zero = match h.zero_count {
-            Some(ZeroCount::ZeroCountInt(n)) => n,
-            _ => 0,
-        };
-        (count, zero)
-    }
-
-    /// An integer histogram chunk; the first sample's layout is every sample's.
-    pub fn encode_int(flags: u8, samples: &[Histogram]) -> Vec<u8> {
-        let mut w = BitWriter::default();
-        w.write(samples.len() as u64, 16);
-        w.write(u64::from(flags), 8);
-        let first = &samples[0];
-        layout(&mut w, first);
-        let (count, zero) = int_count(first);
-        w.varbit_int(first.timestamp);
-        w.varbit_uint(count);
-        w.varbit_uint(zero);
-        w.write(first.sum.to_bits(), 64);
-        for &b in first.positive_deltas.iter().chain(&first.negative_deltas) {
-            w.varbit_int(b);
-        }
-        let mut previous = (
-            first.timestamp,
-            count as i64,
-            zero as i64,
-            first.sum.to_bits(),
-        );
-        let mut deltas = (0i64, 0i64, 0i64);
-        let mut buckets: Vec<i64> = first
-            .positive_deltas
-            .iter()
-            .chain(&first.negative_deltas)
-            .copied()
-            .collect();
-        let mut bucket_deltas = vec![0i64; buckets.len()];
-        let mut state = (0xff, 0);
-        for h in &samples[1..] {
-            let (count, zero) = int_count(h);
-            let d = (
-                h.timestamp - previous.0,
-                count as i64 - previous.1,
-                zero as i64 - previous.2,
-            );
-            w.varbit_int(d.0 - deltas.0);
-            w.varbit_int(d.1 - deltas.1);
-            w.varbit_int(d.2 - deltas.2);
-            w.xor(previous.3, h.sum.to_bits(), &mut state);
-            if h.sum.to_bits() != STALE_NAN {
-                let now = h.positive_deltas.iter().chain(&h.negative_deltas);
-                for ((b, last), delta) in now.zip(&mut buckets).zip(&mut bucket_deltas) {
-                    w.varbit_int((b - *last) - *delta);
-                    *delta = b - *last;
-                    *last = *b;
-                }
-            }
-            deltas = d;
-            previous = (h.timestamp, count as i64, zero as i64, h.sum.to_bits());
-        }
-        w.bytes
-    }
-
-    /// A float histogram chunk; the first sample's layout is every sample's.
-    pub fn encode_float(flags: u8, samples: &[Histogram]) -> Vec<u8> {
-        let fields = |h: &Histogram| -> Vec<u64> {
-            let count = match h.count {
-                Some(Count::CountFloat(n)) => n,
-                _ => 0.0,
-            };
-            let zero = match h.zero_count {
-                Some(ZeroCount::ZeroCountFloat(n)) => n,
-                _ => 0.0,
-            };
-            [count, zero, h.sum]
-                .into_iter()
-                .chain(h.positive_counts.iter().copied())
-                .chain(h.negative_counts.iter().copied())
-                .map(f64::to_bits)
-                .collect()
-        };
-        let mut w = BitWriter::default();
-        w.write(samples.len() as u64, 16);
-        w.write(u64::from(flags), 8);
-        let first = &samples[0];
-        layout(&mut w, first);
-        w.varbit_int(first.timestamp);
-        let mut previous = fields(first);
-        for &v in &previous {
-            w.write(v, 64);
-        }
-        let mut states = vec![(0xff, 0); previous.len()];
-        let (mut t, mut delta) = (first.timestamp, 0i64);
-        for h in &samples[1..] {
-            w.varbit_int(h.timestamp - t - delta);
-            (delta, t) = (h.timestamp - t, h.timestamp);
-            let now = fields(h);
-            let stale = now[2] == STALE_NAN;
-            let shown = if stale { 3 } else { now.len() };
-            for i in 0..shown {
-                w.xor(previous[i], now[i], &mut states[i]);
-                previous[i] = now[i];
-            }
-        }
-        w.bytes
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    use super::test_chunks::{encode_float, encode_int};
     use super::*;
+    use crate::blocks::bits::BitWriter;
+    use crate::blocks::histogram::test_chunk;
 
     fn spans(list: &[(i32, u32)]) -> Vec<BucketSpan> {
         list.iter()
@@ -606,7 +452,7 @@ mod tests {
         // A chunk that began at a counter reset says so on its first sample only.
         expected[0].reset_hint = ResetHint::Yes as i32;
         let mut out = Vec::new();
-        decode_histograms(&encode_int(0b1000_0000, &samples), false, &mut out).unwrap();
+        decode_histograms(&test_chunk(0b1000_0000, &samples), false, &mut out).unwrap();
         same(&out, &expected);
     }
 
@@ -636,7 +482,7 @@ mod tests {
             ..Histogram::default()
         });
         let mut out = Vec::new();
-        decode_histograms(&encode_float(0b1100_0000, &samples), true, &mut out).unwrap();
+        decode_histograms(&test_chunk(0b1100_0000, &samples), true, &mut out).unwrap();
         same(&out, &samples);
     }
 
@@ -644,7 +490,7 @@ mod tests {
     fn an_unknown_reset_header_gives_unknown_then_no() {
         let samples = int_samples();
         let mut out = Vec::new();
-        decode_histograms(&encode_int(0, &samples[..3]), false, &mut out).unwrap();
+        decode_histograms(&test_chunk(0, &samples[..3]), false, &mut out).unwrap();
         let hints: Vec<i32> = out.iter().map(|h| h.reset_hint).collect();
         assert_eq!(
             hints,
@@ -657,9 +503,9 @@ mod tests {
         let samples = int_samples();
         let mut out = Vec::new();
         for (chunk, float) in [
-            (encode_int(0, &samples), false),
+            (test_chunk(0, &samples), false),
             (
-                encode_float(
+                test_chunk(
                     0,
                     &samples
                         .iter()
@@ -689,7 +535,7 @@ mod tests {
 
     #[test]
     fn a_layout_claiming_more_buckets_than_bits_is_refused_without_allocating() {
-        let mut w = test_chunks::BitWriter::default();
+        let mut w = BitWriter::with_header(0);
         w.write(1, 16);
         w.write(0, 8);
         w.write(0, 8); // zero threshold 0
@@ -700,7 +546,7 @@ mod tests {
         w.varbit_uint(0);
         w.write(0, 64);
         for float in [false, true] {
-            let err = decode_histograms(&w.bytes, float, &mut Vec::new()).unwrap_err();
+            let err = decode_histograms(w.bytes(), float, &mut Vec::new()).unwrap_err();
             assert!(matches!(err, ChunkError::Truncated { .. }), "{err}");
         }
     }

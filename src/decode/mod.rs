@@ -6,6 +6,4 @@
 
 pub mod frame;
 pub mod histogram;
-#[cfg(test)]
-pub(crate) mod test_bits;
 pub mod xor;

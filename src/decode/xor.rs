@@ -188,7 +188,7 @@ impl<'a> BitReader<'a> {
 mod tests {
     use super::*;
 
-    use crate::decode::test_bits::BitWriter;
+    use crate::blocks::bits::BitWriter;
 
     /// The encoder blocks are written with (`blocks::xor`), written from the format
     /// description; the golden chunks from a real Prometheus are tested in
@@ -259,7 +259,7 @@ mod tests {
     #[test]
     fn impossible_bit_widths_are_rejected() {
         // Two samples; the second's value claims 31 leading and 40 significant bits.
-        let mut w = BitWriter::default();
+        let mut w = BitWriter::with_header(0);
         w.write(2, 16);
         w.varint(0);
         w.write(0, 64);
@@ -268,7 +268,7 @@ mod tests {
         w.write(31, 5);
         w.write(40, 6);
         w.write(0, 40);
-        let err = decode_xor(&w.bytes, &mut Vec::new()).unwrap_err();
+        let err = decode_xor(w.bytes(), &mut Vec::new()).unwrap_err();
         assert!(
             matches!(err, ChunkError::BadValueBits { sample: 1, .. }),
             "{err}"

@@ -540,7 +540,7 @@ mod tests {
 
     #[test]
     fn histogram_chunks_are_clipped_merged_and_unknown_encodings_refused() {
-        use crate::decode::histogram::test_chunks::encode_int;
+        use crate::blocks::histogram::test_chunk;
         use crate::proto::histogram::{Count, ZeroCount};
         let rules = LabelRules::default();
         let mut a = WindowAssembler::new(
@@ -567,7 +567,7 @@ mod tests {
             min_time_ms: times[0],
             max_time_ms: times[times.len() - 1],
             r#type: Encoding::Histogram as i32,
-            data: encode_int(
+            data: test_chunk(
                 0b0100_0000,
                 &times.iter().map(|&t| h(t)).collect::<Vec<_>>(),
             )

@@ -679,6 +679,30 @@ pub fn promimport(args: &[&str]) -> Output {
 
 /// `promimport verify` of [start, end) between a source Prometheus and `dest`, with flags the
 /// test adds.
+/// Every raw sample (floats and native histograms, as Prometheus' own engine decodes them)
+/// of every series in [start, end), through the query API's range selector, sorted by series:
+/// what a reader of the server sees, with none of promimport's decoders in between.
+pub fn query_raw(server: &Server, start_ms: i64, end_ms: i64) -> Vec<serde_json::Value> {
+    // Prometheus 2's range selector takes [time - range, time] (3.0 made it left-open);
+    // [start, end) in milliseconds is that.
+    let (time, range) = (end_ms - 1, end_ms - 1 - start_ms);
+    let body = reqwest::blocking::Client::new()
+        .get(server.url("/api/v1/query"))
+        .query(&[
+            ("query", format!("{{__name__=~\".+\"}}[{range}ms]")),
+            ("time", format!("{}.{:03}", time / 1000, time % 1000)),
+        ])
+        .send()
+        .unwrap()
+        .bytes()
+        .unwrap();
+    let answer: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(answer["status"], "success", "{answer}");
+    let mut series = answer["data"]["result"].as_array().unwrap().clone();
+    series.sort_by_key(|s| s["metric"].to_string());
+    series
+}
+
 pub fn verify_range(
     source: &Server,
     dest: &str,
