@@ -738,7 +738,7 @@ mod tests {
         let mut invalid = histogram(35, 1);
         invalid.positive_deltas.clear();
         let series = TimeSeries {
-            labels: labels.clone(),
+            labels,
             samples: vec![float(10), float(20), float(50), float(60)],
             histograms: vec![
                 histogram(30, 1),
@@ -746,7 +746,6 @@ mod tests {
                 histogram(40, 2),
                 histogram(50, 3),
             ],
-            ..TimeSeries::default()
         };
         let batch = Batch {
             request: crate::proto::WriteRequest {
