@@ -46,6 +46,18 @@ impl LabelRules {
         }
         Ok(labels)
     }
+
+    /// Whether `apply` would give `labels` back as they are: no rules, and labels sorted by
+    /// name, each name once, none empty (as every Prometheus sends them). A series is then
+    /// passed on without a copy of its labels.
+    pub fn keeps(&self, labels: &[Label]) -> bool {
+        self.drop.is_empty()
+            && self.set.is_empty()
+            && labels
+                .iter()
+                .all(|l| !l.name.is_empty() && !l.value.is_empty())
+            && labels.windows(2).all(|w| w[0].name < w[1].name)
+    }
 }
 
 /// `{a="1", b="2"}` for messages.
@@ -69,6 +81,30 @@ mod tests {
                 value: v.to_string(),
             })
             .collect()
+    }
+
+    #[test]
+    fn labels_kept_as_they_are_are_exactly_what_apply_gives() {
+        let none = LabelRules::default();
+        for (pairs, kept) in [
+            (&[("__name__", "up"), ("job", "a")][..], true),
+            (&[][..], true),
+            (&[("job", "a"), ("__name__", "up")][..], false),
+            (&[("__name__", "up"), ("job", "")][..], false),
+            (&[("job", "a"), ("job", "b")][..], false),
+            (&[("", "a")][..], false),
+        ] {
+            let l = labels(pairs);
+            assert_eq!(none.keeps(&l), kept, "{pairs:?}");
+            if kept {
+                assert_eq!(none.apply(l.clone()).unwrap(), l);
+            }
+        }
+        let dropping = LabelRules {
+            drop: vec!["x".into()],
+            set: vec![],
+        };
+        assert!(!dropping.keeps(&labels(&[("__name__", "up")])));
     }
 
     #[test]

@@ -3,8 +3,15 @@
 //! offset tables and the table of contents. Every section carries a CRC32 Castagnoli.
 //! The series are given sorted, so the whole file is written in one pass.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{HashMap, HashSet};
 use std::io::{self, Write};
+
+use crate::proto::Label;
+
+/// The hasher of the index's and the block builder's maps: they hash every label of every
+/// series of a window, where SipHash was a tenth of a block's CPU. foldhash is seeded per
+/// process, so crafted label values cannot aim at its collisions.
+pub type FastHash = foldhash::fast::RandomState;
 
 /// A chunk as the index refers to it: its time range and where it is in the chunk files.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -18,7 +25,7 @@ pub struct ChunkMeta {
 /// A series as the index holds it: labels sorted by name, chunks by time.
 #[derive(Clone, Copy)]
 pub struct IndexSeries<'a> {
-    pub labels: &'a [(String, String)],
+    pub labels: &'a [Label],
     pub chunks: &'a [ChunkMeta],
 }
 
@@ -31,15 +38,17 @@ pub fn write_index<'a, W: Write>(
     out: W,
     series: impl Iterator<Item = IndexSeries<'a>> + Clone,
 ) -> io::Result<u64> {
-    let mut symbols = std::collections::BTreeSet::new();
+    let mut unique: HashSet<&str, FastHash> = HashSet::default();
     for s in series.clone() {
-        for (name, value) in s.labels {
-            symbols.insert(name.as_str());
-            symbols.insert(value.as_str());
+        for l in s.labels {
+            unique.insert(l.name.as_str());
+            unique.insert(l.value.as_str());
         }
     }
+    let mut symbols: Vec<&str> = unique.into_iter().collect();
+    symbols.sort_unstable();
     // Looked up for every label of every series: hashed, not compared along a tree.
-    let symbol_ids: HashMap<&str, u32> = symbols
+    let symbol_ids: HashMap<&str, u32, FastHash> = symbols
         .iter()
         .enumerate()
         .map(|(i, s)| (*s, i as u32))
@@ -60,7 +69,7 @@ pub fn write_index<'a, W: Write>(
     // Series, and what the postings need of them: each label pair's series IDs.
     w.pad(16)?;
     let series_at = w.written;
-    let mut postings: HashMap<(&str, &str), Vec<u32>> = HashMap::new();
+    let mut postings: HashMap<(&str, &str), Vec<u32>, FastHash> = HashMap::default();
     let mut all = Vec::new();
     for s in series {
         w.pad(16)?;
@@ -69,13 +78,11 @@ pub fn write_index<'a, W: Write>(
         all.push(id);
         body.clear();
         uvarint(&mut body, s.labels.len() as u64);
-        for (name, value) in s.labels {
-            uvarint(&mut body, u64::from(symbol_ids[name.as_str()]));
-            uvarint(&mut body, u64::from(symbol_ids[value.as_str()]));
-            postings
-                .entry((name.as_str(), value.as_str()))
-                .or_default()
-                .push(id);
+        for l in s.labels {
+            let (name, value) = (l.name.as_str(), l.value.as_str());
+            uvarint(&mut body, u64::from(symbol_ids[name]));
+            uvarint(&mut body, u64::from(symbol_ids[value]));
+            postings.entry((name, value)).or_default().push(id);
         }
         uvarint(&mut body, s.chunks.len() as u64);
         let mut previous: Option<ChunkMeta> = None;
@@ -102,12 +109,16 @@ pub fn write_index<'a, W: Write>(
     }
 
     // Postings and label indices are in label order.
-    let postings: BTreeMap<(&str, &str), Vec<u32>> = postings.into_iter().collect();
+    let mut postings: Vec<((&str, &str), Vec<u32>)> = postings.into_iter().collect();
+    postings.sort_unstable_by_key(|(key, _)| *key);
     // Label indices: no longer read by Prometheus, written as its own writer does, for
-    // readers that still look.
-    let mut names: BTreeMap<&str, Vec<u32>> = BTreeMap::new();
-    for (name, value) in postings.keys() {
-        names.entry(name).or_default().push(symbol_ids[value]);
+    // readers that still look. Each name's values, in order, follow from the postings'.
+    let mut names: Vec<(&str, Vec<u32>)> = Vec::new();
+    for ((name, value), _) in &postings {
+        match names.last_mut() {
+            Some((last, values)) if last == name => values.push(symbol_ids[value]),
+            _ => names.push((name, vec![symbol_ids[value]])),
+        }
     }
     w.pad(4)?;
     let label_indices_at = w.written;
@@ -247,10 +258,13 @@ fn varint(out: &mut Vec<u8>, v: i64) {
 mod tests {
     use super::*;
 
-    fn labels(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    fn labels(pairs: &[(&str, &str)]) -> Vec<Label> {
         pairs
             .iter()
-            .map(|(n, v)| (n.to_string(), v.to_string()))
+            .map(|(n, v)| Label {
+                name: n.to_string(),
+                value: v.to_string(),
+            })
             .collect()
     }
 

@@ -21,6 +21,7 @@ use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use serde::Serialize;
 use sha2::Digest;
@@ -35,7 +36,7 @@ use crate::remote_write::kept::HistogramCheck;
 use crate::remote_write::{Delivery, Refused, SendCosts};
 use crate::retry::RejectReason;
 use histogram::HistogramChunk;
-use index::{ChunkMeta, IndexSeries, write_index};
+use index::{ChunkMeta, FastHash, IndexSeries, write_index};
 use xor::XorChunk;
 
 /// The range of the blocks Prometheus and Cortex cut; `--window` must be this long, so that
@@ -63,6 +64,9 @@ pub struct BlockWriter {
     identity: Arc<String>,
     window: Option<Window>,
     builder: Arc<tokio::sync::Mutex<Option<Builder>>>,
+    /// The most series a window of this import held so far: the next window's builder starts
+    /// with room for as many, instead of growing its maps series by series.
+    series_hint: Arc<AtomicUsize>,
 }
 
 impl BlockWriter {
@@ -72,6 +76,7 @@ impl BlockWriter {
             identity: Arc::new(identity),
             window: None,
             builder: Arc::default(),
+            series_hint: Arc::default(),
         }
     }
 
@@ -101,6 +106,7 @@ impl Destination for BlockWriter {
             identity: self.identity.clone(),
             window: Some(window),
             builder: Arc::default(),
+            series_hint: self.series_hint.clone(),
         }
     }
 
@@ -110,7 +116,13 @@ impl Destination for BlockWriter {
         })?;
         let mut builder = self.builder.lock().await;
         if builder.is_none() {
-            *builder = Some(Builder::start(&self.target, self.block_id(window), window)?);
+            let capacity = self.series_hint.load(Ordering::Relaxed);
+            *builder = Some(Builder::start(
+                &self.target,
+                self.block_id(window),
+                window,
+                capacity,
+            )?);
         }
         let Some(builder) = builder.as_mut() else {
             return Err(Error::Internal("the block builder vanished".into()));
@@ -126,6 +138,8 @@ impl Destination for BlockWriter {
         let Some(builder) = self.builder.lock().await.take() else {
             return Ok(None);
         };
+        self.series_hint
+            .fetch_max(builder.series.len(), Ordering::Relaxed);
         let tenant = self.target.tenant.clone();
         let sealed = tokio::task::spawn_blocking(move || builder.seal(tenant.as_deref()))
             .await
@@ -245,11 +259,11 @@ struct Builder {
     window: Window,
     staging: PathBuf,
     segments: Segments,
-    /// Each series' labels (sorted by name, as the index holds them) and chunks, in the order
-    /// they came; `index` finds one by its labels. The index file wants them sorted by labels,
-    /// which `seal` does once.
-    series: Vec<(Vec<(String, String)>, SeriesChunks)>,
-    index: HashMap<Vec<(String, String)>, usize>,
+    /// Each series' labels (sorted by name, as the index holds them; shared with the batch
+    /// they came in, not copied) and chunks, in the order they came; `index` finds one by its
+    /// labels. The index file wants them sorted by labels, which `seal` does once.
+    series: Vec<(Arc<[Label]>, SeriesChunks)>,
+    index: HashMap<Arc<[Label]>, usize, FastHash>,
     samples: u64,
     /// The labels last added and where their series is: a series arrives chunk after chunk,
     /// and is looked up once, not once a chunk (comparing labels was most of the CPU).
@@ -258,7 +272,12 @@ struct Builder {
 }
 
 impl Builder {
-    fn start(target: &BlocksTarget, id: ulid::Ulid, window: Window) -> Result<Self> {
+    fn start(
+        target: &BlocksTarget,
+        id: ulid::Ulid,
+        window: Window,
+        capacity: usize,
+    ) -> Result<Self> {
         let staging = target.staging_dir(id);
         // What a worker killed mid-block left behind: never loaded, now replaced.
         if staging.exists() {
@@ -274,8 +293,8 @@ impl Builder {
             window,
             staging,
             segments,
-            series: Vec::new(),
-            index: HashMap::new(),
+            series: Vec::with_capacity(capacity),
+            index: HashMap::with_capacity_and_hasher(capacity, FastHash::default()),
             samples: 0,
             last_labels: Arc::from([]),
             last_series: 0,
@@ -368,12 +387,12 @@ impl Builder {
         let same = self.last_labels.len() == labels.len()
             && (Arc::ptr_eq(labels, &self.last_labels) || *labels == self.last_labels);
         if !same || self.series.is_empty() {
-            let key = sorted_labels(labels);
-            self.last_series = match self.index.get(&key) {
+            self.last_series = match self.index.get(labels) {
                 Some(&i) => i,
                 None => {
-                    self.series.push((key.clone(), SeriesChunks::default()));
-                    self.index.insert(key, self.series.len() - 1);
+                    let sorted = sorted_by_name(labels);
+                    self.series.push((sorted, SeriesChunks::default()));
+                    self.index.insert(labels.clone(), self.series.len() - 1);
                     self.series.len() - 1
                 }
             };
@@ -420,14 +439,19 @@ impl Builder {
         for (_, entry) in &mut self.series {
             entry.close_open(&mut self.segments)?;
         }
-        self.series.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        // Prometheus' label set order: pair by pair, name then value, a shorter set first.
+        fn pairs(l: &[Label]) -> impl Iterator<Item = (&String, &String)> {
+            l.iter().map(|l| (&l.name, &l.value))
+        }
+        self.series
+            .sort_unstable_by(|a, b| pairs(&a.0).cmp(pairs(&b.0)));
         let chunks: u64 = self.series.iter().map(|(_, s)| s.chunks.len() as u64).sum();
         let segment_files = self.segments.close()?;
         let index_path = self.staging.join("index");
         let file = File::create(&index_path).map_err(io("a block's index", &index_path))?;
         let mut out = BufWriter::new(file);
         let series = self.series.iter().map(|(labels, s)| IndexSeries {
-            labels,
+            labels: labels.as_ref(),
             chunks: &s.chunks,
         });
         let index_bytes =
@@ -505,13 +529,15 @@ impl Sealed {
     }
 }
 
-fn sorted_labels(labels: &[Label]) -> Vec<(String, String)> {
-    let mut pairs: Vec<(String, String)> = labels
-        .iter()
-        .map(|l| (l.name.clone(), l.value.clone()))
-        .collect();
-    pairs.sort();
-    pairs
+/// Labels sorted by name, as the index holds them: what the batcher gives already (relabelling
+/// sorts them), so this copies only labels that came otherwise.
+fn sorted_by_name(labels: &Arc<[Label]>) -> Arc<[Label]> {
+    if labels.is_sorted_by(|a, b| a.name <= b.name) {
+        return labels.clone();
+    }
+    let mut sorted = labels.to_vec();
+    sorted.sort_unstable_by(|a, b| a.name.cmp(&b.name));
+    sorted.into()
 }
 
 fn write_synced(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
@@ -595,7 +621,8 @@ impl Segments {
     fn cut(&mut self) -> std::io::Result<()> {
         self.close_current()?;
         let name = format!("{:06}", self.names.len() + 1);
-        let mut file = BufWriter::new(File::create(self.dir.join(&name))?);
+        // Chunks are small (a few hundred bytes); large writes cost fewer system calls.
+        let mut file = BufWriter::with_capacity(1 << 20, File::create(self.dir.join(&name))?);
         file.write_all(&CHUNKS_MAGIC.to_be_bytes())?;
         file.write_all(&[1, 0, 0, 0])?;
         self.names.push(name);
@@ -726,7 +753,7 @@ mod tests {
             start_ms: 0,
             end_ms: BLOCK_RANGE_MS,
         };
-        let mut builder = Builder::start(&target, ulid::Ulid::nil(), window).unwrap();
+        let mut builder = Builder::start(&target, ulid::Ulid::nil(), window, 0).unwrap();
         let labels = vec![Label {
             name: "__name__".into(),
             value: "m".into(),

@@ -50,8 +50,9 @@ pub struct WindowAssembler<'a> {
     window: Window,
     rules: &'a LabelRules,
     batcher: Batcher,
-    /// The current series as the source labelled it, to recognise its continuation.
-    raw_labels: Vec<Label>,
+    /// The current series as the source labelled it, to recognise its continuation; `None`
+    /// when relabelling kept its labels as they were (the batcher's open labels are they).
+    raw_labels: Option<Vec<Label>>,
     has_series: bool,
     series_counted: bool,
     last: Option<(i64, u64)>,
@@ -87,7 +88,7 @@ impl<'a> WindowAssembler<'a> {
             window,
             rules,
             batcher: Batcher::new(limits),
-            raw_labels: Vec::new(),
+            raw_labels: None,
             has_series: false,
             series_counted: false,
             last: None,
@@ -116,12 +117,17 @@ impl<'a> WindowAssembler<'a> {
     /// Begins a series, or continues the current one when the source repeats its labels
     /// (Prometheus splits a long series across frames, in order).
     pub fn series(&mut self, raw_labels: Vec<Label>) -> Result<()> {
-        if self.has_series && raw_labels == self.raw_labels {
+        if self.has_series && raw_labels == self.raw_labels() {
             return Ok(());
         }
-        let labels = self.rules.apply(raw_labels.clone())?;
-        self.batcher.start_series(labels);
-        self.raw_labels = raw_labels;
+        if self.rules.keeps(&raw_labels) {
+            self.batcher.start_series(raw_labels);
+            self.raw_labels = None;
+        } else {
+            let labels = self.rules.apply(raw_labels.clone())?;
+            self.batcher.start_series(labels);
+            self.raw_labels = Some(raw_labels);
+        }
         self.has_series = true;
         self.series_counted = false;
         self.last = None;
@@ -305,8 +311,15 @@ impl<'a> WindowAssembler<'a> {
         self.batcher.flush();
     }
 
+    fn raw_labels(&self) -> &[Label] {
+        match &self.raw_labels {
+            Some(raw) => raw,
+            None => self.batcher.open_labels(),
+        }
+    }
+
     pub fn series_name(&self) -> String {
-        render(&self.raw_labels)
+        render(self.raw_labels())
     }
 }
 
