@@ -4,8 +4,8 @@
 //!
 //! A block is written into a staging directory named `ULID.tmp-promimport` (a name neither
 //! Prometheus nor Cortex loads: both load only directories named by a ULID), `meta.json` last,
-//! every file synced, then put in place (`target.rs`): renamed in one step, or uploaded with
-//! `meta.json` last. The ULID comes from the import and the window, so a window written again
+//! then put in place (`target.rs`): every file synced and renamed in one step, or uploaded
+//! with `meta.json` last. The ULID comes from the import and the window, so a window written again
 //! finds its block already there instead of adding a second copy of its samples.
 
 pub mod bits;
@@ -258,6 +258,10 @@ struct Builder {
     id: ulid::Ulid,
     window: Window,
     staging: PathBuf,
+    /// Whether the staging directory becomes the block (a rename in a directory): then every
+    /// file is synced before it is renamed. One uploaded to a bucket is read back at once
+    /// and deleted; a crash only makes the window run again, so it is not synced.
+    durable: bool,
     segments: Segments,
     /// Each series' labels (sorted by name, as the index holds them; shared with the batch
     /// they came in, not copied) and chunks, in the order they came; `index` finds one by its
@@ -287,11 +291,13 @@ impl Builder {
                 source,
             })?;
         }
-        let segments = Segments::create(staging.join("chunks"))?;
+        let durable = target.renames_staging();
+        let segments = Segments::create(staging.join("chunks"), durable)?;
         Ok(Builder {
             id,
             window,
             staging,
+            durable,
             segments,
             series: Vec::with_capacity(capacity),
             index: HashMap::with_capacity_and_hasher(capacity, FastHash::default()),
@@ -429,8 +435,8 @@ impl Builder {
         Ok(())
     }
 
-    /// Writes the last chunks, the index and `meta.json` (last), every file synced: the block
-    /// is complete in its staging directory, ready to be put in place.
+    /// Writes the last chunks, the index and `meta.json` (last), synced when they are to be
+    /// renamed: the block is complete in its staging directory, ready to be put in place.
     fn seal(mut self, tenant: Option<&str>) -> Result<Sealed> {
         let io = |what: &'static str, path: &Path| {
             let path = path.to_path_buf();
@@ -459,14 +465,19 @@ impl Builder {
         let file = out
             .into_inner()
             .map_err(|e| io("a block's index", &index_path)(e.into_error()))?;
-        file.sync_all()
-            .map_err(io("a block's index", &index_path))?;
+        if self.durable {
+            file.sync_all()
+                .map_err(io("a block's index", &index_path))?;
+        }
 
         let meta = Meta::new(&self, tenant, chunks, &segment_files);
         let meta_path = self.staging.join("meta.json");
         let json = serde_json::to_vec_pretty(&meta).map_err(|e| Error::Internal(e.to_string()))?;
-        write_synced(&meta_path, &json).map_err(io("a block's meta.json", &meta_path))?;
-        sync_dir(&self.staging).map_err(io("a block's directory", &self.staging))?;
+        write_file(&meta_path, &json, self.durable)
+            .map_err(io("a block's meta.json", &meta_path))?;
+        if self.durable {
+            sync_dir(&self.staging).map_err(io("a block's directory", &self.staging))?;
+        }
         let mut files: Vec<String> = segment_files
             .iter()
             .map(|name| format!("chunks/{name}"))
@@ -540,10 +551,13 @@ fn sorted_by_name(labels: &Arc<[Label]>) -> Arc<[Label]> {
     sorted.into()
 }
 
-fn write_synced(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+fn write_file(path: &Path, bytes: &[u8], durable: bool) -> std::io::Result<()> {
     let mut file = File::create(path)?;
     file.write_all(bytes)?;
-    file.sync_all()
+    match durable {
+        true => file.sync_all(),
+        false => Ok(()),
+    }
 }
 
 /// A rename is durable once its directory is synced.
@@ -555,6 +569,8 @@ pub(crate) fn sync_dir(dir: &Path) -> std::io::Result<()> {
 /// length, encoding, data and CRC32 Castagnoli (prometheus/tsdb/docs/format/chunks.md).
 struct Segments {
     dir: PathBuf,
+    /// Files are synced as they are closed (see `Builder::durable`).
+    durable: bool,
     names: Vec<String>,
     file: Option<BufWriter<File>>,
     offset: u64,
@@ -565,7 +581,7 @@ const CHUNKS_MAGIC: u32 = 0x85BD_40DD;
 const ENCODING_XOR: u8 = 1;
 
 impl Segments {
-    fn create(dir: PathBuf) -> Result<Self> {
+    fn create(dir: PathBuf, durable: bool) -> Result<Self> {
         std::fs::create_dir_all(&dir).map_err(|source| Error::WriteFile {
             what: "a block's chunks directory",
             path: dir.clone(),
@@ -573,6 +589,7 @@ impl Segments {
         })?;
         Ok(Segments {
             dir,
+            durable,
             names: Vec::new(),
             file: None,
             offset: 0,
@@ -634,7 +651,10 @@ impl Segments {
 
     fn close_current(&mut self) -> std::io::Result<()> {
         if let Some(file) = self.file.take() {
-            file.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+            let file = file.into_inner().map_err(|e| e.into_error())?;
+            if self.durable {
+                file.sync_all()?;
+            }
         }
         Ok(())
     }
@@ -642,7 +662,9 @@ impl Segments {
     /// Closes the last segment; the names of all, for meta.json.
     fn close(&mut self) -> Result<Vec<String>> {
         self.close_current().map_err(|e| self.error(e))?;
-        sync_dir(&self.dir).map_err(|e| self.error(e))?;
+        if self.durable {
+            sync_dir(&self.dir).map_err(|e| self.error(e))?;
+        }
         Ok(self.names.clone())
     }
 }

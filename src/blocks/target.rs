@@ -106,6 +106,12 @@ impl BlocksTarget {
         }
     }
 
+    /// Whether a block's staging directory is renamed into place (a directory), rather than
+    /// uploaded and deleted (a bucket).
+    pub(crate) fn renames_staging(&self) -> bool {
+        matches!(self.store, Store::Dir(_))
+    }
+
     /// Where a block is written before it is put in place: beside its place in a directory
     /// (so that the rename is one step, under a name no reader loads), or in this machine's
     /// temporary directory for a bucket.
