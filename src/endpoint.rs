@@ -328,7 +328,7 @@ impl EndpointConfig {
     }
 
     /// The CA bundle (PEM): a Job's, from a Secret, or the file's.
-    fn ca(&self) -> Result<Option<Vec<u8>>> {
+    pub(crate) fn ca(&self) -> Result<Option<Vec<u8>>> {
         match (&self.ca_pem, &self.ca_file) {
             (Some(pem), _) => Ok(Some(pem.0.clone().into_bytes())),
             (None, Some(path)) => read_file("CA file", path).map(Some),

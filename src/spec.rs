@@ -267,7 +267,12 @@ impl ImportSpec {
                 crate::endpoint::parse_url("destination.url", &self.destination.url)?;
             }
             (Some(blocks), true) => {
-                crate::blocks::BlocksTarget::parse(&blocks.url, blocks.tenant.as_deref())?;
+                // The CA comes from a Secret only the worker reads; the URL and tenant here.
+                crate::blocks::BlocksTarget::parse(
+                    &blocks.url,
+                    blocks.tenant.as_deref(),
+                    &crate::blocks::BucketTls::default(),
+                )?;
                 if let Some(volume) = &blocks.volume
                     && !(volume.is_object() && blocks.url.starts_with("file://"))
                 {

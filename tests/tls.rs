@@ -8,72 +8,14 @@ use common::*;
 #[test]
 fn tls_is_verified_by_default_passes_with_the_ca_and_skipping_it_is_warned_about() {
     let dir = temp_dir("tls");
-    // A CA and a server certificate it signs: rustls refuses a self-signed end certificate.
-    openssl(
-        &dir,
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=test-ca",
-            "-keyout",
-            "ca.key",
-            "-out",
-            "ca.crt",
-        ],
-    );
-    openssl(
-        &dir,
-        &[
-            "req",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-subj",
-            "/CN=localhost",
-            "-keyout",
-            "tls.key",
-            "-out",
-            "tls.csr",
-        ],
-    );
-    std::fs::write(
-        dir.join("ext.cnf"),
-        "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n",
-    )
-    .unwrap();
-    openssl(
-        &dir,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            "tls.csr",
-            "-CA",
-            "ca.crt",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-days",
-            "2",
-            "-extfile",
-            "ext.cnf",
-            "-out",
-            "tls.crt",
-        ],
-    );
+    let certificates = certificates(&dir);
     let web = dir.join("web.yml");
     std::fs::write(
         &web,
         format!(
             "tls_server_config:\n  cert_file: {}\n  key_file: {}\n",
-            dir.join("tls.crt").display(),
-            dir.join("tls.key").display()
+            certificates.cert.display(),
+            certificates.key.display()
         ),
     )
     .unwrap();
@@ -118,7 +60,7 @@ fn tls_is_verified_by_default_passes_with_the_ca_and_skipping_it_is_warned_about
         "the reason is the certificate: {log}"
     );
 
-    let ca = dir.join("ca.crt");
+    let ca = certificates.ca.clone();
     let (code, log) = import(&["--source-ca-file", ca.to_str().unwrap()]);
     assert_eq!(code, Some(0), "{log}");
     assert!(!log.contains("verification is OFF"), "{log}");

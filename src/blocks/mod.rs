@@ -14,7 +14,7 @@ pub mod index;
 mod target;
 pub mod xor;
 
-pub use target::{BlocksTarget, describe};
+pub use target::{BlocksTarget, BucketTls, describe};
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
@@ -770,7 +770,12 @@ mod tests {
     #[test]
     fn a_series_changing_kind_is_written_in_time_order_and_what_cannot_be_is_counted() {
         let dir = std::env::temp_dir().join(format!("promimport-builder-{}", std::process::id()));
-        let target = BlocksTarget::parse(&format!("file://{}", dir.display()), None).unwrap();
+        let target = BlocksTarget::parse(
+            &format!("file://{}", dir.display()),
+            None,
+            &BucketTls::default(),
+        )
+        .unwrap();
         let window = Window {
             start_ms: 0,
             end_ms: BLOCK_RANGE_MS,

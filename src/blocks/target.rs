@@ -7,7 +7,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use object_store::path::Path as ObjectPath;
-use object_store::{ObjectStore, ObjectStoreExt, ObjectStoreScheme, PutPayload, WriteMultipart};
+use object_store::{
+    Certificate, ClientOptions, ObjectStore, ObjectStoreExt, ObjectStoreScheme, PutPayload,
+    WriteMultipart,
+};
 
 use super::{BlockWritten, Sealed, sync_dir};
 use crate::error::{Error, Result};
@@ -41,9 +44,50 @@ const BUCKET_FIX: &str = "the bucket's endpoint, region and credentials come fro
     GOOGLE_SERVICE_ACCOUNT for gs://; AZURE_STORAGE_ACCOUNT_NAME and AZURE_STORAGE_ACCOUNT_KEY \
     for az://";
 
+/// TLS to a bucket's endpoint, as for the other endpoints: the destination's CA bundle
+/// (`--dest-ca-file`, or a Job's from a Secret) and `--dest-insecure-skip-verify`.
+#[derive(Debug, Default)]
+pub struct BucketTls {
+    pub ca_pem: Option<Vec<u8>>,
+    pub insecure_skip_verify: bool,
+}
+
+impl BucketTls {
+    fn is_set(&self) -> bool {
+        self.ca_pem.is_some() || self.insecure_skip_verify
+    }
+
+    fn client_options(&self) -> Result<ClientOptions> {
+        let mut options = ClientOptions::new();
+        if let Some(pem) = &self.ca_pem {
+            let certificates = Certificate::from_pem_bundle(pem)
+                .ok()
+                .filter(|c| !c.is_empty())
+                .ok_or_else(|| {
+                    Error::invalid(
+                        "--dest-ca-file",
+                        "",
+                        "holds no PEM certificate: give the CA bundle that signed the bucket \
+                         endpoint's certificate",
+                    )
+                })?;
+            for certificate in certificates {
+                options = options.with_root_certificate(certificate);
+            }
+        }
+        if self.insecure_skip_verify {
+            tracing::warn!(
+                "the bucket's TLS certificate is not verified (--dest-insecure-skip-verify)"
+            );
+            options = options.with_allow_invalid_certificates(true);
+        }
+        Ok(options)
+    }
+}
+
 impl BlocksTarget {
-    /// `--dest-blocks URL` and `--tenant`.
-    pub fn parse(url: &str, tenant: Option<&str>) -> Result<Self> {
+    /// `--dest-blocks URL`, `--tenant` and the TLS to reach a bucket.
+    pub fn parse(url: &str, tenant: Option<&str>, tls: &BucketTls) -> Result<Self> {
         let url = url.trim();
         let tenant = match tenant.map(str::trim).filter(|t| !t.is_empty()) {
             None => None,
@@ -64,9 +108,16 @@ impl BlocksTarget {
                     "the path must be absolute: file:///DIR (three slashes)",
                 ));
             }
+            if tls.is_set() {
+                return Err(Error::invalid(
+                    "--dest-ca-file",
+                    url,
+                    "TLS settings go with a bucket (s3://, gs://, az://) or remote write, not a directory",
+                ));
+            }
             Store::Dir(PathBuf::from(path))
         } else {
-            bucket(url)?
+            bucket(url, tls)?
         };
         Ok(BlocksTarget {
             url: url.to_string(),
@@ -264,6 +315,17 @@ impl BlocksTarget {
     }
 
     fn bucket_error(&self, what: &str, e: &object_store::Error) -> Error {
+        if let Some(problem) = crate::tls::certificate_problem(e) {
+            return Error::Certificate {
+                role: "blocks destination",
+                url: self.url.clone(),
+                problem,
+                fix: "give the CA that signed the bucket endpoint's certificate with \
+                      --dest-ca-file (a spec's destination.caSecret), or skip verifying it with \
+                      --dest-insecure-skip-verify (unsafe)"
+                    .into(),
+            };
+        }
         let permanent = matches!(
             e,
             object_store::Error::PermissionDenied { .. }
@@ -287,7 +349,7 @@ pub fn describe(url: &str, tenant: Option<&str>) -> String {
 
 /// A bucket URL (`s3://BUCKET/PREFIX`, `gs://...`, `az://...`), configured from the store's
 /// usual environment variables.
-fn bucket(url: &str) -> Result<Store> {
+fn bucket(url: &str, tls: &BucketTls) -> Result<Store> {
     let parsed = reqwest::Url::parse(url).map_err(|e| {
         Error::invalid(
             "--dest-blocks",
@@ -301,22 +363,26 @@ fn bucket(url: &str) -> Result<Store> {
     let places = "give file:///DIR, s3://BUCKET[/PREFIX], gs://BUCKET or az://CONTAINER";
     let (scheme, prefix) = ObjectStoreScheme::parse(&parsed)
         .map_err(|e| Error::invalid("--dest-blocks", url, format!("{e}; {places}")))?;
+    let options = tls.client_options()?;
     let store: Arc<dyn ObjectStore> = match scheme {
         ObjectStoreScheme::AmazonS3 => Arc::new(
             object_store::aws::AmazonS3Builder::from_env()
                 .with_url(url)
+                .with_client_options(options)
                 .build()
                 .map_err(|e| invalid(&e))?,
         ),
         ObjectStoreScheme::GoogleCloudStorage => Arc::new(
             object_store::gcp::GoogleCloudStorageBuilder::from_env()
                 .with_url(url)
+                .with_client_options(options)
                 .build()
                 .map_err(|e| invalid(&e))?,
         ),
         ObjectStoreScheme::MicrosoftAzure => Arc::new(
             object_store::azure::MicrosoftAzureBuilder::from_env()
                 .with_url(url)
+                .with_client_options(options)
                 .build()
                 .map_err(|e| invalid(&e))?,
         ),
@@ -350,7 +416,7 @@ mod tests {
             .collect();
         std::fs::write(&file, &bytes).unwrap();
         let store = object_store::memory::InMemory::new();
-        let target = BlocksTarget::parse("file:///unused", None).unwrap();
+        let target = BlocksTarget::parse("file:///unused", None, &BucketTls::default()).unwrap();
         let to = ObjectPath::from("t/ULID/chunks/000001");
         target.upload(&store, &file, &to).await.unwrap();
         let back = store.get(&to).await.unwrap().bytes().await.unwrap();

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
 
-use crate::blocks::BlocksTarget;
+use crate::blocks::{BlocksTarget, BucketTls};
 use crate::endpoint::{EndpointConfig, Secret};
 use crate::error::{Error, Result};
 use crate::name_value::NameValue;
@@ -519,7 +519,11 @@ impl WorkerOptions {
             }
         }
         let blocks = match (&self.dest_blocks, self.dest.trim().is_empty()) {
-            (Some(url), true) => Some(BlocksTarget::parse(url, self.tenant.as_deref())?),
+            (Some(url), true) => Some(BlocksTarget::parse(
+                url,
+                self.tenant.as_deref(),
+                &self.bucket_tls()?,
+            )?),
             (None, false) if self.tenant.is_none() => None,
             (None, false) => {
                 return Err(Error::invalid(
@@ -595,6 +599,43 @@ impl WorkerOptions {
             connect_timeout: Self::CONNECT_TIMEOUT,
             timeout: self.source_timeout,
         }
+    }
+
+    /// What of the destination's flags a bucket takes: its TLS. The others are remote
+    /// write's, and refused rather than ignored.
+    fn bucket_tls(&self) -> Result<BucketTls> {
+        let dest = self.dest_endpoint();
+        for (flag, given) in [
+            ("--dest-header", !dest.headers.is_empty()),
+            (
+                "--dest-bearer-token-file",
+                dest.bearer_token_file.is_some() || dest.bearer_token.is_some(),
+            ),
+            ("--dest-basic-user", dest.basic_user.is_some()),
+            (
+                "--dest-cert-file",
+                dest.cert_file.is_some() || dest.cert_pem.is_some(),
+            ),
+            (
+                "--dest-key-file",
+                dest.key_file.is_some() || dest.key_pem.is_some(),
+            ),
+            ("--dest-tls-server-name", dest.tls_server_name.is_some()),
+        ] {
+            if given {
+                return Err(Error::invalid(
+                    flag,
+                    "",
+                    "goes with --dest (remote write); with --dest-blocks a bucket's credentials \
+                     come from the store's usual variables (AWS_ACCESS_KEY_ID, ...), and its TLS \
+                     takes --dest-ca-file and --dest-insecure-skip-verify",
+                ));
+            }
+        }
+        Ok(BucketTls {
+            ca_pem: dest.ca()?,
+            insecure_skip_verify: dest.insecure_skip_verify,
+        })
     }
 
     fn dest_endpoint(&self) -> EndpointConfig {

@@ -190,29 +190,120 @@ pub fn start_victoria_metrics(name: &str, retention: &str) -> Server {
 /// An S3-compatible server on loopback (moto, from PyPI; scripts/install-deps installs it)
 /// holding one empty bucket, `bucket`. Its endpoint is `server.url("")`; it takes any keys.
 pub fn start_s3(name: &str, bucket: &str) -> Server {
+    start_s3_with(name, bucket, None)
+}
+
+/// `start_s3` serving HTTPS with the certificate and key `certificates` made, when given
+/// (its endpoint is then `https://127.0.0.1:PORT`).
+pub fn start_s3_with(name: &str, bucket: &str, tls: Option<&Certificates>) -> Server {
     let dir = temp_dir(name);
     let port = free_port();
+    let mut args = vec![
+        "-m".to_string(),
+        "moto.server".into(),
+        "-H".into(),
+        "127.0.0.1".into(),
+        "-p".into(),
+        port.to_string(),
+    ];
+    if let Some(tls) = tls {
+        args.extend(["-c".into(), tls.cert.display().to_string()]);
+        args.extend(["-k".into(), tls.key.display().to_string()]);
+    }
     let child = Command::new("python3")
-        .args([
-            "-m",
-            "moto.server",
-            "-H",
-            "127.0.0.1",
-            "-p",
-            &port.to_string(),
-        ])
+        .args(&args)
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(dir.join("moto.log")).unwrap())
         .spawn()
         .expect("python3 runs moto.server (PyPI moto[server]; scripts/install-deps installs it)");
     let server = Server { child, port, dir };
-    wait_ready(&server, "/");
-    let made = reqwest::blocking::Client::new()
-        .put(server.url(&format!("/{bucket}")))
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let endpoint = format!("{scheme}://127.0.0.1:{port}");
+    wait_ready_at(&server, &format!("{endpoint}/"));
+    // Setting up, not what is tested: the test server's certificate is taken as it is.
+    let made = reqwest::blocking::Client::builder()
+        .tls_danger_accept_invalid_certs(true)
+        .build()
+        .unwrap()
+        .put(format!("{endpoint}/{bucket}"))
         .send()
         .unwrap();
     assert!(made.status().is_success(), "bucket {bucket}: {made:?}");
     server
+}
+
+/// A test CA and a server certificate it signed for 127.0.0.1 and localhost (rustls refuses
+/// a self-signed end certificate), as PEM files.
+pub struct Certificates {
+    pub ca: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+pub fn certificates(dir: &Path) -> Certificates {
+    openssl(
+        dir,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=test-ca",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.crt",
+        ],
+    );
+    openssl(
+        dir,
+        &[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            "/CN=localhost",
+            "-keyout",
+            "tls.key",
+            "-out",
+            "tls.csr",
+        ],
+    );
+    std::fs::write(
+        dir.join("ext.cnf"),
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n",
+    )
+    .unwrap();
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "tls.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            "ext.cnf",
+            "-out",
+            "tls.crt",
+        ],
+    );
+    Certificates {
+        ca: dir.join("ca.crt"),
+        cert: dir.join("tls.crt"),
+        key: dir.join("tls.key"),
+    }
 }
 
 fn wait_ready(server: &Server, path: &str) {
