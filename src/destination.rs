@@ -23,6 +23,12 @@ pub trait Destination: Clone + Send + Sync + 'static {
     /// own for blocks.
     fn for_window(&self, window: Window) -> Self;
 
+    /// A destination that takes windows in parts of this length, aligned to it (blocks: a
+    /// window longer than 2h is written as its 2h blocks, one after another).
+    fn window_part_ms(&self) -> Option<i64> {
+        None
+    }
+
     /// Writes one batch. `Ok` says what the destination holds of it: samples written, and
     /// samples refused with the reason; `Err` means the import cannot go on against this
     /// destination as it is.

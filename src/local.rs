@@ -113,9 +113,7 @@ impl RunSummary {
         {
             self.failures.push((entry.window, error.message.clone()));
         }
-        if outcome.block.as_ref().is_some_and(|b| b.existed) {
-            self.blocks_found += 1;
-        }
+        self.blocks_found += outcome.written_blocks.iter().filter(|b| b.existed).count() as u64;
         tally.add(entry.window, &WindowRecord::from_entry(entry));
         if self.stopped_early.is_none() {
             self.stopped_early = tally.stop_reason().map(str::to_string);

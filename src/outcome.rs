@@ -86,10 +86,16 @@ pub struct WindowOutcome {
     /// whether it kept native histograms).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
-    /// `--dest-blocks`: the window's block (its ID and bytes), and how many blocks the
-    /// windows absorbed here wrote (1 or 0 for one window).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub block: Option<crate::blocks::BlockWritten>,
+    /// `--dest-blocks`: the window's blocks (ID and bytes; one a 2h part), and how many
+    /// blocks the windows absorbed here wrote. Read from a single `block` too, as written
+    /// before windows could be longer than one block.
+    #[serde(
+        default,
+        alias = "block",
+        deserialize_with = "crate::blocks::one_or_many",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub written_blocks: Vec<crate::blocks::BlockWritten>,
     #[serde(default, skip_serializing_if = "is_zero_u64")]
     pub blocks: u64,
     /// The first histogram sample written (labels as written, timestamp), to ask the

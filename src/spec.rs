@@ -282,11 +282,11 @@ impl ImportSpec {
                         "a volume source such as {persistentVolumeClaim: {claimName: NAME}}, for a file:// url (a bucket needs none)",
                     ));
                 }
-                if self.window_ms()? != crate::blocks::BLOCK_RANGE_MS {
+                if self.window_ms()? % crate::blocks::BLOCK_RANGE_MS != 0 {
                     return Err(Error::invalid(
                         "window",
                         &self.window,
-                        "with destination.blocks each window is one 2h TSDB block: give 2h",
+                        "with destination.blocks a window is written as 2h TSDB blocks: give 2h or a multiple of it, e.g. 1d (one Job writes twelve blocks)",
                     ));
                 }
             }

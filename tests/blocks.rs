@@ -75,10 +75,12 @@ fn an_import_into_a_prometheus_data_dir_is_read_back_exactly_by_promtool_and_pro
     let lines = String::from_utf8_lossy(&dump.stdout).lines().count();
     assert_eq!(lines, total_samples(&expected), "promtool tsdb dump");
 
-    // The same import again with a new state directory (a lost ledger): every window finds
-    // its block already there, by ID, and no block is added.
+    // The same import again with a new state directory (a lost ledger), and day-long windows
+    // this time, each written as its 2h blocks: every block is found already there, by an ID
+    // made from its 2h part whatever the window, and no block is added.
     let again = Run::blocks(&source.url("/api/v1/read"), &data)
         .between(start, end)
+        .flags(&["--window", "1d"])
         .state(&temp_dir("blocks-prom-state-2"));
     let (code, log) = again.exec();
     assert_eq!(code, Some(0), "{log}");
@@ -122,9 +124,19 @@ fn an_import_into_a_prometheus_data_dir_is_read_back_exactly_by_promtool_and_pro
     std::fs::remove_dir_all(data.join(&changed[0])).unwrap();
     let (code, log) = Run::blocks(&source.url("/api/v1/read"), &data)
         .between(start, end)
+        .flags(&["--window", "1d"])
         .state(&temp_dir("blocks-prom-state-4"))
         .exec();
     assert_eq!(code, Some(0), "{log}");
+    assert!(
+        log.contains(&format!(
+            "blocks   1 written into file://{} ({} more were already there",
+            data.display(),
+            blocks.len() - 1
+        )),
+        "{log}"
+    );
+    assert_eq!(blocks_in(&data), blocks, "the same IDs");
     let expected = read_samples(&source, start, end);
     assert!(expected.keys().any(|k| k.contains("late_metric")));
     let sink = start_prometheus_on("blocks-prom-sink-2", &data, &[]);
@@ -140,8 +152,8 @@ fn a_window_that_is_not_a_block_and_a_bucket_url_are_refused_with_the_fix() {
     let ca = ca.display().to_string();
     for (args, needle) in [
         (
-            vec!["--dest-blocks", dest.as_str(), "--window", "1d"],
-            "--window 2h",
+            vec!["--dest-blocks", dest.as_str(), "--window", "3h"],
+            "--window 2h (the default) or a multiple of it",
         ),
         (vec!["--dest-blocks", "ftp://host/blocks"], "s3://BUCKET"),
         (vec!["--dest-blocks", "http://host/blocks"], "file:///DIR"),

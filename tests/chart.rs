@@ -484,7 +484,11 @@ fn helm_install_with_destination_blocks_uploads_one_block_per_window_into_cortex
     let recorded: u64 = ledger
         .records
         .iter()
-        .map(|(_, w)| u64::from(w["block"]["id"].is_string()))
+        .map(|(_, w)| {
+            (w["blocks"].as_array().into_iter().flatten())
+                .filter(|b| b["id"].is_string())
+                .count() as u64
+        })
         .chain(
             ledger
                 .ranges

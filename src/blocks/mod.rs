@@ -5,7 +5,7 @@
 //! A block is written into a staging directory named `ULID.tmp-promimport` (a name neither
 //! Prometheus nor Cortex loads: both load only directories named by a ULID), `meta.json` last,
 //! then put in place (`target.rs`): every file synced and renamed in one step, or uploaded
-//! with `meta.json` last. The ULID comes from the import and the window, so a window written again
+//! with `meta.json` last. The ULID comes from the import and the 2h range, so a window written again
 //! finds its block already there instead of adding a second copy of its samples.
 
 pub mod bits;
@@ -56,6 +56,26 @@ pub struct BlockWritten {
     pub existed: bool,
 }
 
+/// Reads a list of blocks, or the one block a record held before windows could be longer
+/// than a block.
+pub fn one_or_many<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> std::result::Result<Vec<BlockWritten>, D::Error> {
+    #[derive(serde::Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(BlockWritten),
+        Many(Vec<BlockWritten>),
+    }
+    Ok(
+        match <Option<OneOrMany> as serde::Deserialize>::deserialize(deserializer)? {
+            None => Vec::new(),
+            Some(OneOrMany::One(block)) => vec![block],
+            Some(OneOrMany::Many(blocks)) => blocks,
+        },
+    )
+}
+
 /// The blocks destination: one per import, and one builder per window (`for_window`).
 #[derive(Clone)]
 pub struct BlockWriter {
@@ -98,6 +118,10 @@ impl Destination for BlockWriter {
     /// The directory or bucket takes what an import writes.
     async fn probe(&self) -> Result<()> {
         self.target.probe().await
+    }
+
+    fn window_part_ms(&self) -> Option<i64> {
+        Some(BLOCK_RANGE_MS)
     }
 
     fn for_window(&self, window: Window) -> Self {

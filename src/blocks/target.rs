@@ -8,8 +8,8 @@ use std::sync::Arc;
 
 use object_store::path::Path as ObjectPath;
 use object_store::{
-    Certificate, ClientOptions, ObjectStore, ObjectStoreExt, ObjectStoreScheme, PutPayload,
-    WriteMultipart,
+    Certificate, ClientConfigKey, ClientOptions, ObjectStore, ObjectStoreExt, ObjectStoreScheme,
+    PutPayload, WriteMultipart,
 };
 
 use super::{BlockWritten, Sealed, sync_dir};
@@ -57,8 +57,23 @@ impl BucketTls {
         self.ca_pem.is_some() || self.insecure_skip_verify
     }
 
-    fn client_options(&self) -> Result<ClientOptions> {
+    /// The HTTP client's options with this TLS, or `None` when there is nothing to add. A
+    /// builder's `with_client_options` replaces the options it read from the store's
+    /// variables (`AWS_ALLOW_HTTP`, ...), so they are read here again, as it reads them: the
+    /// variables named `prefix` and a client setting.
+    fn client_options(&self, prefix: &str) -> Result<Option<ClientOptions>> {
+        if !self.is_set() {
+            return Ok(None);
+        }
         let mut options = ClientOptions::new();
+        for (name, value) in std::env::vars() {
+            let name = name.to_ascii_lowercase();
+            if let Some(key) = name.strip_prefix(prefix)
+                && let Ok(key) = key.parse::<ClientConfigKey>()
+            {
+                options = options.with_config(key, value);
+            }
+        }
         if let Some(pem) = &self.ca_pem {
             let certificates = Certificate::from_pem_bundle(pem)
                 .ok()
@@ -81,7 +96,7 @@ impl BucketTls {
             );
             options = options.with_allow_invalid_certificates(true);
         }
-        Ok(options)
+        Ok(Some(options))
     }
 }
 
@@ -363,29 +378,29 @@ fn bucket(url: &str, tls: &BucketTls) -> Result<Store> {
     let places = "give file:///DIR, s3://BUCKET[/PREFIX], gs://BUCKET or az://CONTAINER";
     let (scheme, prefix) = ObjectStoreScheme::parse(&parsed)
         .map_err(|e| Error::invalid("--dest-blocks", url, format!("{e}; {places}")))?;
-    let options = tls.client_options()?;
     let store: Arc<dyn ObjectStore> = match scheme {
-        ObjectStoreScheme::AmazonS3 => Arc::new(
-            object_store::aws::AmazonS3Builder::from_env()
-                .with_url(url)
-                .with_client_options(options)
-                .build()
-                .map_err(|e| invalid(&e))?,
-        ),
-        ObjectStoreScheme::GoogleCloudStorage => Arc::new(
-            object_store::gcp::GoogleCloudStorageBuilder::from_env()
-                .with_url(url)
-                .with_client_options(options)
-                .build()
-                .map_err(|e| invalid(&e))?,
-        ),
-        ObjectStoreScheme::MicrosoftAzure => Arc::new(
-            object_store::azure::MicrosoftAzureBuilder::from_env()
-                .with_url(url)
-                .with_client_options(options)
-                .build()
-                .map_err(|e| invalid(&e))?,
-        ),
+        ObjectStoreScheme::AmazonS3 => {
+            let mut builder = object_store::aws::AmazonS3Builder::from_env().with_url(url);
+            if let Some(options) = tls.client_options("aws_")? {
+                builder = builder.with_client_options(options);
+            }
+            Arc::new(builder.build().map_err(|e| invalid(&e))?)
+        }
+        ObjectStoreScheme::GoogleCloudStorage => {
+            let mut builder =
+                object_store::gcp::GoogleCloudStorageBuilder::from_env().with_url(url);
+            if let Some(options) = tls.client_options("google_")? {
+                builder = builder.with_client_options(options);
+            }
+            Arc::new(builder.build().map_err(|e| invalid(&e))?)
+        }
+        ObjectStoreScheme::MicrosoftAzure => {
+            let mut builder = object_store::azure::MicrosoftAzureBuilder::from_env().with_url(url);
+            if let Some(options) = tls.client_options("azure_")? {
+                builder = builder.with_client_options(options);
+            }
+            Arc::new(builder.build().map_err(|e| invalid(&e))?)
+        }
         other => {
             return Err(Error::invalid(
                 "--dest-blocks",

@@ -44,11 +44,11 @@ pub async fn import_here(
     )?;
     let window_ms = parse_window_length("--window", window)?;
     check_plan(range, window_ms)?;
-    if settings.blocks.is_some() && window_ms != BLOCK_RANGE_MS {
+    if settings.blocks.is_some() && window_ms % BLOCK_RANGE_MS != 0 {
         return Err(Error::invalid(
             "--window",
             window,
-            "with --dest-blocks each window is one TSDB block, and blocks are 2h: give --window 2h (the default)",
+            "with --dest-blocks a window is written as 2h TSDB blocks: give --window 2h (the default) or a multiple of it, e.g. 1d (twelve blocks a window)",
         ));
     }
     if parallel == 0 || parallel > 64 {

@@ -182,10 +182,8 @@ fn add_up(view: &LedgerView) -> (Totals, Vec<String>) {
         totals.skipped += record.skipped;
         totals.waited += record.waited;
         totals.rate_limit = totals.rate_limit.or(record.rate_limit);
-        if let Some(block) = &record.block {
-            totals.blocks += 1;
-            totals.block_bytes += block.bytes;
-        }
+        totals.blocks += record.blocks.len() as u64;
+        totals.block_bytes += record.blocks.iter().map(|b| b.bytes).sum::<u64>();
         match (record.status, record.is_final()) {
             (WindowStatus::Done, _) => totals.done += 1,
             (_, true) => totals.failed += 1,
@@ -492,7 +490,7 @@ mod tests {
             reasons: Vec::new(),
             error: None,
             stops_import: false,
-            block: None,
+            blocks: Vec::new(),
         };
         let view = LedgerView {
             spec,

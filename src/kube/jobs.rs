@@ -476,7 +476,7 @@ destination:
             ),
             (
                 "destination: {blocks: {url: s3://b}}\nwindow: 1h\n",
-                "give 2h",
+                "give 2h or a multiple of it",
             ),
             ("destination: {blocks: {url: ftp://b}}\n", "s3://BUCKET"),
             (

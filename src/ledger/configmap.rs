@@ -121,9 +121,15 @@ pub struct WindowRecord {
     /// The destination refused the whole window for a reason that applies to all history.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub stops_import: bool,
-    /// `destination.blocks`: the window's block, its ID and bytes.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub block: Option<crate::blocks::BlockWritten>,
+    /// `destination.blocks`: the window's blocks (one a 2h part), their IDs and bytes. Read
+    /// from a single `block` too, as written before windows could be longer than one block.
+    #[serde(
+        default,
+        alias = "block",
+        deserialize_with = "crate::blocks::one_or_many",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub blocks: Vec<crate::blocks::BlockWritten>,
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -193,7 +199,7 @@ impl WindowRecord {
             }),
             stops_import: o.rejects_all_history()
                 || o.error.as_ref().is_some_and(|e| e.stops_import),
-            block: o.block.clone(),
+            blocks: o.written_blocks.clone(),
         }
     }
 
@@ -222,7 +228,7 @@ pub struct DoneRange {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate_limit: Option<f64>,
     /// `destination.blocks`: blocks its windows wrote, and their bytes (a block's ID is made
-    /// again from the import and window: `BlockWriter::block_id`).
+    /// again from the import and its 2h part of a window: `BlockWriter::block_id`).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub blocks: u64,
     #[serde(default, skip_serializing_if = "is_zero")]
@@ -244,8 +250,8 @@ impl DoneRange {
             seconds: record.seconds,
             waited: record.waited,
             rate_limit: record.rate_limit,
-            blocks: u64::from(record.block.is_some()),
-            block_bytes: record.block.as_ref().map_or(0, |b| b.bytes),
+            blocks: record.blocks.len() as u64,
+            block_bytes: record.blocks.iter().map(|b| b.bytes).sum(),
             at: record.at.clone(),
         }
     }
@@ -863,6 +869,30 @@ mod tests {
             Window::from_key("k", window_key(odd).strip_prefix(WINDOW_PREFIX).unwrap()).unwrap(),
             odd
         );
+    }
+
+    /// A window's blocks read back, and a record written when a window had one block (its
+    /// `block` object) reads as a list of that one.
+    #[test]
+    fn a_windows_blocks_read_back_and_a_single_block_record_still_reads() {
+        let (_, mut record) = done(0);
+        let block = |id: &str| crate::blocks::BlockWritten {
+            id: id.into(),
+            bytes: 100,
+            existed: false,
+        };
+        record.blocks = vec![block("A"), block("B")];
+        let json = serde_json::to_string(&record).unwrap();
+        let back: WindowRecord = serde_json::from_str(&json).unwrap();
+        assert_eq!(back.blocks, record.blocks);
+        let mut old = serde_json::to_value(&record).unwrap();
+        let fields = old.as_object_mut().unwrap();
+        fields.remove("blocks");
+        fields.insert("block".into(), serde_json::json!({"id": "A", "bytes": 100}));
+        let back: WindowRecord = serde_json::from_value(old).unwrap();
+        assert_eq!(back.blocks, [block("A")]);
+        let range = DoneRange::of(Window::new(0, 1).unwrap(), &back);
+        assert_eq!((range.blocks, range.block_bytes), (1, 100));
     }
 
     #[test]

@@ -226,7 +226,7 @@ mod tests {
                 stops_import: false,
             }),
             stops_import: stops,
-            block: None,
+            blocks: Vec::new(),
         }
     }
 

@@ -57,6 +57,24 @@ impl Window {
         self.start_ms <= t && t < self.end_ms
     }
 
+    /// The window cut at every multiple of `length` (from the epoch) inside it, in order: the
+    /// 2h blocks a longer window is written as.
+    pub fn parts(self, length: i64) -> impl Iterator<Item = Window> {
+        let mut start = self.start_ms;
+        std::iter::from_fn(move || {
+            if start >= self.end_ms {
+                return None;
+            }
+            let boundary = (start.div_euclid(length) + 1).saturating_mul(length);
+            let part = Window {
+                start_ms: start,
+                end_ms: boundary.min(self.end_ms),
+            };
+            start = part.end_ms;
+            Some(part)
+        })
+    }
+
     /// `START_MS-END_MS`: digits and one dash, so it is at once a valid ConfigMap key suffix
     /// and a valid label value (at most 27 characters). `from_key` is its inverse.
     pub fn key(&self) -> String {
@@ -238,6 +256,22 @@ mod tests {
                     .all(|x| x.start_ms < x.end_ms && x.end_ms - x.start_ms <= len)
             );
         }
+    }
+
+    /// A day's window written as blocks: its 2h parts, the same as 2h windows of the same
+    /// range would be (block IDs come from them), a window's ragged ends included.
+    #[test]
+    fn a_window_in_parts_is_what_windows_of_the_part_length_would_be() {
+        for (s, e) in [
+            (0, 24 * H),
+            (H / 2, 24 * H),
+            (3 * H + 7, 23 * H - 1),
+            (5, 6),
+        ] {
+            let parts: Vec<Window> = w(s, e).parts(2 * H).collect();
+            assert_eq!(parts, plan_windows(w(s, e), 2 * H, &[]), "{s}..{e}");
+        }
+        assert_eq!(w(0, 24 * H).parts(2 * H).count(), 12);
     }
 
     #[test]

@@ -442,8 +442,30 @@ impl<D: Destination> Worker<D> {
     }
 
     /// Imports one window. Always returns an outcome: an error is recorded in it, along with
-    /// whatever was written before the error.
+    /// whatever was written before the error. A destination that takes windows in parts
+    /// (blocks) gets them one after another; the first that fails ends the window, and the
+    /// window's next attempt finds the parts written before it.
     pub async fn import_window(&self, window: Window, live: Arc<LiveCounters>) -> WindowOutcome {
+        let Some(part_ms) = self.writer.window_part_ms() else {
+            return self.import_part(window, live).await;
+        };
+        let started = Instant::now();
+        let mut total = WindowOutcome::default();
+        for part in window.parts(part_ms) {
+            let mut outcome = self.import_part(part, live.clone()).await;
+            total.absorb(&outcome);
+            total.written_blocks.append(&mut outcome.written_blocks);
+            if outcome.error.is_some() {
+                total.error = outcome.error;
+                break;
+            }
+        }
+        total.seconds = started.elapsed().as_secs_f64();
+        total
+    }
+
+    /// Imports a window, or a part of one, in one pass.
+    async fn import_part(&self, window: Window, live: Arc<LiveCounters>) -> WindowOutcome {
         let started = Instant::now();
         let (tx, rx) = mpsc::channel::<Batch>(2);
         let dest = self.writer.for_window(window);
@@ -489,7 +511,7 @@ impl<D: Destination> Worker<D> {
                 Ok(Some(block)) => {
                     outcome.bytes_written += block.bytes;
                     outcome.blocks = 1;
-                    outcome.block = Some(block);
+                    outcome.written_blocks.push(block);
                 }
                 Ok(None) => {}
                 Err(e) => result = Err(e),
