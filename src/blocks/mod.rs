@@ -5,8 +5,8 @@
 //! A block is written into a staging directory named `ULID.tmp-promimport` (a name neither
 //! Prometheus nor Cortex loads: both load only directories named by a ULID), `meta.json` last,
 //! then put in place (`target.rs`): every file synced and renamed in one step, or uploaded
-//! with `meta.json` last. The ULID comes from the import and the 2h range, so a window written again
-//! finds its block already there instead of adding a second copy of its samples.
+//! with `meta.json` last. The ULID comes from the import and the 2h range, so a window written
+//! again finds its block already there instead of adding a second copy of its samples.
 
 pub mod bits;
 pub mod histogram;
