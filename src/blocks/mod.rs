@@ -29,8 +29,7 @@ use sha2::Digest;
 use crate::destination::Destination;
 use crate::error::{Error, Result};
 use crate::plan::Window;
-use crate::proto::Label;
-use crate::proto::{Histogram, Sample};
+use crate::proto::{Histogram, Label, Sample};
 use crate::remote_write::batch::{Batch, RawChunk};
 use crate::remote_write::kept::HistogramCheck;
 use crate::remote_write::{Delivery, Refused, SendCosts};
@@ -39,8 +38,8 @@ use histogram::HistogramChunk;
 use index::{ChunkMeta, FastHash, IndexSeries, write_index};
 use xor::XorChunk;
 
-/// The range of the blocks Prometheus and Cortex cut; `--window` must be this long, so that
-/// each window is exactly one block of the kind they expect.
+/// The range of the blocks Prometheus and Cortex cut: each block written covers this much (or
+/// less, at a range's ends), and `--window` is a multiple of it.
 pub const BLOCK_RANGE_MS: i64 = 2 * 3600 * 1000;
 
 /// Prometheus cuts chunk segment files at 512 MiB.

@@ -299,25 +299,11 @@ pub fn opni_certificates(name: &str) -> std::path::PathBuf {
                 &format!("{who}.csr"),
             ],
         );
-        super::openssl(
+        super::sign_with_ca(
             &dir,
-            &[
-                "x509",
-                "-req",
-                "-in",
-                &format!("{who}.csr"),
-                "-CA",
-                "ca.crt",
-                "-CAkey",
-                "ca.key",
-                "-CAcreateserial",
-                "-days",
-                "2",
-                "-extfile",
-                &format!("{who}.cnf"),
-                "-out",
-                &format!("{who}.crt"),
-            ],
+            &format!("{who}.csr"),
+            &format!("{who}.cnf"),
+            &format!("{who}.crt"),
         );
     }
     std::fs::copy(dir.join("ca.crt"), dir.join("client-ca.crt")).unwrap();

@@ -240,6 +240,31 @@ pub struct Certificates {
     pub key: PathBuf,
 }
 
+/// Signs the request `csr` in `dir` with the CA there (`ca.crt`, `ca.key`) for two days,
+/// with the extensions in `ext`, into `out`.
+pub fn sign_with_ca(dir: &Path, csr: &str, ext: &str, out: &str) {
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            csr,
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            ext,
+            "-out",
+            out,
+        ],
+    );
+}
+
 pub fn certificates(dir: &Path) -> Certificates {
     openssl(
         dir,
@@ -279,26 +304,7 @@ pub fn certificates(dir: &Path) -> Certificates {
         "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n",
     )
     .unwrap();
-    openssl(
-        dir,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            "tls.csr",
-            "-CA",
-            "ca.crt",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-days",
-            "2",
-            "-extfile",
-            "ext.cnf",
-            "-out",
-            "tls.crt",
-        ],
-    );
+    sign_with_ca(dir, "tls.csr", "ext.cnf", "tls.crt");
     Certificates {
         ca: dir.join("ca.crt"),
         cert: dir.join("tls.crt"),
