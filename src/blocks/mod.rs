@@ -16,6 +16,7 @@ pub mod xor;
 
 pub use target::{BlocksTarget, BucketTls, describe};
 
+use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::io::{BufWriter, Write};
@@ -416,13 +417,14 @@ impl Builder {
         let same = self.last_labels.len() == labels.len()
             && (Arc::ptr_eq(labels, &self.last_labels) || *labels == self.last_labels);
         if !same || self.series.is_empty() {
-            self.last_series = match self.index.get(labels) {
-                Some(&i) => i,
-                None => {
+            let next = self.series.len();
+            self.last_series = match self.index.entry(labels.clone()) {
+                Entry::Occupied(found) => *found.get(),
+                Entry::Vacant(place) => {
+                    place.insert(next);
                     let sorted = sorted_by_name(labels);
                     self.series.push((sorted, SeriesChunks::default()));
-                    self.index.insert(labels.clone(), self.series.len() - 1);
-                    self.series.len() - 1
+                    next
                 }
             };
             self.last_labels = labels.clone();
