@@ -575,3 +575,44 @@ fn a_bucket_behind_tls_is_verified_and_takes_the_destinations_ca() {
         &read_samples(&sink, BASE_MS, BASE_MS + 6 * HOUR_MS),
     );
 }
+
+/// What an incremental run does: the same import later, over a range grown past where the
+/// first ended. Only the new part is read; the 2h block range the first run's end cut gets a
+/// second block beside the first, and a Prometheus on the directory serves the whole range
+/// exactly.
+#[test]
+fn an_import_grown_later_writes_only_the_new_part_beside_the_blocks_there() {
+    let source = history_source("blocks-grow-src", 6, false);
+    let data = temp_dir("blocks-grow-data");
+    let state = temp_dir("blocks-grow-state");
+    let import = |hours: i64| {
+        Run::blocks(&source.url("/api/v1/read"), &data)
+            .between(BASE_MS, BASE_MS + hours * HOUR_MS)
+            .state(&state)
+            .exec()
+    };
+    let (code, log) = import(3);
+    assert_eq!(code, Some(0), "{log}");
+    assert!(log.contains("blocks   2 written into"), "{log}");
+    let first = blocks_in(&data);
+    let (code, log) = import(6);
+    assert_eq!(code, Some(0), "{log}");
+    assert!(
+        log.contains("windows  2 done now, ")
+            && !log.contains(", 0 done before")
+            && log.contains("blocks   2 written into"),
+        "{log}"
+    );
+    let all = blocks_in(&data);
+    assert_eq!(all.len(), 4);
+    assert!(first.iter().all(|b| all.contains(b)), "{first:?} {all:?}");
+    let ranges = block_ranges(&data);
+    assert!(ranges.contains(&(BASE_MS + 2 * HOUR_MS, BASE_MS + 3 * HOUR_MS)));
+    assert!(ranges.contains(&(BASE_MS + 3 * HOUR_MS, BASE_MS + 4 * HOUR_MS)));
+    let expected = read_samples(&source, BASE_MS, BASE_MS + 6 * HOUR_MS);
+    let sink = start_prometheus_on("blocks-grow-sink", &data, &[]);
+    assert_same_data(
+        &expected,
+        &read_samples(&sink, BASE_MS, BASE_MS + 6 * HOUR_MS),
+    );
+}
