@@ -282,13 +282,7 @@ impl ImportSpec {
                         "a volume source such as {persistentVolumeClaim: {claimName: NAME}}, for a file:// url (a bucket needs none)",
                     ));
                 }
-                if self.window_ms()? % crate::blocks::BLOCK_RANGE_MS != 0 {
-                    return Err(Error::invalid(
-                        "window",
-                        &self.window,
-                        "with destination.blocks a window is written as 2h TSDB blocks: give 2h or a multiple of it, e.g. 1d (one Job writes twelve blocks)",
-                    ));
-                }
+                crate::blocks::check_window("window", &self.window, self.window_ms()?)?;
             }
             (Some(_), false) => {
                 return Err(Error::invalid(

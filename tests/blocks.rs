@@ -153,7 +153,7 @@ fn a_window_that_is_not_a_block_and_a_bucket_url_are_refused_with_the_fix() {
     for (args, needle) in [
         (
             vec!["--dest-blocks", dest.as_str(), "--window", "3h"],
-            "--window 2h (the default) or a multiple of it",
+            "invalid --window \"3h\": with blocks a window is written as 2h TSDB blocks: give 2h (the default) or a multiple of it",
         ),
         (vec!["--dest-blocks", "ftp://host/blocks"], "s3://BUCKET"),
         (vec!["--dest-blocks", "http://host/blocks"], "file:///DIR"),

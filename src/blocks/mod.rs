@@ -43,6 +43,19 @@ use xor::XorChunk;
 /// less, at a range's ends), and `--window` is a multiple of it.
 pub const BLOCK_RANGE_MS: i64 = 2 * 3600 * 1000;
 
+/// Checks a window length for blocks (`what` is `--window` or a spec's `window`, as typed in
+/// `input`): a window is written as its 2h blocks, so it is a multiple of 2h.
+pub fn check_window(what: &'static str, input: &str, window_ms: i64) -> Result<()> {
+    if window_ms % BLOCK_RANGE_MS != 0 {
+        return Err(Error::invalid(
+            what,
+            input,
+            "with blocks a window is written as 2h TSDB blocks: give 2h (the default) or a multiple of it, e.g. 1d (twelve blocks a window, one Job in Kubernetes)",
+        ));
+    }
+    Ok(())
+}
+
 /// Prometheus cuts chunk segment files at 512 MiB.
 const SEGMENT_MAX_BYTES: u64 = 512 << 20;
 

@@ -306,11 +306,7 @@ impl BlocksTarget {
         let mut parts = WriteMultipart::new_with_chunk_size(upload, UPLOAD_PART_BYTES);
         let mut buffer = vec![0u8; UPLOAD_PART_BYTES];
         loop {
-            let read = match file.read(&mut buffer) {
-                Ok(n) => Ok(n),
-                Err(e) => Err(read_error(e)),
-            };
-            let ready = match read {
+            let ready = match file.read(&mut buffer).map_err(read_error) {
                 Ok(0) => break,
                 Ok(n) => parts.wait_for_capacity(2).await.map(|()| n).map_err(failed),
                 Err(e) => Err(e),

@@ -2,7 +2,6 @@
 
 use std::path::PathBuf;
 
-use crate::blocks::BLOCK_RANGE_MS;
 use crate::cli::RunArgs;
 use crate::error::{Error, Result};
 use crate::ledger::file::ImportIdentity;
@@ -44,12 +43,8 @@ pub async fn import_here(
     )?;
     let window_ms = parse_window_length("--window", window)?;
     check_plan(range, window_ms)?;
-    if settings.blocks.is_some() && window_ms % BLOCK_RANGE_MS != 0 {
-        return Err(Error::invalid(
-            "--window",
-            window,
-            "with --dest-blocks a window is written as 2h TSDB blocks: give --window 2h (the default) or a multiple of it, e.g. 1d (twelve blocks a window)",
-        ));
+    if settings.blocks.is_some() {
+        crate::blocks::check_window("--window", window, window_ms)?;
     }
     if parallel == 0 || parallel > 64 {
         return Err(Error::invalid(

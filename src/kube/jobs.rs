@@ -476,7 +476,7 @@ destination:
             ),
             (
                 "destination: {blocks: {url: s3://b}}\nwindow: 1h\n",
-                "give 2h or a multiple of it",
+                "invalid window \"1h\": with blocks a window is written as 2h TSDB blocks",
             ),
             ("destination: {blocks: {url: ftp://b}}\n", "s3://BUCKET"),
             (

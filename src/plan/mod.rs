@@ -57,8 +57,8 @@ impl Window {
         self.start_ms <= t && t < self.end_ms
     }
 
-    /// The window cut at every multiple of `length` (from the epoch) inside it, in order: the
-    /// 2h blocks a longer window is written as.
+    /// The window cut at every multiple of `length` (from the epoch) inside it, in order: a
+    /// range's windows, and the 2h blocks a longer window is written as.
     pub fn parts(self, length: i64) -> impl Iterator<Item = Window> {
         let mut start = self.start_ms;
         std::iter::from_fn(move || {
@@ -174,19 +174,8 @@ pub fn plan_windows(range: Window, window_ms: i64, done: &[Window]) -> Vec<Windo
     let mut done: Vec<Window> = done.to_vec();
     done.sort();
     let mut windows = Vec::new();
-    let mut start = range.start_ms;
-    while start < range.end_ms {
-        let boundary = (start.div_euclid(window_ms) + 1).saturating_mul(window_ms);
-        let end = boundary.min(range.end_ms);
-        subtract(
-            Window {
-                start_ms: start,
-                end_ms: end,
-            },
-            &done,
-            &mut windows,
-        );
-        start = end;
+    for window in range.parts(window_ms) {
+        subtract(window, &done, &mut windows);
     }
     windows
 }

@@ -40,8 +40,8 @@ pub struct WorkerOptions {
     #[serde(default)]
     pub dest: String,
 
-    /// Write TSDB blocks instead of remote write, one 2h block per window (no out-of-order
-    /// window needed): file:///DIR (a Prometheus data directory, or with --tenant a Cortex
+    /// Write TSDB blocks instead of remote write, a 2h block each (no out-of-order window
+    /// needed; --window 2h or a multiple): file:///DIR (a Prometheus data directory, or with --tenant a Cortex
     /// filesystem bucket), or with --tenant Cortex's bucket at s3://BUCKET[/PREFIX], gs://BUCKET
     /// or az://CONTAINER (credentials from AWS_*, GOOGLE_*, AZURE_* variables)
     #[arg(long, value_name = "URL", conflicts_with = "dest")]
