@@ -414,10 +414,8 @@ fn into_cortex_on_s3_blocks_land_meta_json_last_a_cut_upload_is_ignored_and_a_re
             .unwrap()
             .text()
             .unwrap();
-    let metas: Vec<&str> = listing
-        .split("<Key>")
-        .skip(1)
-        .filter_map(|k| k.split("</Key>").next())
+    let metas: Vec<&str> = s3_keys(&listing)
+        .into_iter()
         .filter(|k| k.ends_with("/meta.json"))
         .collect();
     assert!(metas.len() >= 13, "{listing}");
@@ -550,13 +548,8 @@ fn a_bucket_behind_tls_is_verified_and_takes_the_destinations_ca() {
         .unwrap()
         .text()
         .unwrap();
-    let keys: Vec<&str> = listing
-        .split("<Key>")
-        .skip(1)
-        .filter_map(|k| k.split("</Key>").next())
-        .collect();
     let mut metas = 0;
-    for key in keys {
+    for key in s3_keys(&listing) {
         let location = object_store::path::Path::from(key);
         let bytes = runtime
             .block_on(async { bucket.get(&location).await?.bytes().await })

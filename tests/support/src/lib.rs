@@ -193,6 +193,15 @@ pub fn start_s3(name: &str, bucket: &str) -> Server {
     start_s3_with(name, bucket, None)
 }
 
+/// The object keys of an S3 `ListObjectsV2` answer (moto answers it unsigned).
+pub fn s3_keys(listing: &str) -> Vec<&str> {
+    listing
+        .split("<Key>")
+        .skip(1)
+        .filter_map(|k| k.split("</Key>").next())
+        .collect()
+}
+
 /// `start_s3` serving HTTPS with the certificate and key `certificates` made, when given
 /// (its endpoint is then `https://127.0.0.1:PORT`).
 pub fn start_s3_with(name: &str, bucket: &str, tls: Option<&Certificates>) -> Server {
