@@ -60,11 +60,11 @@ impl LabelRules {
     }
 }
 
-/// `{a="1", b="2"}` for messages.
+/// `{a="1", b="2"}` for messages (`{"service.name"="a.b"}` for a UTF-8 label name).
 pub fn render(labels: &[Label]) -> String {
     let inner: Vec<String> = labels
         .iter()
-        .map(|l| format!("{}={:?}", l.name, l.value))
+        .map(|l| format!("{}={:?}", crate::selector::label_name(&l.name), l.value))
         .collect();
     format!("{{{}}}", inner.join(", "))
 }

@@ -1,5 +1,7 @@
 //! Series selectors (`up`, `{job="node"}`, `node_cpu_seconds_total{mode!="idle"}`) parsed into the
-//! label matchers that a remote read query carries.
+//! label matchers that a remote read query carries. Names outside the legacy character set are
+//! written quoted inside the braces, as Prometheus 3 reads and prints them:
+//! `{"http.server.duration", "service.name"="a.b"}` (a quoted name alone is the metric name).
 
 use crate::error::{Error, Result};
 use crate::proto::{LabelMatcher, label_matcher::Type};
@@ -49,7 +51,12 @@ pub fn parse_selector(input: &str) -> Result<Selector> {
             if parser.eat("}") {
                 break;
             }
-            let label = parser.identifier(false);
+            let quoted = parser.rest().starts_with(['"', '\'', '`']);
+            let label = if quoted {
+                parser.string().map_err(|reason| bad(&reason))?
+            } else {
+                parser.identifier(false).to_string()
+            };
             if label.is_empty() {
                 return Err(bad(&format!(
                     "expected a label name at offset {}",
@@ -57,6 +64,15 @@ pub fn parse_selector(input: &str) -> Result<Selector> {
                 )));
             }
             parser.skip_space();
+            if quoted && (parser.rest().starts_with(',') || parser.rest().starts_with('}')) {
+                // `{"a.b"}`: the metric name, as Prometheus 3 writes a UTF-8 one.
+                if matchers.iter().any(|m: &LabelMatcher| m.name == "__name__") {
+                    return Err(bad(&format!("a second metric name, {label:?}")));
+                }
+                matchers.push(matcher(Type::Eq, "__name__", &label));
+                parser.eat(",");
+                continue;
+            }
             let kind = if parser.eat("=~") {
                 Type::Re
             } else if parser.eat("!~") {
@@ -73,7 +89,7 @@ pub fn parse_selector(input: &str) -> Result<Selector> {
             };
             parser.skip_space();
             let value = parser.string().map_err(|reason| bad(&reason))?;
-            matchers.push(matcher(kind, label, &value));
+            matchers.push(matcher(kind, &label, &value));
             parser.skip_space();
             if parser.eat(",") {
                 continue;
@@ -107,6 +123,20 @@ pub fn parse_selector(input: &str) -> Result<Selector> {
         text: input.trim().to_string(),
         matchers,
     })
+}
+
+/// A label name as a selector writes it: as it is where the legacy character set allows
+/// (`[a-zA-Z_][a-zA-Z0-9_]*`), quoted otherwise (`"service.name"`), which `parse_selector` reads
+/// back.
+pub fn label_name(name: &str) -> std::borrow::Cow<'_, str> {
+    let legacy = name
+        .char_indices()
+        .all(|(i, c)| c == '_' || c.is_ascii_alphabetic() || (i > 0 && c.is_ascii_digit()));
+    if legacy && !name.is_empty() {
+        name.into()
+    } else {
+        format!("{name:?}").into()
+    }
 }
 
 fn matcher(kind: Type, name: &str, value: &str) -> LabelMatcher {
@@ -236,6 +266,39 @@ mod tests {
             ]
         );
         assert_eq!(parsed(ALL_SERIES), vec![m(Type::Re, "__name__", ".+")]);
+    }
+
+    #[test]
+    fn utf8_names_are_written_quoted_as_prometheus_3_writes_them() {
+        assert_eq!(
+            parsed(r#"{"http.server.duration", "service.name"="a.b", 'ünits/s'!~"x"}"#),
+            vec![
+                m(Type::Eq, "__name__", "http.server.duration"),
+                m(Type::Eq, "service.name", "a.b"),
+                m(Type::Nre, "ünits/s", "x"),
+            ]
+        );
+        assert_eq!(parsed(r#"{"a.b"}"#), vec![m(Type::Eq, "__name__", "a.b")]);
+        let err = parse_selector(r#"up{"a.b"}"#).unwrap_err().to_string();
+        assert!(err.contains("a second metric name"), "{err}");
+        // What label_name writes, parse_selector reads back.
+        for name in [
+            "job",
+            "_x9",
+            "service.name",
+            "9lives",
+            "ünits/s",
+            "a\"b",
+            "",
+        ] {
+            let text = format!("{{{}=\"v\"}}", label_name(name));
+            let back = parse_selector(&text).map(|s| s.matchers[0].name.clone());
+            if name.is_empty() {
+                assert!(back.is_err(), "{text}");
+            } else {
+                assert_eq!(back.unwrap(), name, "{text}");
+            }
+        }
     }
 
     #[test]

@@ -499,7 +499,7 @@ fn render_matchers(matchers: &[crate::proto::LabelMatcher]) -> String {
                 Ok(Type::Nre) => "!~",
                 _ => "=",
             };
-            format!("{}{op}{:?}", m.name, m.value)
+            format!("{}{op}{:?}", crate::selector::label_name(&m.name), m.value)
         })
         .collect();
     format!("{{{}}}", parts.join(","))

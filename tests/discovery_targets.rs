@@ -155,10 +155,8 @@ fn targets_round_trip_in_the_cluster_and_an_import_starts_from_one() {
     let source = start_prometheus(
         "targets-src",
         PrometheusOptions {
-            receiver: false,
-            out_of_order_window: None,
-            max_bytes_in_frame: None,
             history: Some(&history),
+            ..PrometheusOptions::default()
         },
     );
     let sink = prometheus_sink("targets-sink");
@@ -299,10 +297,8 @@ fn local_targets_and_an_import_started_from_one() {
     let source = start_prometheus(
         "local-target-src",
         PrometheusOptions {
-            receiver: false,
-            out_of_order_window: None,
-            max_bytes_in_frame: None,
             history: Some(&history),
+            ..PrometheusOptions::default()
         },
     );
     let sink = prometheus_sink("local-target-sink");

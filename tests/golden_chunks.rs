@@ -114,8 +114,7 @@ fn chunks_that_overrun_the_window_are_clipped_so_neighbours_never_overlap() {
         PrometheusOptions {
             receiver: true,
             out_of_order_window: Some("3650d"),
-            max_bytes_in_frame: None,
-            history: None,
+            ..PrometheusOptions::default()
         },
     );
     let (start, end) = (

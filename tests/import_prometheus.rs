@@ -102,9 +102,7 @@ fn a_sink_without_an_out_of_order_window_rejects_history_and_the_import_stops_ea
         "oob-sink",
         PrometheusOptions {
             receiver: true,
-            out_of_order_window: None,
-            max_bytes_in_frame: None,
-            history: None,
+            ..PrometheusOptions::default()
         },
     );
     // The sink already receives live data, as Opni's Cortex does when the migration starts.

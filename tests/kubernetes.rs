@@ -676,8 +676,7 @@ fn an_incremental_import_run_twice_imports_only_the_new_range() {
         PrometheusOptions {
             receiver: true,
             out_of_order_window: Some("1d"),
-            max_bytes_in_frame: None,
-            history: None,
+            ..PrometheusOptions::default()
         },
     );
     let sink = prometheus_sink("k8s-cron-sink");

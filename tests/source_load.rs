@@ -102,8 +102,8 @@ fn many_metrics_source(name: &str) -> Server {
         PrometheusOptions {
             receiver: true,
             out_of_order_window: Some("3650d"),
-            max_bytes_in_frame: None,
             history: Some(&history),
+            ..PrometheusOptions::default()
         },
     );
     seed_stale_series(&source);
@@ -285,10 +285,8 @@ fn a_source_refusing_a_window_over_its_sample_limit_is_read_in_parts_and_lands_e
     let source = start_prometheus_with(
         "sample-limit-src",
         PrometheusOptions {
-            receiver: false,
-            out_of_order_window: None,
-            max_bytes_in_frame: None,
             history: Some(&history),
+            ..PrometheusOptions::default()
         },
         &["--storage.remote.read-sample-limit=500"],
     );

@@ -24,10 +24,8 @@ fn tls_is_verified_by_default_passes_with_the_ca_and_skipping_it_is_warned_about
     let https = start_prometheus_with(
         "tls-src",
         PrometheusOptions {
-            receiver: false,
-            out_of_order_window: None,
-            max_bytes_in_frame: None,
             history: Some(&history),
+            ..PrometheusOptions::default()
         },
         &[&format!("--web.config.file={}", web.display())],
     );

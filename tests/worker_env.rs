@@ -32,10 +32,8 @@ fn a_worker_imports_its_window_with_the_selectors_and_relabelling_it_was_given()
     let source = start_prometheus(
         "worker-src",
         PrometheusOptions {
-            receiver: false,
-            out_of_order_window: None,
-            max_bytes_in_frame: None,
             history: Some(&history),
+            ..PrometheusOptions::default()
         },
     );
     let sink = start_prometheus(
@@ -43,8 +41,7 @@ fn a_worker_imports_its_window_with_the_selectors_and_relabelling_it_was_given()
         PrometheusOptions {
             receiver: true,
             out_of_order_window: Some("3650d"),
-            max_bytes_in_frame: None,
-            history: None,
+            ..PrometheusOptions::default()
         },
     );
     let (start, end) = (BASE_MS + HOUR_MS, BASE_MS + 2 * HOUR_MS);

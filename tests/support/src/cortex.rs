@@ -1,5 +1,9 @@
-//! A real Cortex v1.19.1 for the tests (../shared/cortex/up): every component in one process,
-//! blocks on the local filesystem, multi-tenant, on free loopback ports, killed when dropped.
+//! A real Cortex v1.19 for the tests (../shared/cortex/up, with the binary that `CORTEX_BIN`
+//! names): every component in one process, blocks on the local filesystem, multi-tenant, on free
+//! loopback ports, killed when dropped. The tests that start one are `#[ignore]`d, "needs
+//! CORTEX_BIN": no package registry carries Cortex, so none is fetched, and scripts/test runs
+//! them only where `CORTEX_BIN` is set. Without it, `cortex_replay` plays back what a real
+//! Cortex answered.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -36,22 +40,10 @@ impl Cortex {
         if !settings.iter().any(|(k, _)| *k == "CORTEX_SHIP_INTERVAL") {
             settings.push(("CORTEX_SHIP_INTERVAL", "1h"));
         }
-        let settings = settings.as_slice();
-        // The first `up` on a machine unpacks the binary into a shared cache through one
-        // temporary file; two tests doing that at once race on it ("mv: cannot stat ...tmp",
-        // seen on a fresh machine). The first start of this process runs alone.
-        static UNPACKED: std::sync::Mutex<bool> = std::sync::Mutex::new(false);
-        let mut unpacked = UNPACKED.lock().unwrap_or_else(|p| p.into_inner());
-        if *unpacked {
-            drop(unpacked);
-            return Self::start_unlocked(name, settings);
-        }
-        let cortex = Self::start_unlocked(name, settings);
-        *unpacked = true;
-        cortex
+        Self::start_once(name, &settings)
     }
 
-    fn start_unlocked(name: &str, settings: &[(&str, &str)]) -> Cortex {
+    fn start_once(name: &str, settings: &[(&str, &str)]) -> Cortex {
         let base = temp_dir(&format!("{name}-cortex"));
         // `up` picks free ports and Cortex binds them a moment later; another server of a
         // parallel test may take one in between. A new try gets new ports.
@@ -69,6 +61,12 @@ impl Cortex {
                 .output()
                 .expect("../shared/cortex/up runs");
             let said = String::from_utf8_lossy(&out.stderr);
+            // 77: no binary. Only a test run with --include-ignored and no CORTEX_BIN gets here.
+            assert_ne!(
+                out.status.code(),
+                Some(77),
+                "this test needs a real Cortex: set CORTEX_BIN to a Cortex v1.19 binary ({said})"
+            );
             if !out.status.success() && said.contains("address already in use") && attempt < 3 {
                 continue;
             }
@@ -89,8 +87,9 @@ impl Cortex {
     }
 
     /// A Cortex whose blocks storage is the S3 bucket `bucket` at `endpoint` (an S3-compatible
-    /// server on loopback, e.g. moto): `up` makes its configuration (and unpacks the binary),
-    /// then that Cortex is replaced by one with `blocks_storage` on S3, on the same ports.
+    /// server on loopback, e.g. moto): `up` makes its configuration, then that Cortex is
+    /// replaced by one of the same binary (`CORTEX_BIN`, which `up` records in DIR/env) with
+    /// `blocks_storage` on S3, on the same ports.
     pub fn start_on_s3(
         name: &str,
         settings: &[(&str, &str)],
@@ -115,14 +114,15 @@ impl Cortex {
         std::fs::write(&config, yaml.replace(&filesystem, &s3)).unwrap();
         let (url, dir) = (first.url.clone(), first.dir.clone());
         drop(first);
-        let cache = std::env::var("CORTEX_CACHE")
+        let env = std::fs::read_to_string(dir.join("env")).expect("up writes DIR/env");
+        let binary = env
+            .lines()
+            .find_map(|line| line.strip_prefix("CORTEX_BIN="))
             .map(PathBuf::from)
-            .unwrap_or_else(|_| {
-                PathBuf::from(std::env::var("HOME").expect("HOME")).join(".cache/cortex")
-            });
+            .expect("DIR/env names CORTEX_BIN");
         // The ports the killed one held may take a moment to free.
         for _ in 0..20 {
-            let child = Command::new(cache.join("cortex-v1.19.1"))
+            let child = Command::new(&binary)
                 .arg(format!("-config.file={}", config.display()))
                 .current_dir(dir.parent().expect("a parent"))
                 .stdout(std::fs::File::create(dir.join("cortex-s3.log")).unwrap())
@@ -133,7 +133,7 @@ impl Cortex {
                         .unwrap(),
                 ))
                 .spawn()
-                .expect("the Cortex binary up unpacked");
+                .expect("the Cortex binary that CORTEX_BIN names");
             let cortex = Cortex {
                 url: url.clone(),
                 dir: dir.clone(),

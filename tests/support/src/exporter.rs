@@ -442,6 +442,16 @@ fn scrape(n: i64, instance: &str, gauge: bool) -> (Vec<u8>, BTreeMap<String, His
 /// sees it fail, so every series ends with a stale marker. Returns the source and a range
 /// [start, end) holding all of it.
 pub fn scraped_source(name: &str, exporter: &Exporter, scrapes: i64) -> (Server, i64, i64) {
+    scraped_source_of(None, name, exporter, scrapes)
+}
+
+/// `scraped_source` of the Prometheus in `tools` (see `PrometheusOptions::tools`).
+pub fn scraped_source_of(
+    tools: Option<&std::path::Path>,
+    name: &str,
+    exporter: &Exporter,
+    scrapes: i64,
+) -> (Server, i64, i64) {
     let config = format!(
         "global:\n  scrape_interval: 200ms\n  scrape_timeout: 150ms\nscrape_configs:\n  - job_name: native\n    static_configs:\n      - targets: ['{}']\n",
         exporter.target()
@@ -451,10 +461,9 @@ pub fn scraped_source(name: &str, exporter: &Exporter, scrapes: i64) -> (Server,
         name,
         &config,
         PrometheusOptions {
-            receiver: false,
-            out_of_order_window: None,
             max_bytes_in_frame: Some(4096),
-            history: None,
+            tools,
+            ..PrometheusOptions::default()
         },
         &["--enable-feature=native-histograms"],
     );

@@ -1,5 +1,5 @@
-//! Real servers for the end-to-end tests: Prometheus 2.42 and VictoriaMetrics 1.79 from Debian,
-//! started on free loopback ports in temporary directories and killed when dropped; history made
+//! Real servers for the end-to-end tests: Prometheus (Debian bookworm's 2.42, or the 3.x that
+//! `PROMIMPORT_PROMETHEUS` names) and VictoriaMetrics 1.79 from Debian, started on free loopback ports in temporary directories and killed when dropped; history made
 //! with promtool; and an independent reader that fetches raw samples back (remote read in
 //! SAMPLES mode, decoded here with prost alone, not with promimport's streamed decoder).
 //! Native histograms are left out of SAMPLES answers by Prometheus 2.42, so `read_chunked`
@@ -8,6 +8,7 @@
 
 pub mod cluster;
 pub mod cortex;
+pub mod cortex_replay;
 pub mod exporter;
 
 use std::collections::BTreeMap;
@@ -30,6 +31,58 @@ pub const STALE_NAN: u64 = 0x7ff0_0000_0000_0002;
 /// 2026-11-01T00:00:00Z
 pub const BASE_MS: i64 = 1_793_491_200_000;
 pub const HOUR_MS: i64 = 3_600_000;
+
+/// Where the Prometheus under test comes from: `PROMIMPORT_PROMETHEUS`, a directory that holds
+/// `prometheus` and `promtool` (scripts/test sets it to Prometheus 3's for its second pass), or
+/// else the system's (Debian bookworm's 2.42, on the PATH).
+pub fn prometheus_tool(name: &str) -> PathBuf {
+    match std::env::var_os("PROMIMPORT_PROMETHEUS") {
+        Some(dir) if !dir.is_empty() => PathBuf::from(dir).join(name),
+        _ => PathBuf::from(name),
+    }
+}
+
+/// The directory of Prometheus 3's `prometheus` and `promtool`, for the tests of what only 3.x
+/// does: `PROMIMPORT_PROMETHEUS3`, or where scripts/prometheus3 unpacks them.
+pub fn prometheus3_dir() -> PathBuf {
+    let dir = match std::env::var_os("PROMIMPORT_PROMETHEUS3") {
+        Some(dir) if !dir.is_empty() => PathBuf::from(dir),
+        _ => {
+            let cache = std::env::var_os("PROMIMPORT_CACHE").map_or_else(
+                || PathBuf::from(std::env::var("HOME").expect("HOME")).join(".cache/promimport"),
+                PathBuf::from,
+            );
+            cache.join("prometheus-3/usr/bin")
+        }
+    };
+    assert!(
+        dir.join("prometheus").is_file(),
+        "no Prometheus 3 in {}: run scripts/prometheus3 (scripts/test does)",
+        dir.display()
+    );
+    dir
+}
+
+/// The major version of the Prometheus at `binary` (2 or 3), from its `--version`.
+pub fn prometheus_major(binary: &Path) -> u32 {
+    let out = Command::new(binary)
+        .arg("--version")
+        .output()
+        .unwrap_or_else(|e| panic!("{} --version: {e}", binary.display()));
+    let said =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    said.split_whitespace()
+        .skip_while(|w| *w != "version")
+        .nth(1)
+        .and_then(|v| v.split('.').next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no version in {said:?}"))
+}
+
+/// Whether the Prometheus under test is 3.x (some of its answers differ from 2.42's).
+pub fn prometheus_under_test_is_3() -> bool {
+    static MAJOR: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    *MAJOR.get_or_init(|| prometheus_major(&prometheus_tool("prometheus"))) >= 3
+}
 
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -70,6 +123,7 @@ impl Server {
     }
 }
 
+#[derive(Default)]
 pub struct PrometheusOptions<'a> {
     /// Accept remote write (to be a sink, or to seed stale markers into a source).
     pub receiver: bool,
@@ -77,6 +131,9 @@ pub struct PrometheusOptions<'a> {
     pub max_bytes_in_frame: Option<usize>,
     /// An OpenMetrics file turned into blocks with promtool before start.
     pub history: Option<&'a Path>,
+    /// The directory of the `prometheus` and `promtool` to run; `None`: the Prometheus under
+    /// test (`prometheus_tool`).
+    pub tools: Option<&'a Path>,
 }
 
 pub fn start_prometheus(name: &str, options: PrometheusOptions) -> Server {
@@ -107,12 +164,7 @@ pub fn start_prometheus_config(
 /// A Prometheus (no remote write receiver) on a data directory the test has filled, e.g. with
 /// blocks that promimport wrote.
 pub fn start_prometheus_on(name: &str, data: &Path, extra: &[&str]) -> Server {
-    let options = PrometheusOptions {
-        receiver: false,
-        out_of_order_window: None,
-        max_bytes_in_frame: None,
-        history: None,
-    };
+    let options = PrometheusOptions::default();
     spawn_prometheus(temp_dir(name), data, "", options, extra)
 }
 
@@ -123,8 +175,11 @@ fn spawn_prometheus(
     options: PrometheusOptions,
     extra: &[&str],
 ) -> Server {
+    let tools = options
+        .tools
+        .map_or_else(|| prometheus_tool(""), Path::to_path_buf);
     if let Some(history) = options.history {
-        let out = Command::new("promtool")
+        let out = Command::new(tools.join("promtool"))
             .args(["tsdb", "create-blocks-from", "openmetrics"])
             .arg(history)
             .arg(data)
@@ -139,7 +194,7 @@ fn spawn_prometheus(
     let config = dir.join("prometheus.yml");
     std::fs::write(&config, config_body).unwrap();
     let port = free_port();
-    let mut command = Command::new("prometheus");
+    let mut command = Command::new(tools.join("prometheus"));
     command
         .arg(format!("--config.file={}", config.display()))
         .arg(format!("--storage.tsdb.path={}", data.display()))
@@ -439,6 +494,7 @@ fn history_source_at(
             out_of_order_window: Some("3650d"),
             max_bytes_in_frame,
             history: Some(&history),
+            tools: None,
         },
     )
 }
@@ -464,25 +520,29 @@ pub fn remote_write(url: &str, series: &[SeriesToWrite]) {
 
 /// `remote_write` with extra headers (a Cortex tenant).
 pub fn remote_write_with(url: &str, headers: &[(&str, &str)], series: &[SeriesToWrite]) {
-    let request = WriteRequest {
-        timeseries: series
-            .iter()
-            .map(|(labels, samples)| TimeSeries {
-                labels: labels
-                    .iter()
-                    .map(|(n, v)| Label {
-                        name: n.to_string(),
-                        value: v.to_string(),
-                    })
-                    .collect(),
-                samples: samples
-                    .iter()
-                    .map(|&(timestamp, value)| Sample { value, timestamp })
-                    .collect(),
-                histograms: Vec::new(),
-            })
-            .collect(),
-    };
+    let timeseries = series
+        .iter()
+        .map(|(labels, samples)| TimeSeries {
+            labels: labels
+                .iter()
+                .map(|(n, v)| Label {
+                    name: n.to_string(),
+                    value: v.to_string(),
+                })
+                .collect(),
+            samples: samples
+                .iter()
+                .map(|&(timestamp, value)| Sample { value, timestamp })
+                .collect(),
+            histograms: Vec::new(),
+        })
+        .collect();
+    remote_write_series(url, headers, timeseries);
+}
+
+/// `remote_write_with` of series as the protocol holds them.
+pub fn remote_write_series(url: &str, headers: &[(&str, &str)], timeseries: Vec<TimeSeries>) {
+    let request = WriteRequest { timeseries };
     let body = snap::raw::Encoder::new()
         .compress_vec(&request.encode_to_vec())
         .unwrap();
@@ -1120,8 +1180,39 @@ pub fn prometheus_sink(name: &str) -> Server {
         PrometheusOptions {
             receiver: true,
             out_of_order_window: Some("3650d"),
-            max_bytes_in_frame: None,
-            history: None,
+            ..PrometheusOptions::default()
+        },
+    )
+}
+
+/// A source with `narrow` series of 3 labels and `wide` series of 37 (kube-state-metrics'
+/// `*_labels` series with the operator's external labels get there), 15 s apart over the 4
+/// hours that ended 2 hours ago.
+pub fn labels_source(name: &str, narrow: usize, wide: usize) -> Server {
+    let dir = temp_dir(&format!("{name}-history"));
+    let path = dir.join("history.om");
+    use std::io::Write;
+    let mut out = std::io::BufWriter::new(std::fs::File::create(&path).unwrap());
+    let end = promimport::timespec::now_ms() / 1000 - 2 * 3600;
+    writeln!(out, "# TYPE kube_pod_labels gauge").unwrap();
+    for i in 0..narrow + wide {
+        let mut labels = format!("pod=\"p{i}\",namespace=\"ns\"");
+        if i >= narrow {
+            for j in 0..35 {
+                labels.push_str(&format!(",label_l{j:02}=\"v{j}\""));
+            }
+        }
+        for t in (end - 4 * 3600..end).step_by(15) {
+            writeln!(out, "kube_pod_labels{{{labels}}} 1 {t}").unwrap();
+        }
+    }
+    writeln!(out, "# EOF").unwrap();
+    drop(out);
+    start_prometheus(
+        name,
+        PrometheusOptions {
+            history: Some(&path),
+            ..PrometheusOptions::default()
         },
     )
 }
