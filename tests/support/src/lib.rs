@@ -84,8 +84,17 @@ pub fn prometheus_under_test_is_3() -> bool {
     *MAJOR.get_or_init(|| prometheus_major(&prometheus_tool("prometheus"))) >= 3
 }
 
+/// The address the tests' servers listen on: loopback, or `PROMIMPORT_TEST_HOST` where pods
+/// must reach them (scripts/cluster's node address, inside its network namespace).
+pub fn test_host() -> String {
+    std::env::var("PROMIMPORT_TEST_HOST")
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "127.0.0.1".into())
+}
+
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
+    TcpListener::bind((test_host().as_str(), 0))
         .unwrap()
         .local_addr()
         .unwrap()
@@ -119,7 +128,7 @@ impl Drop for Server {
 
 impl Server {
     pub fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.port)
+        format!("http://{}:{}{path}", test_host(), self.port)
     }
 }
 
@@ -198,7 +207,7 @@ fn spawn_prometheus(
     command
         .arg(format!("--config.file={}", config.display()))
         .arg(format!("--storage.tsdb.path={}", data.display()))
-        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .arg(format!("--web.listen-address={}:{port}", test_host()))
         .arg("--storage.tsdb.retention.time=3650d")
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(dir.join("prometheus.log")).unwrap());
@@ -219,7 +228,7 @@ fn spawn_prometheus(
     let scheme = if tls { "https" } else { "http" };
     wait_ready_at(
         &server,
-        &format!("{scheme}://127.0.0.1:{}/-/ready", server.port),
+        &format!("{scheme}://{}:{}/-/ready", test_host(), server.port),
     );
     server
 }
@@ -229,7 +238,7 @@ pub fn start_victoria_metrics(name: &str, retention: &str) -> Server {
     let port = free_port();
     let child = Command::new("victoria-metrics")
         .arg(format!("-storageDataPath={}", dir.join("data").display()))
-        .arg(format!("-httpListenAddr=127.0.0.1:{port}"))
+        .arg(format!("-httpListenAddr={}:{port}", test_host()))
         .arg(format!("-retentionPeriod={retention}"))
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(dir.join("vm.log")).unwrap())
