@@ -649,17 +649,25 @@ fn the_ledger_loses_no_update_under_25_concurrent_workers() {
                 .env("PROMIMPORT_LEDGER", "promimport-busy")
                 .env("PROMIMPORT_NAMESPACE", "ledger")
                 .stdout(Stdio::null())
-                .stderr(Stdio::null())
+                .stderr(Stdio::piped())
                 .spawn()
                 .unwrap()
         })
         .collect();
-    for mut writer in writers {
+    let mut said = Vec::new();
+    for writer in writers {
         // The source is unreachable: each window fails transiently and says so (exit 1).
-        assert_eq!(writer.wait().unwrap().code(), Some(1));
+        let out = writer.wait_with_output().unwrap();
+        assert_eq!(out.status.code(), Some(1));
+        said.push(String::from_utf8_lossy(&out.stderr).into_owned());
     }
     let windows = cluster.ledger("ledger", "busy").unwrap().records;
-    assert_eq!(windows.len(), 25, "every worker's record is there");
+    assert_eq!(
+        windows.len(),
+        25,
+        "every worker's record is there; the first worker said: {}",
+        said[0]
+    );
     assert!(
         windows.iter().all(|(_, w)| w["error"]["transient"] == true),
         "{windows:?}"
@@ -819,6 +827,7 @@ fn the_worker_and_scheduler_accounts_can_do_only_what_they_use() {
         ("delete", "jobs"),
         ("create", "configmaps"),
         ("patch", "configmaps"),
+        ("list", "pods"),
     ] {
         assert!(
             can(scheduler, verb, resource, "rbac"),
@@ -830,6 +839,8 @@ fn the_worker_and_scheduler_accounts_can_do_only_what_they_use() {
         ("patch", "configmaps", "rbac-other"),
         ("get", "secrets", "rbac"),
         ("create", "pods", "rbac"),
+        ("delete", "pods", "rbac"),
+        ("list", "pods", "rbac-other"),
         ("update", "jobs", "rbac"),
     ] {
         assert!(

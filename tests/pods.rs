@@ -146,3 +146,242 @@ fn on_real_pods_helm_install_with_the_charts_defaults_migrates_ten_days_exactly(
         "{logs}"
     );
 }
+
+/// Waits until the import in `namespace` is in `state`; its ledger.
+fn in_state(
+    cluster: &Cluster,
+    namespace: &str,
+    import: &str,
+    state: &str,
+    within: Duration,
+) -> Ledger {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(ledger) = cluster.ledger(namespace, import)
+            && ledger.state == state
+        {
+            return ledger;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the import is not {state} after {within:?}: {:?}\n{}",
+            cluster.ledger(namespace, import),
+            cluster.kubectl(&["get", "pods", "-n", namespace, "-o", "wide"])
+        );
+        std::thread::sleep(Duration::from_secs(1));
+    }
+}
+
+/// `promimport ARGS` with the cluster's admin kubeconfig, as a user runs it.
+fn promimport_in(cluster: &Cluster, args: &[&str]) -> std::process::Output {
+    Command::new(promimport_bin())
+        .args(args)
+        .env("KUBECONFIG", cluster.admin())
+        .output()
+        .expect("promimport runs")
+}
+
+#[test]
+#[ignore = "runs on real pods: scripts/test runs it inside scripts/cluster's network namespace"]
+fn on_real_pods_a_worker_over_its_memory_limit_is_named_never_done_and_more_memory_lands_it_exactly()
+ {
+    let cluster = real_cluster();
+    let namespace = "pods-oom";
+    cluster.kubectl(&["create", "namespace", namespace]);
+    let source = wide_source("pods-oom-src", 3000);
+    let sink = prometheus_sink("pods-oom-sink");
+    let mut sets = vec![
+        format!("source.url={}", source.url("/api/v1/read")),
+        format!("destination.url={}", sink.url("/api/v1/write")),
+        "start=now-4h".to_string(),
+        // A worker that holds a whole window in one request (1.44M samples, tens of MB) under a
+        // limit far too low: the kubelet kills it at the limit. (With the default batches the
+        // same window fits in 8Mi: the kubelet enforces the limit, checked by hand here, and a
+        // worker streams.)
+        "worker.batchSamples=1500000".to_string(),
+        "worker.resources.limits.memory=8Mi".to_string(),
+        "worker.resources.requests.memory=8Mi".to_string(),
+        "worker.backoffLimit=0".to_string(),
+    ];
+    sets.extend(image_sets(&cluster));
+    helm_install(&cluster, "history", namespace, &sets);
+    let import = "rancher-monitoring";
+    let ledger = in_state(
+        &cluster,
+        namespace,
+        import,
+        "failed",
+        Duration::from_secs(600),
+    );
+    let errors: Vec<String> = ledger
+        .records
+        .iter()
+        .map(|(_, r)| {
+            r["error"]["message"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string()
+        })
+        .collect();
+    assert!(!errors.is_empty(), "{ledger:?}");
+    assert!(
+        errors
+            .iter()
+            .all(|e| e.contains("OOMKilled at its memory limit of 8Mi")
+                && e.contains("worker.resources.limits.memory (e.g. 16Mi)")),
+        "every window names the limit and the value to raise: {errors:?}"
+    );
+    assert!(
+        ledger.records.iter().all(|(_, r)| r["status"] != "done"),
+        "no window killed is called done: {ledger:?}"
+    );
+    let status = promimport_in(&cluster, &["status", import, "-n", namespace]);
+    assert!(text(&status).contains("OOMKilled"), "{}", text(&status));
+
+    // The fix as the message gives it: resume, and the chart upgraded with more memory.
+    let out = promimport_in(&cluster, &["resume", import, "-n", namespace, "--detach"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let mut command = Command::new(repo().join("scripts/helm"));
+    command
+        .args([
+            "upgrade",
+            "history",
+            "charts/promimport",
+            "-n",
+            namespace,
+            "--reuse-values",
+        ])
+        .args(["--set", "worker.resources.limits.memory=256Mi"])
+        .args(["--set", "worker.resources.requests.memory=64Mi"])
+        .current_dir(repo())
+        .env("KUBECONFIG", cluster.admin());
+    let out = command.output().expect("scripts/helm runs");
+    assert!(out.status.success(), "{}", text(&out));
+    let ledger = finished(&cluster, namespace, import, Duration::from_secs(600));
+    let (start, end) = (ledger.range_start_ms, ledger.range_end_ms.unwrap());
+    assert!(ledger.all_exact(), "{ledger:?}");
+    let expected = read_samples(&source, start, end);
+    assert_eq!(total_samples(&expected), 3000 * 480);
+    assert_same_data(&expected, &read_samples(&sink, start, end));
+}
+
+/// A source of `series` series (kube-state-metrics' shape: one gauge per pod) over the 2 hours
+/// that ended an hour ago, 15 s apart.
+fn wide_source(name: &str, series: usize) -> Server {
+    use std::io::Write;
+    let dir = temp_dir(&format!("{name}-history"));
+    let path = dir.join("history.om");
+    let mut out = std::io::BufWriter::new(std::fs::File::create(&path).unwrap());
+    let end = promimport::timespec::now_ms() / 1000 / 60 * 60 - 3600;
+    writeln!(out, "# TYPE kube_pod_status_ready gauge").unwrap();
+    for i in 0..series {
+        let labels = format!(
+            "namespace=\"ns{}\",pod=\"pod-{i}\",condition=\"true\"",
+            i % 40
+        );
+        for t in (end - 2 * 3600..end).step_by(15) {
+            writeln!(out, "kube_pod_status_ready{{{labels}}} {} {t}", i % 2).unwrap();
+        }
+    }
+    writeln!(out, "# EOF").unwrap();
+    drop(out);
+    start_prometheus(
+        name,
+        PrometheusOptions {
+            history: Some(&path),
+            ..PrometheusOptions::default()
+        },
+    )
+}
+
+#[test]
+#[ignore = "runs on real pods: scripts/test runs it inside scripts/cluster's network namespace"]
+fn on_real_pods_stop_reaches_the_workers_as_sigterm_within_the_grace_period_and_resume_is_exact() {
+    let cluster = real_cluster();
+    let namespace = "pods-stop";
+    cluster.kubectl(&["create", "namespace", namespace]);
+    let source = recent_history_source("pods-stop-src", 24, 1);
+    let sink = prometheus_sink("pods-stop-sink");
+    let mut sets = vec![
+        format!("source.url={}", source.url("/api/v1/read")),
+        format!("destination.url={}", sink.url("/api/v1/write")),
+        "start=now-26h".to_string(),
+        // Slow enough that a window is still being written when `stop` comes.
+        "worker.maxSamplesPerSecond=500".to_string(),
+    ];
+    sets.extend(image_sets(&cluster));
+    helm_install(&cluster, "history", namespace, &sets);
+    let import = "rancher-monitoring";
+    let workers = || {
+        cluster.kubectl(&[
+            "get",
+            "pods",
+            "-n",
+            namespace,
+            "-l",
+            &format!("promimport.io/import={import},promimport.io/window"),
+            "--field-selector",
+            "status.phase=Running",
+            "-o",
+            "name",
+        ])
+    };
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while workers().trim().is_empty() {
+        assert!(Instant::now() < deadline, "no worker ran");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let out = promimport_in(&cluster, &["stop", import, "-n", namespace]);
+    assert!(out.status.success(), "{}", text(&out));
+    // The kubelet sends SIGTERM; a worker that ignored it would be killed after the pod's
+    // 30 s grace period. promimport's ends the window unrecorded at once.
+    let stopped = Instant::now();
+    let deadline = stopped + Duration::from_secs(25);
+    let all = || {
+        cluster.kubectl(&[
+            "get",
+            "pods",
+            "-n",
+            namespace,
+            "-l",
+            &format!("promimport.io/import={import},promimport.io/window"),
+            "-o",
+            "name",
+        ])
+    };
+    while !all().trim().is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "worker pods still there {:?} after stop: {}",
+            stopped.elapsed(),
+            all()
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let ledger = in_state(
+        &cluster,
+        namespace,
+        import,
+        "stopped",
+        Duration::from_secs(10),
+    );
+    assert!(ledger.windows() < 14, "stopped part way: {ledger:?}");
+    let out = promimport_in(&cluster, &["resume", import, "-n", namespace]);
+    assert!(out.status.success(), "{}", text(&out));
+    let ledger = finished(&cluster, namespace, import, Duration::from_secs(600));
+    let (start, end) = (ledger.range_start_ms, ledger.range_end_ms.unwrap());
+    let planned = promimport::plan::plan_windows(
+        promimport::plan::Window::new(start, end).unwrap(),
+        2 * HOUR_MS,
+        &[],
+    );
+    assert_eq!(
+        (ledger.windows(), ledger.spans()),
+        (planned.len() as u64, vec![(start, end)]),
+        "every window once: {ledger:?}"
+    );
+    assert_same_data(
+        &read_samples(&source, start, end),
+        &read_samples(&sink, start, end),
+    );
+}

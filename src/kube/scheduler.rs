@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::ConfigMap;
+use k8s_openapi::api::core::v1::{ConfigMap, Pod};
 use kube::api::{Api, ListParams, PostParams};
 use tracing::Instrument;
 
@@ -62,7 +62,8 @@ async fn reconcile(
     let window_ms = spec.window_ms()?;
     let apis = Apis {
         jobs: Api::namespaced(client.clone(), &options.namespace),
-        config_maps: Api::namespaced(client, &options.namespace),
+        config_maps: Api::namespaced(client.clone(), &options.namespace),
+        pods: Api::namespaced(client, &options.namespace),
     };
     tracing::info!(ledger = %ledger.name, "scheduler starting");
     loop {
@@ -174,7 +175,11 @@ async fn round(
         tally,
     );
     for (window, message) in &decision.mark_failed {
-        ledger.record(&failed_entry(*window, message)).await?;
+        let message = match pods_ending(&apis.pods, spec, *window).await {
+            Some(why) => format!("{message}; {why}"),
+            None => message.clone(),
+        };
+        ledger.record(&failed_entry(*window, &message)).await?;
     }
     let slots = SlotRequest {
         api: &apis.config_maps,
@@ -342,6 +347,7 @@ fn range_of(view: &LedgerView, spec: &ImportSpec, window_ms: i64) -> Result<Opti
 struct Apis {
     jobs: Api<Job>,
     config_maps: Api<ConfigMap>,
+    pods: Api<Pod>,
 }
 
 /// What taking slots on the source needs from a round.
@@ -466,6 +472,77 @@ pub fn job_info(job: &Job) -> WindowRun {
     }
 }
 
+/// How a failed window's worker pods ended, where that says more than the Job's condition
+/// (which only says the Job reached its backoff limit): killed at the memory limit above all.
+/// `None` when no pod says more, or the pods cannot be listed (the failure is recorded anyway).
+async fn pods_ending(pods: &Api<Pod>, spec: &ImportSpec, window: Window) -> Option<String> {
+    let selector = format!(
+        "{LABEL_IMPORT}={},{LABEL_WINDOW}={}",
+        spec.name,
+        window.key()
+    );
+    match pods.list(&ListParams::default().labels(&selector)).await {
+        Ok(listed) => oom_killed(&listed.items),
+        Err(e) => {
+            tracing::warn!(%window, error = %e, "cannot list the failed window's pods to say why they ended");
+            None
+        }
+    }
+}
+
+/// The advice for pods the kubelet killed at their memory limit (`OOMKilled`): the limit, and
+/// a value to raise it to.
+pub fn oom_killed(pods: &[Pod]) -> Option<String> {
+    let killed = pods.iter().find_map(|pod| {
+        let statuses = pod.status.as_ref()?.container_statuses.as_ref()?;
+        let status = statuses.iter().find(|status| {
+            [&status.state, &status.last_state]
+                .into_iter()
+                .any(|state| {
+                    let terminated = state.as_ref().and_then(|s| s.terminated.as_ref());
+                    terminated.and_then(|t| t.reason.as_deref()) == Some("OOMKilled")
+                })
+        })?;
+        let container = pod
+            .spec
+            .as_ref()?
+            .containers
+            .iter()
+            .find(|c| c.name == status.name)?;
+        let limit = container
+            .resources
+            .as_ref()
+            .and_then(|r| r.limits.as_ref())
+            .and_then(|l| l.get("memory"))
+            .map(|q| q.0.clone());
+        Some(limit)
+    })?;
+    Some(match killed {
+        Some(limit) => {
+            let raise = doubled(&limit).map_or_else(String::new, |more| format!(" (e.g. {more})"));
+            format!(
+                "its worker was OOMKilled at its memory limit of {limit}: raise worker.resources.limits.memory{raise} \
+                 (helm upgrade --set worker.resources.limits.memory=...), or import a shorter --window; then \
+                 `promimport resume` imports the window again"
+            )
+        }
+        None => "its worker was OOMKilled (the node ran out of memory; it has no memory limit of its own): \
+                 give it worker.resources.requests.memory, or import a shorter --window; then `promimport resume` \
+                 imports the window again"
+            .to_string(),
+    })
+}
+
+/// Twice a memory quantity written with a binary suffix (`256Mi` -> `512Mi`), for advice.
+fn doubled(quantity: &str) -> Option<String> {
+    let split = quantity.find(|c: char| !c.is_ascii_digit())?;
+    let (number, suffix) = quantity.split_at(split);
+    let number: u64 = number.parse().ok()?;
+    ["Ki", "Mi", "Gi", "Ti"]
+        .contains(&suffix)
+        .then(|| format!("{}{suffix}", number * 2))
+}
+
 fn failed_entry(window: Window, message: &str) -> LedgerEntry {
     LedgerEntry {
         window,
@@ -481,5 +558,45 @@ fn failed_entry(window: Window, message: &str) -> LedgerEntry {
             }),
             ..Default::default()
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pod(limit: Option<&str>, reason: &str) -> Pod {
+        let resources = limit.map_or(
+            serde_json::json!({}),
+            |l| serde_json::json!({"limits": {"memory": l}}),
+        );
+        serde_json::from_value(serde_json::json!({
+            "spec": {"containers": [{"name": "worker", "resources": resources}]},
+            "status": {"containerStatuses": [{
+                "name": "worker", "image": "i", "imageID": "", "ready": false, "restartCount": 0,
+                "state": {"terminated": {"exitCode": 137, "reason": reason}},
+            }]},
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_worker_killed_at_its_memory_limit_is_named_with_the_limit_and_a_value_to_raise_it_to() {
+        let said = oom_killed(&[pod(Some("16Mi"), "Error"), pod(Some("16Mi"), "OOMKilled")])
+            .expect("an OOMKilled pod");
+        assert!(
+            said.contains("OOMKilled at its memory limit of 16Mi"),
+            "{said}"
+        );
+        assert!(
+            said.contains("worker.resources.limits.memory (e.g. 32Mi)"),
+            "{said}"
+        );
+        assert!(said.contains("promimport resume"), "{said}");
+        let said = oom_killed(&[pod(None, "OOMKilled")]).unwrap();
+        assert!(said.contains("no memory limit of its own"), "{said}");
+        assert_eq!(oom_killed(&[pod(Some("16Mi"), "Error")]), None);
+        assert_eq!(doubled("1G"), None, "a decimal suffix is left to the user");
+        assert_eq!(doubled("256Mi").as_deref(), Some("512Mi"));
     }
 }
