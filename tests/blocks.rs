@@ -9,6 +9,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::cortex::Cortex;
+use common::cortex_stories::CortexLike;
 use common::*;
 
 /// The block directories (named by a ULID) under `dir`.

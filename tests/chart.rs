@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use common::cluster::{Ledger, cluster};
 use common::cortex::{Cortex, opni_certificates};
+use common::cortex_stories::CortexLike;
 use common::*;
 
 fn repo() -> PathBuf {

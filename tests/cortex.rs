@@ -1,62 +1,21 @@
 //! Cortex, where our users' history goes: a real Cortex v1.19.1 (../shared/cortex) with its
 //! default limits (25 000 samples/s, burst 50 000, 30 labels per series), the tenant header set
 //! as Opni sets it, and what landed read back through Cortex's own remote read and compared
-//! series by series, sample by sample, bit by bit.
+//! series by series, sample by sample, bit by bit. The stories that tests/cortex_answers.rs also
+//! tells to Cortex's recorded answers are written once, in `common::cortex_stories`.
 
 use promimport_test_support as common;
 
-use std::process::Output;
-
 use common::cortex::{Cortex, opni_certificates};
+use common::cortex_stories::{self as stories, CortexLike, TENANT, tenant_header, verify};
 use common::*;
-
-/// In Opni the tenant is the cluster's ID.
-const TENANT: &str = "c-7xk2p";
-
-fn tenant_header() -> String {
-    format!("X-Scope-OrgID={TENANT}")
-}
-
-/// `promimport run` from `source` into the tenant, `--start now-30h --end now`, defaults
-/// otherwise; the exit code and log.
-fn import(source: &Server, cortex: &Cortex, name: &str) -> (Option<i32>, String) {
-    Run::new(&source.url("/api/v1/read"), &cortex.push_url())
-        .flags(&["--start", "now-30h", "--end", "now"])
-        .flag("--dest-header", &tenant_header())
-        .state(&temp_dir(name))
-        .exec()
-}
-
-fn verify(source: &Server, cortex: &Cortex, start: i64, end: i64, more: &[&str]) -> Output {
-    let header = tenant_header();
-    let mut flags = vec!["--dest-header", header.as_str()];
-    flags.extend_from_slice(more);
-    verify_range(source, &cortex.read_url(), start, end, &flags)
-}
 
 #[test]
 #[ignore = "needs CORTEX_BIN (a Cortex v1.19 binary)"]
 fn an_import_at_the_default_rate_limit_lands_exactly_paced_and_verify_passes() {
-    // 26 hours, ~120 000 samples: more than Cortex's burst, so the limit is met.
     let source = recent_history_source("cortex-exact-src", 26, 1);
     let cortex = Cortex::start("cortex-exact", &[]);
-    let (code, log) = import(&source, &cortex, "cortex-exact-state");
-    assert_eq!(code, Some(0), "{log}");
-    assert!(
-        log.contains("PACED") && log.contains("ingestion rate limit (25000 samples/s"),
-        "the summary names the limit it waited on: {log}"
-    );
-    assert!(log.contains("ingestion_rate"), "and the setting: {log}");
-    let (start, end) = summary_range(&log);
-    let expected = read_samples(&source, start, end);
-    assert!(
-        total_samples(&expected) > 100_000,
-        "the range holds history"
-    );
-    assert_same_data(&expected, &cortex.read_samples(TENANT, start, end));
-    let out = verify(&source, &cortex, start, end, &[]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    assert!(text(&out).contains("match (bit for bit)"), "{}", text(&out));
+    stories::an_import_at_the_rate_limit_is_paced_lands_exactly_and_verifies(&source, &cortex);
 }
 
 #[test]
@@ -64,26 +23,9 @@ fn an_import_at_the_default_rate_limit_lands_exactly_paced_and_verify_passes() {
 fn into_a_tenant_with_live_data_and_no_out_of_order_window_the_import_stops_with_the_cortex_fix() {
     let source = recent_history_source("cortex-ooo-src", 26, 1);
     let cortex = Cortex::start("cortex-ooo", &[("CORTEX_OOO_WINDOW", "0s")]);
-    // The tenant's live Prometheus already writes into it, as after Opni's agent is installed.
-    let now = promimport::timespec::now_ms();
-    remote_write_with(
-        &cortex.push_url(),
-        &[("X-Scope-OrgID", TENANT)],
-        &[(&[("__name__", "up"), ("job", "live")], vec![(now, 1.0)])],
+    stories::into_live_data_without_an_out_of_order_window_the_import_stops_with_the_fix(
+        &source, &cortex,
     );
-    let (code, log) = import(&source, &cortex, "cortex-ooo-state");
-    assert_eq!(code, Some(3), "{log}");
-    assert!(log.contains("written 0,"), "{log}");
-    assert!(log.contains("STOPPED  early"), "{log}");
-    for needle in [
-        "out_of_order_time_window: 30d",
-        "runtime overrides file",
-        "-ingester.out-of-order-time-window",
-        "--parallel 1",
-        "no live data",
-    ] {
-        assert!(log.contains(needle), "the fix names {needle:?}: {log}");
-    }
 }
 
 #[test]
@@ -91,28 +33,7 @@ fn into_a_tenant_with_live_data_and_no_out_of_order_window_the_import_stops_with
 fn series_over_the_label_limit_are_counted_exactly_and_every_other_series_lands() {
     let source = labels_source("cortex-labels-src", 40, 7);
     let cortex = Cortex::start("cortex-labels", &[]);
-    let (code, log) = import(&source, &cortex, "cortex-labels-state");
-    assert_eq!(code, Some(3), "{log}");
-    let (start, end) = summary_range(&log);
-    let all = read_samples(&source, start, end);
-    let (wide, narrow): (Data, Data) = all
-        .into_iter()
-        .partition(|(key, _)| key.contains("label_l00"));
-    assert_eq!((narrow.len(), wide.len()), (40, 7));
-    let written = format!(
-        "written {}, rejected {},",
-        total_samples(&narrow),
-        total_samples(&wide)
-    );
-    assert!(log.contains(&written), "exact counts ({written}): {log}");
-    assert!(log.contains("as too many labels"), "{log}");
-    assert!(
-        log.contains("--drop-label") && log.contains("max_label_names_per_series"),
-        "{log}"
-    );
-    // What Cortex holds is exactly the narrow series: nothing the summary called written is
-    // missing, nothing it called rejected is there.
-    assert_same_data(&narrow, &cortex.read_samples(TENANT, start, end));
+    stories::series_over_the_label_limit_are_counted_and_every_other_series_lands(&source, &cortex);
 }
 
 #[test]
@@ -128,7 +49,7 @@ fn verify_wait_sees_history_through_a_store_gateway_sync() {
             ("CORTEX_SYNC_INTERVAL", "90s"),
         ],
     );
-    let (code, log) = import(&source, &cortex, "cortex-wait-state");
+    let (code, log) = stories::import(&source, &cortex, &[]);
     assert_eq!(code, Some(0), "{log}");
     let (start, end) = summary_range(&log);
     let expected = total_samples(&read_samples(&source, start, end));
@@ -145,9 +66,8 @@ fn verify_wait_sees_history_through_a_store_gateway_sync() {
         }
         std::thread::sleep(std::time::Duration::from_secs(2));
     }
-    let out = verify(&source, &cortex, start, end, &["--wait", "5m"]);
-    let said = text(&out);
-    assert_eq!(out.status.code(), Some(0), "{said}");
+    let (code, said) = verify(&source, &cortex, start, end, &["--wait", "5m"]);
+    assert_eq!(code, Some(0), "{said}");
     if unseen {
         assert!(
             said.contains("do not match yet; checking them again"),
@@ -166,9 +86,8 @@ fn verify_without_wait_says_history_may_not_be_visible_yet_and_how_long() {
     let cortex = Cortex::start("cortex-vis", &[]);
     // Nothing imported: every sample is missing, as it is when the import has just shipped.
     let now = promimport::timespec::now_ms();
-    let out = verify(&source, &cortex, now - 30 * HOUR_MS, now, &[]);
-    let said = text(&out);
-    assert_eq!(out.status.code(), Some(1), "{said}");
+    let (code, said) = verify(&source, &cortex, now - 30 * HOUR_MS, now, &[]);
+    assert_eq!(code, Some(1), "{said}");
     for needle in ["sync_interval", "15m", "--wait 30m", "re-run the import"] {
         assert!(said.contains(needle), "names {needle:?}: {said}");
     }
@@ -236,14 +155,14 @@ fn opni_mutual_tls_a_name_mismatch_fails_at_once_naming_the_certificate_and_the_
         &cortex.read_samples_with(&reader, TENANT, start, end),
     );
     // verify and query take the same options.
-    let out = verify(
+    let (code, said) = verify(
         &source,
         &cortex,
         start,
         end,
         &[&client[..], &["--dest-tls-server-name", "cortex-querier"]].concat(),
     );
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(code, Some(0), "{said}");
     let base = format!("{}/prometheus", cortex.url);
     let header = tenant_header();
     let out = promimport(
@@ -273,23 +192,9 @@ fn opni_mutual_tls_a_name_mismatch_fails_at_once_naming_the_certificate_and_the_
 #[test]
 #[ignore = "needs CORTEX_BIN (a Cortex v1.19 binary)"]
 fn a_request_larger_than_the_tenants_burst_is_split_until_it_passes() {
-    // A burst of 20 000 samples below a rate of 25 000: a request of 22 000 can never pass
-    // whole, however long it waits (Cortex's message names the rate, not the burst). A run
-    // once hung here on a window's last request of 21 687 samples, smaller than a second of
-    // the rate, which was the old condition for splitting.
     let source = recent_history_source("cortex-burst-src", 26, 1);
     let cortex = Cortex::start("cortex-burst", &[("CORTEX_INGESTION_BURST", "20000")]);
-    let (code, log) = Run::new(&source.url("/api/v1/read"), &cortex.push_url())
-        .flags(&["--start", "now-30h", "--end", "now", "--window", "1d"])
-        .flags(&["--batch-samples", "22000"])
-        .flag("--dest-header", &tenant_header())
-        .state(&temp_dir("cortex-burst-state"))
-        .exec();
-    assert_eq!(code, Some(0), "{log}");
-    assert!(log.contains("PACED"), "{log}");
-    let (start, end) = summary_range(&log);
-    let expected = read_samples(&source, start, end);
-    assert_same_data(&expected, &cortex.read_samples(TENANT, start, end));
+    stories::a_request_larger_than_the_burst_is_split_until_it_passes(&source, &cortex);
 }
 
 #[test]
@@ -297,43 +202,5 @@ fn a_request_larger_than_the_tenants_burst_is_split_until_it_passes() {
 fn without_the_tenant_every_command_says_it_is_the_tenant_that_is_missing() {
     let source = recent_history_source("cortex-tenant-src", 2, 1);
     let cortex = Cortex::start("cortex-tenant", &[]);
-    let (code, log) = Run::new(&source.url("/api/v1/read"), &cortex.push_url())
-        .flags(&["--start", "now-4h", "--end", "now"])
-        .state(&temp_dir("cortex-tenant-state"))
-        .exec();
-    assert_eq!(code, Some(1), "{log}");
-    assert!(log.contains("X-Scope-OrgID=TENANT"), "run: {log}");
-    let out = promimport(&[
-        "query",
-        "up",
-        "--dest",
-        &format!("{}/prometheus", cortex.url),
-    ]);
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    assert!(
-        text(&out).contains("X-Scope-OrgID=TENANT"),
-        "query: {}",
-        text(&out)
-    );
-    let now = promimport::timespec::now_ms();
-    let from = source.url("/api/v1/read");
-    let (start, end) = (rfc3339(now - 4 * HOUR_MS), rfc3339(now));
-    let out = promimport(&[
-        "verify",
-        "--source",
-        &from,
-        "--dest",
-        &cortex.read_url(),
-        "--start",
-        &start,
-        "--end",
-        &end,
-    ]);
-    let said = text(&out);
-    assert_eq!(out.status.code(), Some(1), "{said}");
-    assert!(
-        said.contains("destination") && said.contains("X-Scope-OrgID=TENANT"),
-        "verify: {said}"
-    );
-    assert!(!said.contains("bearer"), "verify: {said}");
+    stories::without_the_tenant_every_command_says_so(&source, &cortex);
 }

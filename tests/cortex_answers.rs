@@ -8,40 +8,12 @@ use promimport_test_support as common;
 
 use std::time::Duration;
 
-use common::cortex_replay::{CortexReplay, Recorded, ReplayLimits};
+use common::cortex_replay::{CortexReplay, Recorded, ReplayLimits, string_pairs};
+use common::cortex_stories::{self as stories, CortexLike, TENANT, tenant_header, verify};
 use common::*;
 use promimport::proto::read_request::ResponseType;
 use promimport::proto::{ReadResponse, Sample, TimeSeries};
 use prost::Message;
-
-/// In Opni the tenant is the cluster's ID.
-const TENANT: &str = "c-7xk2p";
-
-fn tenant_header() -> String {
-    format!("X-Scope-OrgID={TENANT}")
-}
-
-/// `promimport run` from `source` into the tenant, `--start now-30h --end now` and `more`.
-fn import(source: &Server, cortex: &CortexReplay, more: &[&str]) -> (Option<i32>, String) {
-    Run::new(&source.url("/api/v1/read"), &cortex.push_url())
-        .flags(&["--start", "now-30h", "--end", "now"])
-        .flag("--dest-header", &tenant_header())
-        .flags(more)
-        .state(&temp_dir("replay-state"))
-        .exec()
-}
-
-fn verify(source: &Server, cortex: &CortexReplay, start: i64, end: i64, more: &[&str]) -> String {
-    let header = tenant_header();
-    let out = verify_range(
-        source,
-        &cortex.read_url(),
-        start,
-        end,
-        &[&["--dest-header", header.as_str()][..], more].concat(),
-    );
-    format!("exit {:?}\n{}", out.status.code(), text(&out))
-}
 
 #[test]
 fn every_recording_names_its_origin_the_request_that_drew_it_and_the_answer() {
@@ -65,71 +37,29 @@ fn every_recording_names_its_origin_the_request_that_drew_it_and_the_answer() {
 
 #[test]
 fn at_the_default_rate_limit_the_import_is_paced_to_the_429s_rate_and_lands_exactly() {
-    // 26 hours, ~120 000 samples: more than the burst of 50 000.
     let source = recent_history_source("replay-rate-src", 26, 1);
     let cortex = CortexReplay::start(ReplayLimits::default());
-    let (code, log) = import(&source, &cortex, &[]);
-    assert_eq!(code, Some(0), "{log}");
+    stories::an_import_at_the_rate_limit_is_paced_lands_exactly_and_verifies(&source, &cortex);
     assert!(cortex.answered("rate-limited") > 0, "the limit was met");
-    assert!(
-        log.contains("PACED") && log.contains("ingestion rate limit (25000 samples/s"),
-        "the summary names the limit it waited on: {log}"
-    );
-    assert!(log.contains("ingestion_rate"), "and the setting: {log}");
-    let (start, end) = summary_range(&log);
-    let expected = read_samples(&source, start, end);
-    assert!(
-        total_samples(&expected) > 100_000,
-        "the range holds history"
-    );
-    assert_same_data(&expected, &cortex.held(TENANT));
 }
 
 #[test]
 fn a_request_larger_than_the_tenants_burst_is_split_until_it_passes() {
-    // A burst of 20 000 below a rate of 25 000: a request of 22 000 never passes whole, and
-    // the 429 names the rate, not the burst.
     let source = recent_history_source("replay-burst-src", 26, 1);
     let cortex = CortexReplay::start(ReplayLimits {
         burst: 20_000.0,
         ..ReplayLimits::default()
     });
-    let (code, log) = import(
-        &source,
-        &cortex,
-        &["--window", "1d", "--batch-samples", "22000"],
-    );
-    assert_eq!(code, Some(0), "{log}");
-    assert!(log.contains("PACED"), "{log}");
-    let (start, end) = summary_range(&log);
-    assert_same_data(&read_samples(&source, start, end), &cortex.held(TENANT));
+    stories::a_request_larger_than_the_burst_is_split_until_it_passes(&source, &cortex);
+    assert!(cortex.answered("rate-limited") > 0);
 }
 
 #[test]
 fn series_over_the_label_limit_are_counted_exactly_and_every_other_series_lands() {
     let source = labels_source("replay-labels-src", 40, 7);
     let cortex = CortexReplay::start(ReplayLimits::default());
-    let (code, log) = import(&source, &cortex, &[]);
-    assert_eq!(code, Some(3), "{log}");
+    stories::series_over_the_label_limit_are_counted_and_every_other_series_lands(&source, &cortex);
     assert!(cortex.answered("too-many-labels") > 0);
-    let (start, end) = summary_range(&log);
-    let (wide, narrow): (Data, Data) = read_samples(&source, start, end)
-        .into_iter()
-        .partition(|(key, _)| key.contains("label_l00"));
-    assert_eq!((narrow.len(), wide.len()), (40, 7));
-    let written = format!(
-        "written {}, rejected {},",
-        total_samples(&narrow),
-        total_samples(&wide)
-    );
-    assert!(log.contains(&written), "exact counts ({written}): {log}");
-    assert!(log.contains("as too many labels"), "{log}");
-    assert!(
-        log.contains("--drop-label") && log.contains("max_label_names_per_series"),
-        "{log}"
-    );
-    // Nothing the summary called written is missing, nothing it called rejected is there.
-    assert_same_data(&narrow, &cortex.held(TENANT));
 }
 
 #[test]
@@ -139,30 +69,10 @@ fn into_a_tenant_with_live_data_and_no_out_of_order_window_the_import_stops_with
         out_of_order: None,
         ..ReplayLimits::default()
     });
-    // The tenant's live Prometheus already writes into it, as after Opni's agent is installed.
-    let now = promimport::timespec::now_ms();
-    remote_write_with(
-        &cortex.push_url(),
-        &[("X-Scope-OrgID", TENANT)],
-        &[(&[("__name__", "up"), ("job", "live")], vec![(now, 1.0)])],
+    stories::into_live_data_without_an_out_of_order_window_the_import_stops_with_the_fix(
+        &source, &cortex,
     );
-    let (code, log) = import(&source, &cortex, &[]);
-    assert_eq!(code, Some(3), "{log}");
     assert!(cortex.answered("out-of-bounds") > 0);
-    assert!(log.contains("written 0,"), "{log}");
-    assert!(log.contains("as out of bounds"), "{log}");
-    assert!(log.contains("STOPPED  early"), "{log}");
-    for needle in [
-        "out_of_order_time_window: 30d",
-        "runtime overrides file",
-        "-ingester.out-of-order-time-window",
-        "--parallel 1",
-        "no live data",
-    ] {
-        assert!(log.contains(needle), "the fix names {needle:?}: {log}");
-    }
-    // Only the live sample is there.
-    assert_eq!(cortex.held(TENANT).len(), 1);
 }
 
 #[test]
@@ -224,39 +134,7 @@ fn out_of_order_samples_are_counted_as_such_with_the_same_fix() {
 fn without_the_tenant_every_command_says_it_is_the_tenant_that_is_missing() {
     let source = recent_history_source("replay-tenant-src", 2, 1);
     let cortex = CortexReplay::start(ReplayLimits::default());
-    let (code, log) = Run::new(&source.url("/api/v1/read"), &cortex.push_url())
-        .flags(&["--start", "now-4h", "--end", "now"])
-        .state(&temp_dir("replay-tenant-state"))
-        .exec();
-    assert_eq!(code, Some(1), "{log}");
-    assert!(log.contains("X-Scope-OrgID=TENANT"), "run: {log}");
-    let out = promimport(&["query", "up", "--dest", &cortex.url("/prometheus")]);
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    assert!(
-        text(&out).contains("X-Scope-OrgID=TENANT"),
-        "query: {}",
-        text(&out)
-    );
-    let now = promimport::timespec::now_ms();
-    let from = source.url("/api/v1/read");
-    let (start, end) = (rfc3339(now - 4 * HOUR_MS), rfc3339(now));
-    let out = promimport(&[
-        "verify",
-        "--source",
-        &from,
-        "--dest",
-        &cortex.read_url(),
-        "--start",
-        &start,
-        "--end",
-        &end,
-    ]);
-    let said = text(&out);
-    assert_eq!(out.status.code(), Some(1), "{said}");
-    assert!(
-        said.contains("destination") && said.contains("X-Scope-OrgID=TENANT"),
-        "verify: {said}"
-    );
+    stories::without_the_tenant_every_command_says_so(&source, &cortex);
     assert!(cortex.answered("no-org-id") >= 3);
     assert!(cortex.held(TENANT).is_empty());
 }
@@ -271,19 +149,19 @@ fn verify_says_history_may_not_be_visible_yet_and_with_wait_sees_it_after_the_sy
         sync_after: Some(Duration::from_secs(30)),
         ..ReplayLimits::default()
     });
-    let (code, log) = import(&source, &cortex, &[]);
+    let (code, log) = stories::import(&source, &cortex, &[]);
     assert_eq!(code, Some(0), "{log}");
     let (start, end) = summary_range(&log);
     assert_same_data(&read_samples(&source, start, end), &cortex.held(TENANT));
     // Held, but the querier does not show what is older than the ingesters' retention yet.
-    let said = verify(&source, &cortex, start, end, &[]);
-    assert!(said.starts_with("exit Some(1)"), "{said}");
+    let (code, said) = verify(&source, &cortex, start, end, &[]);
+    assert_eq!(code, Some(1), "{said}");
     for needle in ["sync_interval", "15m", "--wait 30m", "re-run the import"] {
         assert!(said.contains(needle), "names {needle:?}: {said}");
     }
     assert!(cortex.answered("query-before-sync") > 0);
-    let said = verify(&source, &cortex, start, end, &["--wait", "3m"]);
-    assert!(said.starts_with("exit Some(0)"), "{said}");
+    let (code, said) = verify(&source, &cortex, start, end, &["--wait", "3m"]);
+    assert_eq!(code, Some(0), "{said}");
     assert!(
         said.contains("do not match yet; checking them again"),
         "{said}"
@@ -316,14 +194,7 @@ fn record_cortex_answers() {
         let path = entry.unwrap().path();
         let name = path.file_stem().unwrap().to_string_lossy().into_owned();
         let mut recorded = Recorded::load(&name);
-        let settings: Vec<(String, String)> = recorded.json["settings"]
-            .as_object()
-            .map(|s| {
-                s.iter()
-                    .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
-                    .collect()
-            })
-            .unwrap_or_default();
+        let settings = string_pairs(&recorded.json["settings"]);
         let settings: Vec<(&str, &str)> = settings
             .iter()
             .map(|(k, v)| (k.as_str(), v.as_str()))
@@ -459,14 +330,7 @@ fn push(
     let body = snap::raw::Encoder::new()
         .compress_vec(&WriteRequest { timeseries }.encode_to_vec())
         .unwrap();
-    let headers: Vec<(String, String)> = request["headers"]
-        .as_object()
-        .map(|h| {
-            h.iter()
-                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
-                .collect()
-        })
-        .unwrap_or_default();
+    let headers = string_pairs(&request["headers"]);
     let headers: Vec<(&str, &str)> = headers
         .iter()
         .map(|(k, v)| (k.as_str(), v.as_str()))

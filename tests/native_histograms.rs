@@ -4,6 +4,7 @@
 
 use promimport_test_support as common;
 
+use common::cortex_stories::CortexLike;
 use common::exporter::{Exporter, scraped_source};
 use common::*;
 

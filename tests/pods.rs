@@ -4,8 +4,9 @@
 //! mounts, the `kubernetes` Service through kube-proxy), and the chart's defaults.
 //!
 //! scripts/test runs this binary inside the cluster's network namespace with
-//! `PROMIMPORT_CLUSTER` set (and the servers listening on the node's address, which pods
-//! reach); elsewhere its tests are ignored, never passed.
+//! `PROMTEST_CLUSTER` set (and the servers listening on the node's address, which pods
+//! reach), one test at a time: the node has 2 CPUs and a worker requests 500m, so one import
+//! holds the node. Elsewhere its tests are ignored, never passed.
 
 use promimport_test_support as common;
 
@@ -31,10 +32,20 @@ fn image_sets(cluster: &Cluster) -> [String; 2] {
     ]
 }
 
-fn helm_install(cluster: &Cluster, release: &str, namespace: &str, sets: &[String]) {
+/// `helm VERB RELEASE charts/promimport -n NAMESPACE MORE... --set SETS...` into the cluster;
+/// it must succeed.
+fn helm(
+    cluster: &Cluster,
+    verb: &str,
+    release: &str,
+    namespace: &str,
+    more: &[&str],
+    sets: &[String],
+) {
     let mut command = Command::new(repo().join("scripts/helm"));
     command
-        .args(["install", release, "charts/promimport", "-n", namespace])
+        .args([verb, release, "charts/promimport", "-n", namespace])
+        .args(more)
         .current_dir(repo())
         .env("KUBECONFIG", cluster.admin());
     for set in sets {
@@ -42,6 +53,10 @@ fn helm_install(cluster: &Cluster, release: &str, namespace: &str, sets: &[Strin
     }
     let out = command.output().expect("scripts/helm runs");
     assert!(out.status.success(), "{}", text(&out));
+}
+
+fn helm_install(cluster: &Cluster, release: &str, namespace: &str, sets: &[String]) {
+    helm(cluster, "install", release, namespace, &[], sets);
 }
 
 /// Waits for the import in `namespace` to finish; its ledger.
@@ -147,6 +162,18 @@ fn on_real_pods_helm_install_with_the_charts_defaults_migrates_ten_days_exactly(
     );
 }
 
+/// The names of the import's worker pods (all, or only those running).
+fn worker_pods(cluster: &Cluster, namespace: &str, import: &str, running: bool) -> Vec<String> {
+    let selector = format!("promimport.io/import={import},promimport.io/window");
+    let mut args = vec![
+        "get", "pods", "-n", namespace, "-l", &selector, "-o", "name",
+    ];
+    if running {
+        args.extend(["--field-selector", "status.phase=Running"]);
+    }
+    cluster.kubectl(&args).lines().map(str::to_string).collect()
+}
+
 /// Waits until the import in `namespace` is in `state`; its ledger.
 fn in_state(
     cluster: &Cluster,
@@ -241,22 +268,18 @@ fn on_real_pods_a_worker_over_its_memory_limit_is_named_never_done_and_more_memo
     // The fix as the message gives it: resume, and the chart upgraded with more memory.
     let out = promimport_in(&cluster, &["resume", import, "-n", namespace, "--detach"]);
     assert!(out.status.success(), "{}", text(&out));
-    let mut command = Command::new(repo().join("scripts/helm"));
-    command
-        .args([
-            "upgrade",
-            "history",
-            "charts/promimport",
-            "-n",
-            namespace,
-            "--reuse-values",
-        ])
-        .args(["--set", "worker.resources.limits.memory=256Mi"])
-        .args(["--set", "worker.resources.requests.memory=64Mi"])
-        .current_dir(repo())
-        .env("KUBECONFIG", cluster.admin());
-    let out = command.output().expect("scripts/helm runs");
-    assert!(out.status.success(), "{}", text(&out));
+    let more_memory = [
+        "worker.resources.limits.memory=256Mi".to_string(),
+        "worker.resources.requests.memory=64Mi".to_string(),
+    ];
+    helm(
+        &cluster,
+        "upgrade",
+        "history",
+        namespace,
+        &["--reuse-values"],
+        &more_memory,
+    );
     let ledger = finished(&cluster, namespace, import, Duration::from_secs(600));
     let (start, end) = (ledger.range_start_ms, ledger.range_end_ms.unwrap());
     assert!(ledger.all_exact(), "{ledger:?}");
@@ -285,13 +308,7 @@ fn wide_source(name: &str, series: usize) -> Server {
     }
     writeln!(out, "# EOF").unwrap();
     drop(out);
-    start_prometheus(
-        name,
-        PrometheusOptions {
-            history: Some(&path),
-            ..PrometheusOptions::default()
-        },
-    )
+    source_with_history(name, &path)
 }
 
 #[test]
@@ -312,49 +329,25 @@ fn on_real_pods_stop_reaches_the_workers_as_sigterm_within_the_grace_period_and_
     sets.extend(image_sets(&cluster));
     helm_install(&cluster, "history", namespace, &sets);
     let import = "rancher-monitoring";
-    let workers = || {
-        cluster.kubectl(&[
-            "get",
-            "pods",
-            "-n",
-            namespace,
-            "-l",
-            &format!("promimport.io/import={import},promimport.io/window"),
-            "--field-selector",
-            "status.phase=Running",
-            "-o",
-            "name",
-        ])
-    };
+    let workers = |running: bool| worker_pods(&cluster, namespace, import, running);
     let deadline = Instant::now() + Duration::from_secs(300);
-    while workers().trim().is_empty() {
+    while workers(true).is_empty() {
         assert!(Instant::now() < deadline, "no worker ran");
         std::thread::sleep(Duration::from_millis(500));
     }
     let out = promimport_in(&cluster, &["stop", import, "-n", namespace]);
     assert!(out.status.success(), "{}", text(&out));
-    // The kubelet sends SIGTERM; a worker that ignored it would be killed after the pod's
-    // 30 s grace period. promimport's ends the window unrecorded at once.
+    // The kubelet sends SIGTERM; a worker that ignored it would run on until it is killed at
+    // the end of the pod's 30 s grace period. promimport's ends the window unrecorded at once,
+    // and its pod goes (the pods of windows finished before stay, Succeeded).
     let stopped = Instant::now();
     let deadline = stopped + Duration::from_secs(25);
-    let all = || {
-        cluster.kubectl(&[
-            "get",
-            "pods",
-            "-n",
-            namespace,
-            "-l",
-            &format!("promimport.io/import={import},promimport.io/window"),
-            "-o",
-            "name",
-        ])
-    };
-    while !all().trim().is_empty() {
+    while !workers(true).is_empty() {
         assert!(
             Instant::now() < deadline,
-            "worker pods still there {:?} after stop: {}",
+            "worker pods still running {:?} after stop: {:?}",
             stopped.elapsed(),
-            all()
+            workers(true)
         );
         std::thread::sleep(Duration::from_millis(500));
     }

@@ -107,8 +107,15 @@ spec:
       args: ["schedule", "--max-active-jobs", "{{ $root.Values.scheduler.maxActiveJobs }}", "--max-jobs-per-source", "{{ $root.Values.scheduler.maxJobsPerSource }}"]
       env:
         - name: PROMIMPORT_SPEC
+          {{- if $root.Values.scheduler.specFromConfigMap }}
           valueFrom:
             configMapKeyRef: {name: {{ include "promimport.specName" $root }}, key: {{ $key }}}
+          {{- else }}
+          # The spec itself: a pod started right after `helm upgrade` was given the spec
+          # ConfigMap's previous content by the kubelet's cache (seen on real pods, where an
+          # upgraded memory limit was not used).
+          value: {{ include "promimport.spec" (list $root (eq $key "incremental.yaml")) | toJson }}
+          {{- end }}
         - name: PROMIMPORT_NAMESPACE
           valueFrom:
             fieldRef: {fieldPath: metadata.namespace}

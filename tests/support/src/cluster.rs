@@ -16,14 +16,14 @@ pub struct Cluster {
     pub dir: PathBuf,
 }
 
-/// The real-pod cluster that scripts/cluster started (`PROMIMPORT_CLUSTER`, its directory), in
+/// The real-pod cluster that scripts/cluster started (`PROMTEST_CLUSTER`, its directory), in
 /// whose network namespace this test binary runs: scripts/test runs tests/pods.rs so.
 pub fn real_cluster() -> Cluster {
-    let dir = std::env::var_os("PROMIMPORT_CLUSTER").map(PathBuf::from);
+    let dir = std::env::var_os("PROMTEST_CLUSTER").map(PathBuf::from);
     let dir = dir.filter(|d| d.join("kubeconfig").is_file()).expect(
-        "no PROMIMPORT_CLUSTER: these tests run on real pods; scripts/test starts \
+        "no PROMTEST_CLUSTER: these tests run on real pods; scripts/test starts \
          `scripts/cluster up DIR` and runs them inside its network namespace \
-         (nsenter --net=$(cat DIR/netns)) with PROMIMPORT_CLUSTER=DIR",
+         (nsenter --net=$(cat DIR/netns)) with PROMTEST_CLUSTER=DIR",
     );
     Cluster { dir }
 }

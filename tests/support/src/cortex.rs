@@ -8,6 +8,7 @@
 use std::path::PathBuf;
 use std::process::Command;
 
+use super::cortex_stories::CortexLike;
 use super::{Data, decode_samples, raw_read_with, temp_dir};
 use promimport::proto::read_request::ResponseType;
 
@@ -162,14 +163,6 @@ impl Cortex {
         );
     }
 
-    pub fn push_url(&self) -> String {
-        format!("{}/api/v1/push", self.url)
-    }
-
-    pub fn read_url(&self) -> String {
-        format!("{}/prometheus/api/v1/read", self.url)
-    }
-
     /// Every raw sample the tenant holds in [start, end), read back through Cortex's own
     /// remote read (its querier), not through promimport.
     pub fn read_samples(&self, tenant: &str, start_ms: i64, end_ms: i64) -> Data {
@@ -193,6 +186,16 @@ impl Cortex {
             ResponseType::Samples,
         );
         decode_samples(&body, start_ms, end_ms)
+    }
+}
+
+impl CortexLike for Cortex {
+    fn base_url(&self) -> String {
+        self.url.clone()
+    }
+
+    fn holds(&self, tenant: &str, start_ms: i64, end_ms: i64) -> Data {
+        self.read_samples(tenant, start_ms, end_ms)
     }
 }
 

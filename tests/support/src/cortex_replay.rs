@@ -28,6 +28,7 @@ use promimport::proto::{
 };
 use prost::Message;
 
+use super::cortex_stories::CortexLike;
 use super::{Data, FakeRequest, FakeResponse, FakeServer, series_key};
 
 /// One answer of a real Cortex, as tests/data/cortex/NAME.json holds it.
@@ -64,20 +65,22 @@ impl Recorded {
     /// The answer as the receiver sends it, `body` in place of the recorded one where given
     /// (a remote read answer is the data asked for).
     pub fn response(&self, body: Option<Vec<u8>>) -> FakeResponse {
-        let headers = self.json["answer"]["headers"]
-            .as_object()
-            .map(|h| {
-                h.iter()
-                    .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
-                    .collect()
-            })
-            .unwrap_or_default();
+        let headers = string_pairs(&self.json["answer"]["headers"]);
         FakeResponse {
             status: self.status(),
             headers,
             body: body.unwrap_or_else(|| self.body().into_bytes()),
         }
     }
+}
+
+/// A recording's JSON object of strings (headers, settings) as name and value pairs.
+pub fn string_pairs(object: &serde_json::Value) -> Vec<(String, String)> {
+    object.as_object().map_or_else(Vec::new, |o| {
+        o.iter()
+            .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
+            .collect()
+    })
 }
 
 pub fn answers_dir() -> PathBuf {
@@ -176,18 +179,6 @@ impl CortexReplay {
         CortexReplay { server, state }
     }
 
-    pub fn push_url(&self) -> String {
-        self.server.url("/api/v1/push")
-    }
-
-    pub fn read_url(&self) -> String {
-        self.server.url("/prometheus/api/v1/read")
-    }
-
-    pub fn url(&self, path: &str) -> String {
-        self.server.url(path)
-    }
-
     /// Every float sample the tenant holds, as the tests' readers key them.
     pub fn held(&self, tenant: &str) -> Data {
         let state = self.state.lock().unwrap();
@@ -210,6 +201,21 @@ impl CortexReplay {
     pub fn answered(&self, name: &str) -> usize {
         let state = self.state.lock().unwrap();
         state.answered.iter().filter(|n| *n == name).count()
+    }
+}
+
+impl CortexLike for CortexReplay {
+    fn base_url(&self) -> String {
+        self.server.url("")
+    }
+
+    fn holds(&self, tenant: &str, start_ms: i64, end_ms: i64) -> Data {
+        let mut held = self.held(tenant);
+        held.retain(|_, samples| {
+            samples.retain(|&(t, _)| start_ms <= t && t < end_ms);
+            !samples.is_empty()
+        });
+        held
     }
 }
 

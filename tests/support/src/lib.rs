@@ -1,5 +1,5 @@
 //! Real servers for the end-to-end tests: Prometheus (Debian bookworm's 2.42, or the 3.x that
-//! `PROMIMPORT_PROMETHEUS` names) and VictoriaMetrics 1.79 from Debian, started on free loopback ports in temporary directories and killed when dropped; history made
+//! `PROMTEST_PROMETHEUS` names) and VictoriaMetrics 1.79 from Debian, started on free loopback ports in temporary directories and killed when dropped; history made
 //! with promtool; and an independent reader that fetches raw samples back (remote read in
 //! SAMPLES mode, decoded here with prost alone, not with promimport's streamed decoder).
 //! Native histograms are left out of SAMPLES answers by Prometheus 2.42, so `read_chunked`
@@ -9,6 +9,7 @@
 pub mod cluster;
 pub mod cortex;
 pub mod cortex_replay;
+pub mod cortex_stories;
 pub mod exporter;
 
 use std::collections::BTreeMap;
@@ -32,20 +33,24 @@ pub const STALE_NAN: u64 = 0x7ff0_0000_0000_0002;
 pub const BASE_MS: i64 = 1_793_491_200_000;
 pub const HOUR_MS: i64 = 3_600_000;
 
-/// Where the Prometheus under test comes from: `PROMIMPORT_PROMETHEUS`, a directory that holds
+/// The tests' own variables are `PROMTEST_*`, never `PROMIMPORT_*`: a worker refuses a
+/// `PROMIMPORT_` variable it does not know (a typo would be lost otherwise), and tests start
+/// workers in their own environment.
+///
+/// Where the Prometheus under test comes from: `PROMTEST_PROMETHEUS`, a directory that holds
 /// `prometheus` and `promtool` (scripts/test sets it to Prometheus 3's for its second pass), or
 /// else the system's (Debian bookworm's 2.42, on the PATH).
 pub fn prometheus_tool(name: &str) -> PathBuf {
-    match std::env::var_os("PROMIMPORT_PROMETHEUS") {
+    match std::env::var_os("PROMTEST_PROMETHEUS") {
         Some(dir) if !dir.is_empty() => PathBuf::from(dir).join(name),
         _ => PathBuf::from(name),
     }
 }
 
 /// The directory of Prometheus 3's `prometheus` and `promtool`, for the tests of what only 3.x
-/// does: `PROMIMPORT_PROMETHEUS3`, or where scripts/prometheus3 unpacks them.
+/// does: `PROMTEST_PROMETHEUS3`, or where scripts/prometheus3 unpacks them.
 pub fn prometheus3_dir() -> PathBuf {
-    let dir = match std::env::var_os("PROMIMPORT_PROMETHEUS3") {
+    let dir = match std::env::var_os("PROMTEST_PROMETHEUS3") {
         Some(dir) if !dir.is_empty() => PathBuf::from(dir),
         _ => {
             let cache = std::env::var_os("PROMIMPORT_CACHE").map_or_else(
@@ -84,10 +89,10 @@ pub fn prometheus_under_test_is_3() -> bool {
     *MAJOR.get_or_init(|| prometheus_major(&prometheus_tool("prometheus"))) >= 3
 }
 
-/// The address the tests' servers listen on: loopback, or `PROMIMPORT_TEST_HOST` where pods
+/// The address the tests' servers listen on: loopback, or `PROMTEST_HOST` where pods
 /// must reach them (scripts/cluster's node address, inside its network namespace).
 pub fn test_host() -> String {
-    std::env::var("PROMIMPORT_TEST_HOST")
+    std::env::var("PROMTEST_HOST")
         .ok()
         .filter(|h| !h.is_empty())
         .unwrap_or_else(|| "127.0.0.1".into())
@@ -1217,10 +1222,15 @@ pub fn labels_source(name: &str, narrow: usize, wide: usize) -> Server {
     }
     writeln!(out, "# EOF").unwrap();
     drop(out);
+    source_with_history(name, &path)
+}
+
+/// A Prometheus source holding the OpenMetrics history in `path`.
+pub fn source_with_history(name: &str, path: &Path) -> Server {
     start_prometheus(
         name,
         PrometheusOptions {
-            history: Some(&path),
+            history: Some(path),
             ..PrometheusOptions::default()
         },
     )
