@@ -520,16 +520,17 @@ pub fn oom_killed(pods: &[Pod]) -> Option<String> {
     Some(match killed {
         Some(limit) => {
             let raise = doubled(&limit).map_or_else(String::new, |more| format!(" (e.g. {more})"));
+            // Short: the ledger bounds a message, and `failed_entry` adds what to run then.
             format!(
-                "its worker was OOMKilled at its memory limit of {limit}: raise worker.resources.limits.memory{raise} \
-                 (helm upgrade --set worker.resources.limits.memory=...), or import a shorter --window; then \
-                 `promimport resume` imports the window again"
+                "its worker was OOMKilled at its memory limit of {limit}: raise \
+                 worker.resources.limits.memory{raise} or import a shorter window"
             )
         }
-        None => "its worker was OOMKilled (the node ran out of memory; it has no memory limit of its own): \
-                 give it worker.resources.requests.memory, or import a shorter --window; then `promimport resume` \
-                 imports the window again"
-            .to_string(),
+        None => {
+            "its worker was OOMKilled (no memory limit of its own: the node ran out of memory): \
+                 give it worker.resources.requests.memory or import a shorter window"
+                .to_string()
+        }
     })
 }
 
@@ -592,9 +593,18 @@ mod tests {
             said.contains("worker.resources.limits.memory (e.g. 32Mi)"),
             "{said}"
         );
-        assert!(said.contains("promimport resume"), "{said}");
         let said = oom_killed(&[pod(None, "OOMKilled")]).unwrap();
         assert!(said.contains("no memory limit of its own"), "{said}");
+        let recorded = failed_entry(Window::new(0, 7_200_000).unwrap(), &said);
+        let message = recorded
+            .outcome
+            .error
+            .map(|e| e.message)
+            .unwrap_or_default();
+        assert!(
+            message.contains("`promimport resume` tries again"),
+            "{message}"
+        );
         assert_eq!(oom_killed(&[pod(Some("16Mi"), "Error")]), None);
         assert_eq!(doubled("1G"), None, "a decimal suffix is left to the user");
         assert_eq!(doubled("256Mi").as_deref(), Some("512Mi"));
