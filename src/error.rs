@@ -173,7 +173,7 @@ pub enum Error {
     BadLabels(String),
 
     /// A request to the Kubernetes API server failed; `cause` keeps its answer, so the retry
-    /// table (`retry::kube_is_transient`) can tell a conflict or an overload from a refusal.
+    /// table (`answer::kube_is_transient`) can tell a conflict or an overload from a refusal.
     #[error("cannot {action}: {}", kube_message(cause))]
     Kubernetes { action: String, cause: kube::Error },
 
@@ -268,7 +268,7 @@ impl Error {
             Error::SourceUnreachable { .. }
             | Error::DestinationUnreachable { .. }
             | Error::DestinationThrottled { .. } => true,
-            Error::Kubernetes { cause, .. } => crate::retry::kube_is_transient(cause),
+            Error::Kubernetes { cause, .. } => crate::answer::kube_is_transient(cause),
             Error::SourceStatus { status, .. } => *status == 429 || *status >= 500,
             // A frame cut short or failing its checksum is what a dropped connection looks like.
             Error::SourceFrame { source, .. } => source.is_transient(),
@@ -282,7 +282,7 @@ impl Error {
     /// table's source row): the query is read again in parts.
     pub fn is_source_answer_over_limit(&self) -> bool {
         matches!(self, Error::SourceStatus { status, body, .. }
-            if crate::retry::source_answer_over_limit(*status, body))
+            if crate::answer::source_answer_over_limit(*status, body))
     }
 
     /// Whether every window would fail the same way, so the import should stop: a wrong URL,
@@ -378,8 +378,8 @@ impl Error {
                 url, status, body, ..
             } => Error::DestinationRead {
                 url,
-                fix: if crate::retry::tenant_missing(&body) {
-                    crate::retry::TENANT_FIX
+                fix: if crate::answer::tenant_missing(&body) {
+                    crate::answer::TENANT_FIX
                 } else if matches!(status, 401 | 403) {
                     "check the destination credentials (--dest-bearer-token-file, --dest-basic-user)"
                 } else {

@@ -2,6 +2,7 @@
 //! through the remote read API and remote-writes them to any receiver, and accounts for every
 //! sample. See README.md for the shape of the whole.
 
+pub mod answer;
 pub mod blocks;
 pub mod cli;
 pub mod commands;
@@ -29,6 +30,7 @@ pub mod targets;
 pub mod timespec;
 pub mod tls;
 pub mod verify;
+pub mod window;
 pub mod worker;
 
 /// Code generated from the vendored Prometheus protobuf definitions in `proto/`.

@@ -12,14 +12,15 @@ use tracing::Instrument;
 use crate::blocks::BlocksTarget;
 use crate::destination::Destination;
 use crate::error::{Error, Result};
-use crate::ledger::configmap::WindowRecord;
 use crate::ledger::file::{FileLedger, ImportIdentity};
+use crate::ledger::record::WindowRecord;
 use crate::ledger::{Ledger, LedgerEntry, WindowStatus, done_windows};
 use crate::outcome::WindowOutcome;
 use crate::plan::decide::Tally;
-use crate::plan::{Window, count_windows, plan_windows};
+use crate::plan::{count_windows, plan_windows};
 use crate::progress::{Progress, human};
 use crate::timespec::{format_ms, now_ms};
+use crate::window::Window;
 use crate::worker::{LiveCounters, Worker, WorkerSettings};
 
 pub struct LocalRun {

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::retry::RejectReason;
+use crate::answer::RejectReason;
 
 /// Samples the destination refused for one reason, with the receiver's words.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -92,10 +92,10 @@ pub struct WindowOutcome {
     #[serde(
         default,
         alias = "block",
-        deserialize_with = "crate::blocks::one_or_many",
+        deserialize_with = "crate::outcome::one_or_many",
         skip_serializing_if = "Vec::is_empty"
     )]
-    pub written_blocks: Vec<crate::blocks::BlockWritten>,
+    pub written_blocks: Vec<crate::outcome::BlockWritten>,
     #[serde(default, skip_serializing_if = "is_zero_u64")]
     pub blocks: u64,
     /// The first histogram sample written (labels as written, timestamp), to ask the
@@ -264,6 +264,36 @@ impl WindowOutcome {
             ),
         })
     }
+}
+
+/// What a window's block came to, for the outcome and the ledger.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, serde::Deserialize)]
+pub struct BlockWritten {
+    pub id: String,
+    pub bytes: u64,
+    /// The block was there already, from an earlier run of this window.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub existed: bool,
+}
+
+/// Reads a list of blocks, or the one block a record held before windows could be longer
+/// than a block.
+pub fn one_or_many<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> std::result::Result<Vec<BlockWritten>, D::Error> {
+    #[derive(serde::Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(BlockWritten),
+        Many(Vec<BlockWritten>),
+    }
+    Ok(
+        match <Option<OneOrMany> as serde::Deserialize>::deserialize(deserializer)? {
+            None => Vec::new(),
+            Some(OneOrMany::One(block)) => vec![block],
+            Some(OneOrMany::Many(blocks)) => blocks,
+        },
+    )
 }
 
 #[cfg(test)]

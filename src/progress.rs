@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::outcome::WindowOutcome;
-use crate::plan::Window;
+use crate::window::Window;
 use crate::worker::LiveCounters;
 
 static ACTIVE_BAR: OnceLock<ProgressBar> = OnceLock::new();

@@ -89,12 +89,12 @@ impl QueryClient {
             .await
             .map_err(|e| Error::query_request(shown.clone(), e))?;
         let json: Value = serde_json::from_slice(&body).map_err(|_| {
-            let text = crate::retry::first_line(&String::from_utf8_lossy(&body));
+            let text = crate::answer::first_line(&String::from_utf8_lossy(&body));
             Error::QueryFailed {
                 url: shown.clone(),
                 status,
-                body: if crate::retry::tenant_missing(&text) {
-                    format!("{text}; {}", crate::retry::TENANT_FIX)
+                body: if crate::answer::tenant_missing(&text) {
+                    format!("{text}; {}", crate::answer::TENANT_FIX)
                 } else if status >= 400 {
                     text
                 } else {

@@ -16,15 +16,15 @@ use std::sync::Arc;
 
 use tokio::sync::mpsc;
 
+use crate::destination::batch::Batch;
 use crate::error::{Error, Result};
 use crate::outcome::WindowOutcome;
-use crate::plan::Window;
 use crate::proto::Histogram;
 use crate::proto::label_matcher::Type;
 use crate::query::QueryClient;
 use crate::relabel::LabelRules;
-use crate::remote_write::batch::Batch;
 use crate::selector::Selector;
+use crate::window::Window;
 use crate::worker::{LiveCounters, WindowReader, WorkerSettings};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

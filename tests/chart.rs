@@ -289,7 +289,7 @@ fn helm_install_runs_a_migration_and_helm_uninstall_removes_everything() {
 }
 
 /// This import's worker Jobs, by the window label each carries, in time order.
-fn worker_job_windows(namespace: &str, import: &str) -> Vec<promimport::plan::Window> {
+fn worker_job_windows(namespace: &str, import: &str) -> Vec<promimport::window::Window> {
     cluster().job_uids(namespace, import).into_keys().collect()
 }
 
@@ -310,7 +310,7 @@ fn helm_install_with_only_the_urls_and_a_relative_start_finishes_exact_with_one_
     let ledger = finished("helm-defaults");
     let (start, end) = (ledger.range_start_ms, ledger.range_end_ms.unwrap());
     let planned = promimport::plan::plan_windows(
-        promimport::plan::Window::new(start, end).unwrap(),
+        promimport::window::Window::new(start, end).unwrap(),
         2 * HOUR_MS,
         &[],
     );
@@ -603,7 +603,7 @@ fn the_charts_cronjob_fires_twice_and_each_run_imports_only_what_is_new() {
     // The CronJob controller fires at the next whole minute, then every minute (give or take
     // its 10 s sync). Two runs in the same minute may catch up to the same window boundary, so
     // this waits for runs until one has gone further than the first.
-    let mut runs: Vec<(i64, Vec<promimport::plan::Window>)> = Vec::new();
+    let mut runs: Vec<(i64, Vec<promimport::window::Window>)> = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(300);
     while runs.len() < 2 || runs.last().unwrap().0 == runs[0].0 {
         assert!(
@@ -638,7 +638,7 @@ fn the_charts_cronjob_fires_twice_and_each_run_imports_only_what_is_new() {
     // plus new ones after where the run before stopped: it imported only what was new.
     let planned = |end: i64| {
         promimport::plan::plan_windows(
-            promimport::plan::Window::new(start, end).unwrap(),
+            promimport::window::Window::new(start, end).unwrap(),
             60_000,
             &[],
         )

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use common::cluster::cluster;
 use common::*;
-use promimport::plan::Window;
+use promimport::window::Window;
 
 /// One test's corner of the cluster: a namespace with promimport's RBAC applied, a kubeconfig
 /// for its scheduler's service account (so the scheduler runs with exactly the permissions the

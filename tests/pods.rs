@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::cluster::{Cluster, Ledger, real_cluster};
+use common::cluster::{Cluster, Ledger, TestNamespace, real_cluster};
 use common::*;
 
 fn repo() -> PathBuf {
@@ -83,7 +83,7 @@ fn finished(cluster: &Cluster, namespace: &str, import: &str, within: Duration) 
 fn on_real_pods_helm_install_with_the_charts_defaults_migrates_ten_days_exactly() {
     let cluster = real_cluster();
     let namespace = "pods-defaults";
-    cluster.kubectl(&["create", "namespace", namespace]);
+    let _namespace = TestNamespace::create(&cluster, namespace);
     // rancher-monitoring keeps 10 days: the chart's default start, now-10d, takes all of it.
     let source = recent_history_source("pods-src", 10 * 24, 1);
     let sink = prometheus_sink("pods-sink");
@@ -99,7 +99,7 @@ fn on_real_pods_helm_install_with_the_charts_defaults_migrates_ten_days_exactly(
     let ledger = finished(&cluster, namespace, import, Duration::from_secs(900));
     let (start, end) = (ledger.range_start_ms, ledger.range_end_ms.unwrap());
     let planned = promimport::plan::plan_windows(
-        promimport::plan::Window::new(start, end).unwrap(),
+        promimport::window::Window::new(start, end).unwrap(),
         2 * HOUR_MS,
         &[],
     );
@@ -214,7 +214,7 @@ fn on_real_pods_a_worker_over_its_memory_limit_is_named_never_done_and_more_memo
  {
     let cluster = real_cluster();
     let namespace = "pods-oom";
-    cluster.kubectl(&["create", "namespace", namespace]);
+    let _namespace = TestNamespace::create(&cluster, namespace);
     let source = wide_source("pods-oom-src", 3000);
     let sink = prometheus_sink("pods-oom-sink");
     let mut sets = vec![
@@ -265,9 +265,10 @@ fn on_real_pods_a_worker_over_its_memory_limit_is_named_never_done_and_more_memo
     let status = promimport_in(&cluster, &["status", import, "-n", namespace]);
     assert!(text(&status).contains("OOMKilled"), "{}", text(&status));
 
-    // The fix as the message gives it: resume, and the chart upgraded with more memory.
-    let out = promimport_in(&cluster, &["resume", import, "-n", namespace, "--detach"]);
-    assert!(out.status.success(), "{}", text(&out));
+    // The fix as the message gives it: the chart upgraded with more memory. Its new scheduler
+    // finds the failed import with a changed spec and runs the failed windows again; no
+    // `resume` is needed (and one before the upgrade would let the old revision's scheduler,
+    // restarting under its backoff limit, run them at 8Mi again).
     let more_memory = [
         "worker.resources.limits.memory=256Mi".to_string(),
         "worker.resources.requests.memory=64Mi".to_string(),
@@ -316,7 +317,7 @@ fn wide_source(name: &str, series: usize) -> Server {
 fn on_real_pods_stop_reaches_the_workers_as_sigterm_within_the_grace_period_and_resume_is_exact() {
     let cluster = real_cluster();
     let namespace = "pods-stop";
-    cluster.kubectl(&["create", "namespace", namespace]);
+    let _namespace = TestNamespace::create(&cluster, namespace);
     let source = recent_history_source("pods-stop-src", 24, 1);
     let sink = prometheus_sink("pods-stop-sink");
     let mut sets = vec![
@@ -364,7 +365,7 @@ fn on_real_pods_stop_reaches_the_workers_as_sigterm_within_the_grace_period_and_
     let ledger = finished(&cluster, namespace, import, Duration::from_secs(600));
     let (start, end) = (ledger.range_start_ms, ledger.range_end_ms.unwrap());
     let planned = promimport::plan::plan_windows(
-        promimport::plan::Window::new(start, end).unwrap(),
+        promimport::window::Window::new(start, end).unwrap(),
         2 * HOUR_MS,
         &[],
     );

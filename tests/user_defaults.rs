@@ -41,7 +41,7 @@ fn run_from_now_minus_30h_to_now_with_the_defaults_lands_every_sample_once() {
     // 2h windows aligned to the epoch: a partial first and last window, 16 in all at most.
     let windows = std::fs::read_to_string(state.join("ledger.jsonl")).unwrap();
     let expected = promimport::plan::count_windows(
-        promimport::plan::Window::new(start, end).unwrap(),
+        promimport::window::Window::new(start, end).unwrap(),
         2 * HOUR_MS,
     );
     assert_eq!(windows.lines().count() as u64, expected, "each window once");

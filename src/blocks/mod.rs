@@ -27,14 +27,15 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use serde::Serialize;
 use sha2::Digest;
 
+use crate::answer::RejectReason;
 use crate::destination::Destination;
+use crate::destination::batch::{Batch, RawChunk};
+use crate::destination::delivery::{Delivery, Refused, SendCosts};
+use crate::destination::kept::HistogramCheck;
 use crate::error::{Error, Result};
-use crate::plan::Window;
+use crate::outcome::BlockWritten;
 use crate::proto::{Histogram, Label, Sample};
-use crate::remote_write::batch::{Batch, RawChunk};
-use crate::remote_write::kept::HistogramCheck;
-use crate::remote_write::{Delivery, Refused, SendCosts};
-use crate::retry::RejectReason;
+use crate::window::Window;
 use histogram::HistogramChunk;
 use index::{ChunkMeta, FastHash, IndexSeries, write_index};
 use xor::XorChunk;
@@ -58,36 +59,6 @@ pub fn check_window(what: &'static str, input: &str, window_ms: i64) -> Result<(
 
 /// Prometheus cuts chunk segment files at 512 MiB.
 const SEGMENT_MAX_BYTES: u64 = 512 << 20;
-
-/// What a window's block came to, for the outcome and the ledger.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, serde::Deserialize)]
-pub struct BlockWritten {
-    pub id: String,
-    pub bytes: u64,
-    /// The block was there already, from an earlier run of this window.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub existed: bool,
-}
-
-/// Reads a list of blocks, or the one block a record held before windows could be longer
-/// than a block.
-pub fn one_or_many<'de, D: serde::Deserializer<'de>>(
-    deserializer: D,
-) -> std::result::Result<Vec<BlockWritten>, D::Error> {
-    #[derive(serde::Deserialize)]
-    #[serde(untagged)]
-    enum OneOrMany {
-        One(BlockWritten),
-        Many(Vec<BlockWritten>),
-    }
-    Ok(
-        match <Option<OneOrMany> as serde::Deserialize>::deserialize(deserializer)? {
-            None => Vec::new(),
-            Some(OneOrMany::One(block)) => vec![block],
-            Some(OneOrMany::Many(blocks)) => blocks,
-        },
-    )
-}
 
 /// The blocks destination: one per import, and one builder per window (`for_window`).
 #[derive(Clone)]

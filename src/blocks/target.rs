@@ -12,8 +12,9 @@ use object_store::{
     PutPayload, WriteMultipart,
 };
 
-use super::{BlockWritten, Sealed, sync_dir};
+use super::{Sealed, sync_dir};
 use crate::error::{Error, Result};
+use crate::outcome::BlockWritten;
 
 /// Where blocks go: a Prometheus data directory, or a Cortex bucket and tenant.
 #[derive(Debug, Clone)]

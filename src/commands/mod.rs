@@ -15,7 +15,7 @@ mod worker;
 use crate::cli::{ClusterArgs, Command, ImportCommand, KubeconfigArgs, SchedulingArgs};
 use crate::error::{Error, Result};
 use crate::kube::scheduler::SchedulerOptions;
-use crate::ledger::configmap::ImportState;
+use crate::ledger::record::ImportState;
 use crate::local::EXIT_REJECTED;
 use crate::timespec::parse_duration;
 

@@ -6,8 +6,9 @@ use crate::cli::RunArgs;
 use crate::error::{Error, Result};
 use crate::ledger::file::ImportIdentity;
 use crate::local::{LocalRun, run_local};
-use crate::plan::{Window, check_plan, parse_window_length};
+use crate::plan::{check_plan, parse_window_length};
 use crate::timespec::{now_ms, parse_time};
+use crate::window::Window;
 use crate::worker::options::WorkerOptions;
 
 /// Runs `promimport run`; `import start --local` runs the same with a target's settings.

@@ -10,10 +10,11 @@ use crate::endpoint::EndpointConfig;
 use crate::error::{Error, Result};
 use crate::ledger::configmap::{ConfigMapLedger, LedgerView};
 use crate::local::EXIT_FAILED;
-use crate::plan::{Window, check_plan, parse_window_length, plan_windows};
+use crate::plan::{check_plan, parse_window_length, plan_windows};
 use crate::selector::{ALL_SERIES, parse_selector};
 use crate::timespec::{format_ms, now_ms, parse_duration, parse_time};
 use crate::verify::{DestinationReader, Precision, WindowCheck, compare, read_digests};
+use crate::window::Window;
 use crate::worker::{WindowReader, WorkerSettings};
 
 use super::{cluster, json_output};

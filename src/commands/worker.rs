@@ -10,8 +10,8 @@ use crate::ledger::configmap::ConfigMapLedger;
 use crate::ledger::{LedgerEntry, WindowStatus};
 use crate::local::{EXIT_FAILED, EXIT_REJECTED, EXIT_TERMINATED};
 use crate::outcome::WindowOutcome;
-use crate::plan::Window;
 use crate::timespec::{format_ms, now_ms, parse_time};
+use crate::window::Window;
 use crate::worker::options::WorkerOptions;
 use crate::worker::{LiveCounters, Worker};
 

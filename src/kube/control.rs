@@ -2,19 +2,21 @@
 //! and continue it (`resume`).
 
 use k8s_openapi::api::batch::v1::Job;
-use kube::api::{Api, DeleteParams, ListParams, PropagationPolicy};
+use kube::api::{Api, ListParams};
 use serde::Serialize;
 
-use super::scheduler::job_info;
+use super::live_jobs::{delete_job, import_jobs, job_info, reopen};
 use super::{LABEL_IMPORT, LABEL_MANAGED_BY, MANAGED_BY};
-use crate::error::{Error, Result, is_status, kube_error};
+use crate::error::{Error, Result, kube_error};
 use crate::ledger::WindowStatus;
-use crate::ledger::configmap::{self as ledger, ConfigMapLedger, ImportState, LedgerView};
+use crate::ledger::configmap::{self as ledger, ConfigMapLedger, LedgerView};
+use crate::ledger::record::ImportState;
+use crate::plan::count_windows;
 use crate::plan::decide::RunPhase;
-use crate::plan::{Window, count_windows};
 use crate::progress::human;
 use crate::timespec::now_ms;
 use crate::timespec::parse_time;
+use crate::window::Window;
 
 /// One import as `status` shows it.
 #[derive(Debug, Clone, Serialize)]
@@ -368,13 +370,9 @@ pub async fn stop(client: kube::Client, namespace: &str, import: &str) -> Result
         )
         .await?;
     let jobs: Api<Job> = Api::namespaced(client, namespace);
-    let listed = jobs
-        .list(&ListParams::default().labels(&format!("{LABEL_IMPORT}={import}")))
-        .await
-        .map_err(kube_error("list Jobs"))?;
     let mut deleted = 0;
-    for job in listed
-        .items
+    for job in import_jobs(&jobs, import)
+        .await?
         .iter()
         .filter(|j| job_info(j).phase == RunPhase::Active)
     {
@@ -399,49 +397,8 @@ pub async fn prepare_resume(
         .await?
         .ok_or_else(|| not_found(import, namespace))?;
     let jobs: Api<Job> = Api::namespaced(client, namespace);
-    let retry: Vec<Window> = view
-        .windows
-        .iter()
-        .filter(|(w, r)| r.status != WindowStatus::Done && !view.compacted(**w))
-        .map(|(w, _)| *w)
-        .collect();
-    // Their Jobs, whatever generation named them, found by the window label.
-    let listed = jobs
-        .list(&ListParams::default().labels(&format!("{LABEL_IMPORT}={import}")))
-        .await
-        .map_err(kube_error("list Jobs"))?;
-    for job in &listed.items {
-        let window = job
-            .metadata
-            .labels
-            .as_ref()
-            .and_then(|l| l.get(super::LABEL_WINDOW))
-            .and_then(|key| Window::from_key("Job label", key).ok());
-        if window.is_some_and(|w| retry.contains(&w)) {
-            delete_job(&jobs, job.metadata.name.as_deref().unwrap_or_default()).await?;
-        }
-    }
-    ledger.forget(&retry).await?;
-    ledger
-        .resume(
-            &view,
-            &format!("resumed; {} windows to import again", retry.len()),
-        )
-        .await?;
+    reopen(&ledger, &jobs, &view, "resumed").await?;
     Ok(view.spec)
-}
-
-/// Deletes a Job and, in the background, its pods; a Job already gone is fine.
-pub async fn delete_job(jobs: &Api<Job>, name: &str) -> Result<()> {
-    let params = DeleteParams {
-        propagation_policy: Some(PropagationPolicy::Background),
-        ..Default::default()
-    };
-    match jobs.delete(name, &params).await {
-        Ok(_) => Ok(()),
-        Err(e) if is_status(&e, 404) => Ok(()),
-        Err(e) => Err(kube_error(format!("delete Job {name}"))(e)),
-    }
 }
 
 fn not_found(import: &str, namespace: &str) -> Error {
@@ -461,7 +418,7 @@ mod tests {
 
     #[test]
     fn status_counts_compacted_ranges_and_records_once_each() {
-        use crate::ledger::configmap::{DoneRange, WindowRecord};
+        use crate::ledger::record::{DoneRange, WindowRecord};
         let spec = crate::spec::ImportSpec::from_yaml(
             "t",
             "name: a\nsource: {url: \"http://s/api/v1/read\"}\ndestination: {url: \"http://d/api/v1/write\"}\nwindow: 1h\n",

@@ -10,9 +10,9 @@ use super::{LABEL_IMPORT, LABEL_MANAGED_BY, LABEL_SOURCE, LABEL_WINDOW, MANAGED_
 use crate::error::{Error, Result};
 use crate::ledger::configmap::MAX_GENERATION;
 use crate::name_value::NameValue;
-use crate::plan::Window;
 use crate::spec::{EndpointSpec, ImportSpec};
 use crate::timespec::format_ms;
+use crate::window::Window;
 
 /// `NAME-wSTART_MS`, and `NAME-wSTART_MS-G` after the import's G-th resume: deterministic, so
 /// a window never gets a second Job (the API server refuses a second create), and DNS-safe

@@ -5,6 +5,7 @@
 pub mod control;
 pub mod discovery;
 pub mod jobs;
+pub mod live_jobs;
 pub mod scheduler;
 pub mod source_slots;
 

@@ -12,17 +12,20 @@ use kube::api::{Api, ListParams, PostParams};
 use tracing::Instrument;
 
 use super::jobs::{job_for_window, job_name};
+use super::live_jobs::{delete_job, job_info, reopen};
 use super::source_slots::JobsSeen;
 use super::{LABEL_IMPORT, LABEL_MANAGED_BY, LABEL_WINDOW, MANAGED_BY};
 use crate::error::{Error, Result, is_status, kube_error};
-use crate::ledger::configmap::{ConfigMapLedger, ImportState, LedgerView};
+use crate::ledger::configmap::{ConfigMapLedger, LedgerView};
+use crate::ledger::record::ImportState;
 use crate::ledger::{LedgerEntry, WindowStatus};
 use crate::outcome::{WindowError, WindowOutcome};
 use crate::plan::decide::{RunPhase, Tally, WindowRun, decide};
-use crate::plan::{Window, check_plan, plan_windows};
+use crate::plan::{check_plan, plan_windows};
 use crate::spec::ImportSpec;
 use crate::timespec::now_ms;
 use crate::timespec::{format_ms, parse_duration, parse_time};
+use crate::window::Window;
 
 pub struct SchedulerOptions {
     pub namespace: String,
@@ -103,12 +106,24 @@ async fn begin(
     }
     let ledger = ConfigMapLedger::new(client.clone(), &options.namespace, &spec.ledger_name());
     let owner = match &options.owner_config_map {
-        Some(name) => Some(owner_reference(client, &options.namespace, name).await?),
+        Some(name) => Some(owner_reference(client.clone(), &options.namespace, name).await?),
         None => None,
     };
-    let view = ledger
+    let opened = ledger
         .create_or_load(spec, range_start, range_end, owner)
         .await?;
+    let view = opened.view;
+    if spec.incremental.is_none() && opened.spec_changed && view.state == ImportState::Failed {
+        // A new revision of the import (`helm upgrade` with more memory, a higher limit) is
+        // the fix its failure asked for: try the windows that did not end done again. A
+        // stopped import stays stopped: a person stopped it.
+        let jobs: Api<Job> = Api::namespaced(client.clone(), &options.namespace);
+        let again = reopen(&ledger, &jobs, &view, "the import's spec changed").await?;
+        tracing::info!(
+            windows = again,
+            "a failed import's spec changed: its failed windows run again"
+        );
+    }
     if spec.incremental.is_some()
         && matches!(view.state, ImportState::Finished | ImportState::Failed)
     {
@@ -175,10 +190,7 @@ async fn round(
         tally,
     );
     for (window, message) in &decision.mark_failed {
-        let message = match pods_ending(&apis.pods, spec, *window).await {
-            Some(why) => format!("{message}; {why}"),
-            None => message.clone(),
-        };
+        let message = failed_message(message, pods_ending(&apis.pods, spec, *window).await);
         ledger.record(&failed_entry(*window, &message)).await?;
     }
     let slots = SlotRequest {
@@ -195,7 +207,7 @@ async fn round(
         let state = load(ledger).await?.state;
         if state != ImportState::Running {
             for name in &created {
-                super::control::delete_job(jobs, name).await?;
+                delete_job(jobs, name).await?;
             }
             tracing::info!(
                 state = state.as_str(),
@@ -444,34 +456,6 @@ async fn list_jobs(
     Ok((ours, active))
 }
 
-pub fn job_info(job: &Job) -> WindowRun {
-    let status = job.status.as_ref();
-    let failed = status
-        .and_then(|s| s.conditions.as_ref())
-        .and_then(|c| c.iter().find(|c| c.type_ == "Failed" && c.status == "True"));
-    if let Some(condition) = failed {
-        let message = format!(
-            "Job failed ({}): {}",
-            condition.reason.as_deref().unwrap_or("unknown"),
-            condition.message.as_deref().unwrap_or("see the pod's log")
-        );
-        return WindowRun {
-            phase: RunPhase::Failed,
-            message,
-        };
-    }
-    if status.and_then(|s| s.succeeded).unwrap_or(0) > 0 {
-        return WindowRun {
-            phase: RunPhase::Succeeded,
-            message: String::new(),
-        };
-    }
-    WindowRun {
-        phase: RunPhase::Active,
-        message: String::new(),
-    }
-}
-
 /// How a failed window's worker pods ended, where that says more than the Job's condition
 /// (which only says the Job reached its backoff limit): killed at the memory limit above all.
 /// `None` when no pod says more, or the pods cannot be listed (the failure is recorded anyway).
@@ -544,6 +528,15 @@ fn doubled(quantity: &str) -> Option<String> {
         .then(|| format!("{}{suffix}", number * 2))
 }
 
+/// Why a window's Job failed: what its pods say where they say more (the Job's own condition
+/// only says that it reached its backoff limit), else the Job's condition.
+fn failed_message(job: &str, pods: Option<String>) -> String {
+    match pods {
+        Some(why) => format!("Job failed: {why}"),
+        None => job.to_string(),
+    }
+}
+
 fn failed_entry(window: Window, message: &str) -> LedgerEntry {
     LedgerEntry {
         window,
@@ -552,7 +545,7 @@ fn failed_entry(window: Window, message: &str) -> LedgerEntry {
         outcome: WindowOutcome {
             error: Some(WindowError {
                 message: format!(
-                    "{message}; the last attempt's error is in its pod's log; `promimport resume` tries again"
+                    "{message}; its pod's log has the last error; `promimport resume` or a helm upgrade with the fix retries"
                 ),
                 transient: false,
                 stops_import: false,
@@ -565,6 +558,7 @@ fn failed_entry(window: Window, message: &str) -> LedgerEntry {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ledger::record::WindowRecord;
 
     fn pod(limit: Option<&str>, reason: &str) -> Pod {
         let resources = limit.map_or(
@@ -593,18 +587,23 @@ mod tests {
             said.contains("worker.resources.limits.memory (e.g. 32Mi)"),
             "{said}"
         );
+        // The whole advice survives the ledger's bound on a message, with the Job condition
+        // that the kubelet's kill comes with, so the way on is never cut off.
+        let job = "Job failed (BackoffLimitExceeded): Job has reached the specified backoff limit";
+        for said in [said, oom_killed(&[pod(None, "OOMKilled")]).unwrap()] {
+            let entry = failed_entry(
+                Window::new(0, 7_200_000).unwrap(),
+                &failed_message(job, Some(said)),
+            );
+            let recorded = WindowRecord::from_entry(&entry);
+            let message = recorded.error.map(|e| e.message).unwrap_or_default();
+            assert!(
+                message.ends_with("`promimport resume` or a helm upgrade with the fix retries"),
+                "{message}"
+            );
+        }
         let said = oom_killed(&[pod(None, "OOMKilled")]).unwrap();
         assert!(said.contains("no memory limit of its own"), "{said}");
-        let recorded = failed_entry(Window::new(0, 7_200_000).unwrap(), &said);
-        let message = recorded
-            .outcome
-            .error
-            .map(|e| e.message)
-            .unwrap_or_default();
-        assert!(
-            message.contains("`promimport resume` tries again"),
-            "{message}"
-        );
         assert_eq!(oom_killed(&[pod(Some("16Mi"), "Error")]), None);
         assert_eq!(doubled("1G"), None, "a decimal suffix is left to the user");
         assert_eq!(doubled("256Mi").as_deref(), Some("512Mi"));

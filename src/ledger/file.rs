@@ -223,7 +223,7 @@ mod tests {
     use super::*;
     use crate::ledger::WindowStatus;
     use crate::outcome::WindowOutcome;
-    use crate::plan::Window;
+    use crate::window::Window;
 
     fn identity(dest: &str) -> ImportIdentity {
         ImportIdentity {

@@ -5,6 +5,7 @@
 
 pub mod configmap;
 pub mod file;
+pub mod record;
 
 use std::future::Future;
 
@@ -12,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
 use crate::outcome::WindowOutcome;
-use crate::plan::Window;
+use crate::window::Window;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use super::Window;
 use crate::ledger::WindowStatus;
-use crate::ledger::configmap::{ImportState, MAX_PROBLEM_RECORDS, WindowRecord};
+use crate::ledger::record::{ImportState, MAX_PROBLEM_RECORDS, WindowRecord};
 
 /// Where a window's run (its Job) is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

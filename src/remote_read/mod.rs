@@ -134,7 +134,7 @@ impl SourceReader {
                 return Ok(response);
             }
             let text = crate::endpoint::read_bounded(response, 4096).await;
-            let body = crate::retry::first_line(&text);
+            let body = crate::answer::first_line(&text);
             Err(Error::SourceStatus {
                 url: self.url(),
                 status: status.as_u16(),
@@ -358,7 +358,7 @@ fn seconds(ms: i64) -> String {
 
 fn source_fix(status: u16, message: &str) -> &'static str {
     match status {
-        401 if crate::retry::tenant_missing(message) => {
+        401 if crate::answer::tenant_missing(message) => {
             "Cortex and Mimir need the tenant: --source-header X-Scope-OrgID=TENANT"
         }
         401 | 403 => "check --source-bearer-token-file / --source-basic-user",

@@ -1,8 +1,6 @@
 //! The remote write 1.0 sender: protobuf `WriteRequest` → snappy block → POST with the
 //! spec's headers, retried per the table in `retry.rs`.
 
-pub mod batch;
-pub mod kept;
 pub mod pace;
 
 use std::sync::Arc;
@@ -11,14 +9,17 @@ use std::time::{Duration, Instant};
 
 use backon::Retryable;
 
+use crate::answer::{Disposition, RejectReason, classify, first_line, parse_retry_after};
+use crate::destination::batch::{
+    Batch, histograms_in, samples_in, split_by_label_limit, split_samples, split_series,
+};
+use crate::destination::delivery::{Delivery, Refused, SendCosts};
+use crate::destination::kept;
 use crate::endpoint::Endpoint;
 use crate::error::{Error, Result};
 use crate::proto::WriteRequest;
 use crate::protocol;
-use crate::retry::{
-    Disposition, RateLimit, RejectReason, RetryPolicy, classify, first_line, parse_retry_after,
-};
-use batch::{Batch, histograms_in, samples_in, split_by_label_limit, split_samples, split_series};
+use crate::retry::RetryPolicy;
 use pace::Pacer;
 
 /// 429s naming the rate limit in a row for one request before it is split (it may be larger
@@ -43,42 +44,6 @@ enum Verdict {
         reason: RejectReason,
         message: String,
     },
-}
-
-/// What the destination did with one batch, once every part of it had an answer: the counts
-/// are what the destination holds, not an upper bound.
-#[derive(Debug, Default, PartialEq)]
-pub struct Delivery {
-    /// Samples written, float and histogram; `written_histograms` counts the latter alone.
-    pub written: u64,
-    pub written_histograms: u64,
-    pub refused: Vec<Refused>,
-}
-
-/// Samples of one part of a batch the destination refused.
-#[derive(Debug, PartialEq)]
-pub struct Refused {
-    pub reason: RejectReason,
-    /// Float and histogram samples; `histograms` counts the latter alone.
-    pub samples: u64,
-    pub histograms: u64,
-    /// The first line of the receiver's answer.
-    pub message: String,
-}
-
-/// Costs of sending, for the outcome.
-#[derive(Debug, Default)]
-pub struct SendCosts {
-    pub bytes: u64,
-    pub requests: u64,
-    pub retries: u64,
-    pub encode: Duration,
-    pub write: Duration,
-    /// Time spent waiting on the destination's rate limit (pacing and 429s naming it).
-    pub throttled: Duration,
-    pub throttles: u64,
-    /// The rate limit the destination named, if it named one.
-    pub limit: Option<RateLimit>,
 }
 
 /// One failed attempt, as the retry loop sees it.
@@ -400,7 +365,7 @@ impl crate::destination::Destination for DestinationWriter {
         DestinationWriter::probe(self).await
     }
 
-    fn for_window(&self, _: crate::plan::Window) -> Self {
+    fn for_window(&self, _: crate::window::Window) -> Self {
         self.clone()
     }
 
@@ -409,7 +374,7 @@ impl crate::destination::Destination for DestinationWriter {
     }
 
     /// Every request was answered before `send` returned: nothing is pending.
-    async fn finish(&self) -> Result<Option<crate::blocks::BlockWritten>> {
+    async fn finish(&self) -> Result<Option<crate::outcome::BlockWritten>> {
         Ok(None)
     }
 

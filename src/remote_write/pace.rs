@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::retry::RateLimit;
+use crate::answer::RateLimit;
 
 /// Fraction of a named limit to aim at: the receiver's token bucket refills continuously, so
 /// a pace just under the limit is never refused for rate once the first burst is spent.

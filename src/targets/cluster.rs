@@ -7,7 +7,8 @@ use kube::api::{Api, ListParams, PostParams};
 
 use super::{Target, parse};
 use crate::error::{Error, Result, is_status, kube_error};
-use crate::ledger::configmap::{ImportState, LABEL_MANAGED_BY, MANAGED_BY};
+use crate::ledger::configmap::{LABEL_MANAGED_BY, MANAGED_BY};
+use crate::ledger::record::ImportState;
 
 pub const LABEL_TARGET: &str = "promimport.io/target";
 const KEY: &str = "target.yaml";

@@ -10,11 +10,11 @@ use prost::Message;
 
 use crate::decode::histogram::decode_histograms;
 use crate::decode::xor::{self, ChunkError, RawSamples};
+use crate::destination::batch::{Batch, BatchLimits, Batcher};
 use crate::error::{Error, Result};
-use crate::plan::Window;
 use crate::proto::{Chunk, Histogram, Label, chunk::Encoding};
 use crate::relabel::{LabelRules, render};
-use crate::remote_write::batch::{Batch, BatchLimits, Batcher};
+use crate::window::Window;
 
 /// Limits on what a source may send in one series, so hostile or broken data is a clear error
 /// rather than memory exhaustion: far above what any real series carries.

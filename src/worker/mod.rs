@@ -11,22 +11,24 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 
+use crate::answer::RejectReason;
 use crate::blocks::{BlockWriter, BlocksTarget};
 use crate::destination::Destination;
+use crate::destination::batch::{Batch, BatchLimits};
+use crate::destination::delivery::SendCosts;
+use crate::destination::kept::HistogramCheck;
 use crate::endpoint::EndpointConfig;
 use crate::error::{Error, Result};
 use crate::outcome::{WindowError, WindowOutcome};
-use crate::plan::Window;
 use crate::proto::LabelMatcher;
 use crate::relabel::LabelRules;
 use crate::remote_read::shards::name_shards;
 use crate::remote_read::{ReadLimits, ReadPart, SourceReader};
-use crate::remote_write::batch::{Batch, BatchLimits};
-use crate::remote_write::kept::HistogramCheck;
+use crate::remote_write::DestinationWriter;
 use crate::remote_write::pace::Pacer;
-use crate::remote_write::{DestinationWriter, SendCosts};
-use crate::retry::{RejectReason, RetryPolicy};
+use crate::retry::RetryPolicy;
 use crate::selector::Selector;
+use crate::window::Window;
 use assembler::{WindowAssembler, chunk_error};
 
 /// Everything that decides how a window is imported; the same for every window of an import.

@@ -10,12 +10,12 @@ use std::time::Duration;
 use serde::{Deserialize, Deserializer};
 
 use crate::blocks::{BlocksTarget, BucketTls};
+use crate::destination::batch::BatchLimits;
 use crate::endpoint::{EndpointConfig, Secret};
 use crate::error::{Error, Result};
 use crate::name_value::NameValue;
 use crate::relabel::LabelRules;
 use crate::remote_read::ReadLimits;
-use crate::remote_write::batch::BatchLimits;
 use crate::retry::RetryPolicy;
 use crate::selector::{ALL_SERIES, Selector, parse_selector};
 use crate::spec::ImportSpec;

@@ -8,7 +8,7 @@ use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use promimport::plan::Window;
+use promimport::window::Window;
 
 use super::temp_dir;
 
@@ -26,6 +26,34 @@ pub fn real_cluster() -> Cluster {
          (nsenter --net=$(cat DIR/netns)) with PROMTEST_CLUSTER=DIR",
     );
     Cluster { dir }
+}
+
+/// A namespace of a real-pod test, deleted when the test ends, passed or failed: the scheduler
+/// and workers of a failed test would otherwise hold the node's CPU (2, and a worker requests
+/// 500m) and leave the next test's pods Pending.
+pub struct TestNamespace<'a> {
+    cluster: &'a Cluster,
+    pub name: &'a str,
+}
+
+impl<'a> TestNamespace<'a> {
+    pub fn create(cluster: &'a Cluster, name: &'a str) -> Self {
+        cluster.kubectl(&["create", "namespace", name]);
+        TestNamespace { cluster, name }
+    }
+}
+
+impl Drop for TestNamespace<'_> {
+    fn drop(&mut self) {
+        // Not `kubectl()`: a failure here must not panic while a test's panic unwinds.
+        let deleted = Command::new("kubectl")
+            .args(["delete", "namespace", self.name, "--timeout=120s"])
+            .env("KUBECONFIG", self.cluster.admin())
+            .output();
+        if !deleted.is_ok_and(|out| out.status.success()) {
+            eprintln!("namespace {} was not deleted within 120 s", self.name);
+        }
+    }
 }
 
 /// One control plane for this test binary, torn down by a watchdog when the binary exits.

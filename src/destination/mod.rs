@@ -2,15 +2,19 @@
 //! relabel, account) hands batches to a `Destination` and never knows which one it is: remote
 //! write (`remote_write::DestinationWriter`) or TSDB blocks (`blocks::BlockWriter`).
 
+pub mod batch;
+pub mod delivery;
+pub mod kept;
+
 use std::future::Future;
 
-use crate::blocks::BlockWritten;
 use crate::error::Result;
-use crate::plan::Window;
+use crate::outcome::BlockWritten;
 use crate::proto::Label;
-use crate::remote_write::batch::Batch;
-use crate::remote_write::kept::HistogramCheck;
-use crate::remote_write::{Delivery, SendCosts};
+use crate::window::Window;
+use batch::Batch;
+use delivery::{Delivery, SendCosts};
+use kept::HistogramCheck;
 
 pub trait Destination: Clone + Send + Sync + 'static {
     /// Where the samples go, as it may be shown to a person (no credentials).
