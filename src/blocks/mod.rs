@@ -60,6 +60,58 @@ pub fn check_window(what: &'static str, input: &str, window_ms: i64) -> Result<(
 /// Prometheus cuts chunk segment files at 512 MiB.
 const SEGMENT_MAX_BYTES: u64 = 512 << 20;
 
+/// What makes the IDs of an import's blocks (`BlockWriter::block_id`): what decides a block's
+/// samples (the source, the selectors, the relabelling) and where it goes. The text is the one
+/// 0.1.0 made from its types' `Debug` form, written out here so that it no longer moves with a
+/// derive, a renamed field or Rust's escaping: a resumed import must find its blocks' IDs again.
+pub fn block_identity(
+    source: &str,
+    selectors: &[crate::selector::Selector],
+    labels: &crate::relabel::LabelRules,
+    destination: &str,
+) -> String {
+    let list = |items: Vec<String>| format!("[{}]", items.join(", "));
+    let selectors = list(selectors.iter().map(|s| quoted(&s.to_string())).collect());
+    let drop = list(labels.drop.iter().map(|name| quoted(name)).collect());
+    let set = list(
+        labels
+            .set
+            .iter()
+            .map(|l| {
+                format!(
+                    "NameValue {{ name: {}, value: {} }}",
+                    quoted(&l.name),
+                    quoted(&l.value)
+                )
+            })
+            .collect(),
+    );
+    format!("{source}\n{selectors}\nLabelRules {{ drop: {drop}, set: {set} }}\n{destination}")
+}
+
+/// `text` in double quotes, with quotes, backslashes and control characters escaped as Rust's
+/// `Debug` wrote them in 0.1.0. That also escaped combining marks and the few other characters
+/// its Unicode tables call unprintable (zero-width ones): an identity holding those differs
+/// from 0.1.0's, and from now on stays as it is here, whatever Rust's tables become.
+fn quoted(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 2);
+    out.push('"');
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\t' => out.push_str("\\t"),
+            '\r' => out.push_str("\\r"),
+            '\n' => out.push_str("\\n"),
+            '\0' => out.push_str("\\0"),
+            c if c.is_control() => out.push_str(&format!("\\u{{{:x}}}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
 /// The blocks destination: one per import, and one builder per window (`for_window`).
 #[derive(Clone)]
 pub struct BlockWriter {
@@ -771,6 +823,60 @@ mod tests {
             timestamp: t,
             ..Histogram::default()
         }
+    }
+
+    /// Block IDs are what make a window written again (a resume, a Job's retry) land on its own
+    /// block instead of beside it: they must not change between versions of promimport. These
+    /// are the IDs that 0.1.0 gave; an import started by it and resumed by a later version
+    /// must find the same ones.
+    #[test]
+    fn block_ids_are_those_of_earlier_versions() {
+        let selectors: Vec<crate::selector::Selector> =
+            ["{job=\"node\"}", "up", "{\"a.b\"=~\"x|\\\"y\"}"]
+                .iter()
+                .map(|s| s.parse().unwrap())
+                .collect();
+        let labels = crate::relabel::LabelRules {
+            drop: vec!["pod".into(), "instance".into()],
+            set: vec![
+                crate::name_value::NameValue::new("cluster", "größe\tä \"q\" \\ \u{7f}"),
+                crate::name_value::NameValue::new("env", "prod\nnext"),
+            ],
+        };
+        let identity = block_identity(
+            "http://prometheus:9090/api/v1/read",
+            &selectors,
+            &labels,
+            "s3://bucket/cortex (tenant anonymous)",
+        );
+        assert_eq!(
+            identity,
+            concat!(
+                "http://prometheus:9090/api/v1/read\n",
+                r#"["{job=\"node\"}", "up", "{\"a.b\"=~\"x|\\\"y\"}"]"#,
+                "\n",
+                r#"LabelRules { drop: ["pod", "instance"], set: [NameValue { name: "cluster", value: "größe\tä \"q\" \\ \u{7f}" }, NameValue { name: "env", value: "prod\nnext" }] }"#,
+                "\ns3://bucket/cortex (tenant anonymous)"
+            )
+        );
+        let target = |url: &str| BlocksTarget::parse(url, None, &BucketTls::default()).unwrap();
+        let window = Window::new(1_793_491_200_000, 1_793_498_400_000).unwrap();
+        let writer = BlockWriter::new(target("file:///nonexistent"), identity);
+        assert_eq!(
+            writer.block_id(window).to_string(),
+            "01M6A6FT00D729HB1YPPG510WG"
+        );
+        let plain = block_identity(
+            "http://p:9090/api/v1/read",
+            &[],
+            &Default::default(),
+            "file:///data",
+        );
+        let plain = BlockWriter::new(target("file:///nonexistent"), plain);
+        assert_eq!(
+            plain.block_id(window).to_string(),
+            "01M6A6FT00N5NJG90XHP3MXQVJ"
+        );
     }
 
     /// A series that turns from floats to native histograms and back within a window is

@@ -3,8 +3,13 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::batch::v1::Job;
-use serde_json::{Value, json};
+use k8s_openapi::api::batch::v1::{Job, JobSpec};
+use k8s_openapi::api::core::v1::{
+    Capabilities, Container, EmptyDirVolumeSource, EnvFromSource, EnvVar, EnvVarSource,
+    ObjectFieldSelector, PodSecurityContext, PodSpec, PodTemplateSpec, SeccompProfile,
+    SecretEnvSource, SecretKeySelector, SecurityContext, Volume, VolumeMount,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 
 use super::{LABEL_IMPORT, LABEL_MANAGED_BY, LABEL_SOURCE, LABEL_WINDOW, MANAGED_BY, source_label};
 use crate::error::{Error, Result};
@@ -36,93 +41,129 @@ pub fn job_for_window(
     window: Window,
     generation: u32,
 ) -> Result<Job> {
-    let name = job_name(&spec.name, window, generation);
     // The window's key: the scheduler finds the window again from it, to the millisecond.
-    let window_label = window.key();
-    let labels = json!({
-        "app.kubernetes.io/name": "promimport",
-        "app.kubernetes.io/component": "worker",
-        LABEL_MANAGED_BY: MANAGED_BY,
-        LABEL_IMPORT: spec.name,
-        LABEL_WINDOW: window_label,
-        LABEL_SOURCE: source_label(&spec.source.url),
-    });
-    let env = worker_env(spec, ledger_name, window);
-    let (env_from, volumes, mounts) = blocks_pod(spec);
+    let labels = BTreeMap::from([
+        (
+            "app.kubernetes.io/name".to_string(),
+            "promimport".to_string(),
+        ),
+        (
+            "app.kubernetes.io/component".to_string(),
+            "worker".to_string(),
+        ),
+        (LABEL_MANAGED_BY.to_string(), MANAGED_BY.to_string()),
+        (LABEL_IMPORT.to_string(), spec.name.clone()),
+        (LABEL_WINDOW.to_string(), window.key()),
+        (LABEL_SOURCE.to_string(), source_label(&spec.source.url)),
+    ]);
+    let metadata = ObjectMeta {
+        name: Some(job_name(&spec.name, window, generation)),
+        labels: Some(labels.clone()),
+        annotations: Some(BTreeMap::from([
+            (
+                "promimport.io/window-start".to_string(),
+                format_ms(window.start_ms),
+            ),
+            (
+                "promimport.io/window-end".to_string(),
+                format_ms(window.end_ms),
+            ),
+        ])),
+        // Deleting the ledger deletes the import's Jobs (and their pods) with it.
+        owner_references: Some(vec![OwnerReference {
+            api_version: "v1".into(),
+            kind: "ConfigMap".into(),
+            name: ledger_name.into(),
+            uid: ledger_uid.into(),
+            ..Default::default()
+        }]),
+        ..Default::default()
+    };
+    let template = PodTemplateSpec {
+        metadata: Some(ObjectMeta {
+            labels: Some(labels),
+            ..Default::default()
+        }),
+        spec: Some(worker_pod(spec, ledger_name, window)?),
+    };
+    Ok(Job {
+        metadata,
+        spec: Some(JobSpec {
+            backoff_limit: Some(spec.worker.backoff_limit),
+            active_deadline_seconds: Some(spec.worker.active_deadline_seconds),
+            ttl_seconds_after_finished: Some(spec.worker.ttl_seconds_after_finished),
+            template,
+            ..Default::default()
+        }),
+        status: None,
+    })
+}
 
-    let job = json!({
-        "apiVersion": "batch/v1",
-        "kind": "Job",
-        "metadata": {
-            "name": name,
-            "labels": labels,
-            "annotations": {
-                "promimport.io/window-start": format_ms(window.start_ms),
-                "promimport.io/window-end": format_ms(window.end_ms),
-            },
-            // Deleting the ledger deletes the import's Jobs (and their pods) with it.
-            "ownerReferences": [{
-                "apiVersion": "v1", "kind": "ConfigMap", "name": ledger_name, "uid": ledger_uid,
-            }],
-        },
-        "spec": {
-            "backoffLimit": spec.worker.backoff_limit,
-            "activeDeadlineSeconds": spec.worker.active_deadline_seconds,
-            "ttlSecondsAfterFinished": spec.worker.ttl_seconds_after_finished,
-            "template": {
-                "metadata": { "labels": labels },
-                "spec": {
-                    "restartPolicy": "Never",
-                    "serviceAccountName": spec.worker.service_account_name,
-                    "securityContext": {
-                        "runAsNonRoot": true,
-                        "runAsUser": 65532,
-                        "runAsGroup": 65532,
-                        "seccompProfile": { "type": "RuntimeDefault" },
-                    },
-                    "containers": [{
-                        "name": "worker",
-                        "image": spec.worker.image,
-                        "imagePullPolicy": spec.worker.image_pull_policy,
-                        "args": ["worker"],
-                        "env": env,
-                        "resources": spec.worker.resources,
-                        "securityContext": {
-                            "allowPrivilegeEscalation": false,
-                            "readOnlyRootFilesystem": true,
-                            "runAsNonRoot": true,
-                            "capabilities": { "drop": ["ALL"] },
-                        },
-                    }],
-                },
-            },
-        },
-    });
-    // Only a blocks destination has these; a remote write Job stays as it was.
-    let mut job = job;
-    let pod = &mut job["spec"]["template"]["spec"];
-    for (field, values) in [("envFrom", env_from), ("volumeMounts", mounts)] {
-        if !values.is_empty() {
-            pod["containers"][0][field] = Value::Array(values);
-        }
-    }
-    if !volumes.is_empty() {
-        pod["volumes"] = Value::Array(volumes);
-    }
-    serde_json::from_value(job)
-        .map_err(|e| Error::Internal(format!("the Job for window {window} is malformed: {e}")))
+/// The worker's pod: one container of the image, non-root on a read-only root filesystem.
+fn worker_pod(spec: &ImportSpec, ledger_name: &str, window: Window) -> Result<PodSpec> {
+    let (env_from, volumes, mounts) = blocks_pod(spec)?;
+    let container = Container {
+        name: "worker".into(),
+        image: Some(spec.worker.image.clone()),
+        image_pull_policy: Some(spec.worker.image_pull_policy.clone()),
+        args: Some(vec!["worker".into()]),
+        env: Some(worker_env(spec, ledger_name, window)),
+        // Only a blocks destination has these; a remote write Job stays as it was.
+        env_from: some(env_from),
+        volume_mounts: some(mounts),
+        resources: spec.worker.resources.clone(),
+        security_context: Some(SecurityContext {
+            allow_privilege_escalation: Some(false),
+            read_only_root_filesystem: Some(true),
+            run_as_non_root: Some(true),
+            capabilities: Some(Capabilities {
+                drop: Some(vec!["ALL".into()]),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    Ok(PodSpec {
+        restart_policy: Some("Never".into()),
+        service_account_name: Some(spec.worker.service_account_name.clone()),
+        security_context: Some(PodSecurityContext {
+            run_as_non_root: Some(true),
+            run_as_user: Some(65532),
+            run_as_group: Some(65532),
+            seccomp_profile: Some(SeccompProfile {
+                type_: "RuntimeDefault".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        containers: vec![container],
+        volumes: some(volumes),
+        ..Default::default()
+    })
 }
 
 /// A window's worker environment: the PROMIMPORT_* variables that `WorkerOptions::from_vars`
 /// reads back, credentials and certificates as Secret references.
-fn worker_env(spec: &ImportSpec, ledger_name: &str, window: Window) -> Vec<Value> {
+fn worker_env(spec: &ImportSpec, ledger_name: &str, window: Window) -> Vec<EnvVar> {
+    let namespace = EnvVar {
+        name: "PROMIMPORT_NAMESPACE".into(),
+        value_from: Some(EnvVarSource {
+            field_ref: Some(ObjectFieldSelector {
+                field_path: "metadata.namespace".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
     let mut env = vec![
         plain("PROMIMPORT_SOURCE", &spec.source.url),
         plain("PROMIMPORT_DEST", &spec.destination.url),
         plain("PROMIMPORT_WINDOW_START", &format_ms(window.start_ms)),
         plain("PROMIMPORT_WINDOW_END", &format_ms(window.end_ms)),
         plain("PROMIMPORT_LEDGER", ledger_name),
-        json!({"name": "PROMIMPORT_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}}),
+        namespace,
         plain("RUST_LOG", "info"),
     ];
     // Lists travel one item per line: selectors contain commas.
@@ -172,25 +213,57 @@ const BLOCKS_STAGING: &str = "/var/tmp/promimport";
 
 /// What a blocks destination adds to a Job's pod: its credentials as environment (`envFrom`
 /// a Secret), a writable staging directory, and for `file://` the volume that holds it.
-fn blocks_pod(spec: &ImportSpec) -> (Vec<Value>, Vec<Value>, Vec<Value>) {
+fn blocks_pod(spec: &ImportSpec) -> Result<(Vec<EnvFromSource>, Vec<Volume>, Vec<VolumeMount>)> {
     let (mut env_from, mut volumes, mut mounts) = (Vec::new(), Vec::new(), Vec::new());
     let Some(blocks) = &spec.destination.blocks else {
-        return (env_from, volumes, mounts);
+        return Ok((env_from, volumes, mounts));
     };
     if let Some(secret) = &blocks.credentials_secret {
-        env_from.push(json!({ "secretRef": { "name": secret } }));
+        env_from.push(EnvFromSource {
+            secret_ref: Some(SecretEnvSource {
+                name: secret.clone(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
     }
-    volumes.push(json!({ "name": "staging", "emptyDir": {} }));
-    mounts.push(json!({ "name": "staging", "mountPath": BLOCKS_STAGING }));
-    if let (Some(volume), Some(path)) = (&blocks.volume, blocks.url.strip_prefix("file://")) {
-        let mut volume = volume.clone();
-        if let Some(fields) = volume.as_object_mut() {
-            fields.insert("name".into(), json!("blocks"));
+    volumes.push(Volume {
+        name: "staging".into(),
+        empty_dir: Some(EmptyDirVolumeSource::default()),
+        ..Default::default()
+    });
+    mounts.push(mount("staging", BLOCKS_STAGING));
+    if let (Some(source), Some(path)) = (&blocks.volume, blocks.url.strip_prefix("file://")) {
+        let mut source = source.clone();
+        if let Some(fields) = source.as_object_mut() {
+            fields.insert("name".into(), "blocks".into());
         }
+        // The spec checked it is an object; a misspelt or mistyped field is refused here
+        // rather than silently dropped.
+        let volume: Volume = serde_json::from_value(source.clone()).map_err(|e| {
+            Error::invalid(
+                "destination.blocks.volume",
+                source.to_string(),
+                format!("{e}; expected a volume source such as {{persistentVolumeClaim: {{claimName: NAME}}}}"),
+            )
+        })?;
         volumes.push(volume);
-        mounts.push(json!({ "name": "blocks", "mountPath": path }));
+        mounts.push(mount("blocks", path));
     }
-    (env_from, volumes, mounts)
+    Ok((env_from, volumes, mounts))
+}
+
+/// A list field that is left out when empty, as the pod had it before it had any.
+fn some<T>(list: Vec<T>) -> Option<Vec<T>> {
+    (!list.is_empty()).then_some(list)
+}
+
+fn mount(name: &str, path: &str) -> VolumeMount {
+    VolumeMount {
+        name: name.into(),
+        mount_path: path.into(),
+        ..Default::default()
+    }
 }
 
 /// A map of the spec as a list variable: one `NAME=VALUE` a line, as `NameValue` parses it back.
@@ -202,16 +275,31 @@ fn pair_lines(map: &BTreeMap<String, String>) -> String {
     lines.join("\n")
 }
 
-fn plain(name: &str, value: &str) -> Value {
-    json!({ "name": name, "value": value })
+fn plain(name: &str, value: &str) -> EnvVar {
+    EnvVar {
+        name: name.into(),
+        value: Some(value.into()),
+        ..Default::default()
+    }
 }
 
-fn secret_env(name: &str, secret: &str, key: &str) -> Value {
-    json!({ "name": name, "valueFrom": { "secretKeyRef": { "name": secret, "key": key } } })
+fn secret_env(name: &str, secret: &str, key: &str) -> EnvVar {
+    EnvVar {
+        name: name.into(),
+        value_from: Some(EnvVarSource {
+            secret_key_ref: Some(SecretKeySelector {
+                name: secret.into(),
+                key: key.into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
 }
 
 /// Credentials arrive as references to Secrets, never as values in the Job.
-fn endpoint_env(prefix: &str, endpoint: &EndpointSpec, env: &mut Vec<Value>) {
+fn endpoint_env(prefix: &str, endpoint: &EndpointSpec, env: &mut Vec<EnvVar>) {
     if !endpoint.headers.is_empty() {
         env.push(plain(
             &format!("PROMIMPORT_{prefix}_HEADER"),
@@ -341,7 +429,7 @@ dropLabels: [prometheus_replica]
             .unwrap();
         assert_eq!(label, "1793491200000-1793498400000");
         assert_eq!(Window::from_key("label", label).unwrap(), window());
-        let env: std::collections::BTreeMap<String, Value> = container["env"]
+        let env: std::collections::BTreeMap<String, serde_json::Value> = container["env"]
             .as_array()
             .unwrap()
             .iter()

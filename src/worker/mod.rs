@@ -401,16 +401,11 @@ impl Worker<BlockWriter> {
     /// what decides its samples, so a window written again has the same one.
     pub fn blocks(settings: &WorkerSettings, target: &BlocksTarget) -> Result<Self> {
         let reader = WindowReader::source(settings)?;
-        let identity = format!(
-            "{}\n{:?}\n{:?}\n{}",
-            settings.source.display_url()?,
-            settings
-                .selectors
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>(),
-            settings.labels,
-            target.describe()
+        let identity = crate::blocks::block_identity(
+            &settings.source.display_url()?,
+            &settings.selectors,
+            &settings.labels,
+            &target.describe(),
         );
         Ok(Worker::with_destination(
             reader,
