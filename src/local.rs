@@ -162,6 +162,31 @@ impl std::fmt::Display for RunSummary {
         if let Some(range) = self.range {
             writeln!(f, "import {range}: {verdict}")?;
         }
+        self.write_counts(f)?;
+        self.write_blocks(f)?;
+        write_findings(f, t)?;
+        for (window, message) in &self.failures {
+            write!(f, "\n  FAILED   {window}: {message}")?;
+        }
+        // Only when no run of this import read anything: a resumed run whose last windows
+        // are empty says nothing about the range.
+        if t.samples_read == 0 && self.samples_read_before == 0 && self.windows_done > 0 {
+            write!(
+                f,
+                "\n  NOTE     the source returned no samples: check the range against its retention and the --match selectors"
+            )?;
+        }
+        if let Some(reason) = &self.stopped_early {
+            write!(f, "\n  STOPPED  early: {reason}")?;
+        }
+        Ok(())
+    }
+}
+
+impl RunSummary {
+    /// The summary's counts: windows, series, samples, histograms, bytes and time.
+    fn write_counts(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let t = &self.totals;
         writeln!(
             f,
             "  windows  {} done now, {} done before, {} rejected, {} failed, {} not attempted",
@@ -207,6 +232,12 @@ impl std::fmt::Display for RunSummary {
             self.seconds,
             human(rate)
         )?;
+        Ok(())
+    }
+
+    /// Where the blocks went, and when the destination shows them.
+    fn write_blocks(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let t = &self.totals;
         if let Some(target) = &self.blocks {
             let found = match self.blocks_found {
                 0 => String::new(),
@@ -221,21 +252,6 @@ impl std::fmt::Display for RunSummary {
                 target.describe(),
                 target.visibility()
             )?;
-        }
-        write_findings(f, t)?;
-        for (window, message) in &self.failures {
-            write!(f, "\n  FAILED   {window}: {message}")?;
-        }
-        // Only when no run of this import read anything: a resumed run whose last windows
-        // are empty says nothing about the range.
-        if t.samples_read == 0 && self.samples_read_before == 0 && self.windows_done > 0 {
-            write!(
-                f,
-                "\n  NOTE     the source returned no samples: check the range against its retention and the --match selectors"
-            )?;
-        }
-        if let Some(reason) = &self.stopped_early {
-            write!(f, "\n  STOPPED  early: {reason}")?;
         }
         Ok(())
     }

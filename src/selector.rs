@@ -46,59 +46,9 @@ pub fn parse_selector(input: &str) -> Result<Selector> {
     }
     parser.skip_space();
     if parser.eat("{") {
-        loop {
-            parser.skip_space();
-            if parser.eat("}") {
-                break;
-            }
-            let quoted = parser.rest().starts_with(['"', '\'', '`']);
-            let label = if quoted {
-                parser.string().map_err(|reason| bad(&reason))?
-            } else {
-                parser.identifier(false).to_string()
-            };
-            if label.is_empty() {
-                return Err(bad(&format!(
-                    "expected a label name at offset {}",
-                    parser.pos
-                )));
-            }
-            parser.skip_space();
-            if quoted && (parser.rest().starts_with(',') || parser.rest().starts_with('}')) {
-                // `{"a.b"}`: the metric name, as Prometheus 3 writes a UTF-8 one.
-                if matchers.iter().any(|m: &LabelMatcher| m.name == "__name__") {
-                    return Err(bad(&format!("a second metric name, {label:?}")));
-                }
-                matchers.push(matcher(Type::Eq, "__name__", &label));
-                parser.eat(",");
-                continue;
-            }
-            let kind = if parser.eat("=~") {
-                Type::Re
-            } else if parser.eat("!~") {
-                Type::Nre
-            } else if parser.eat("!=") {
-                Type::Neq
-            } else if parser.eat("=") {
-                Type::Eq
-            } else {
-                return Err(bad(&format!(
-                    "expected one of = != =~ !~ after {label:?} at offset {}",
-                    parser.pos
-                )));
-            };
-            parser.skip_space();
-            let value = parser.string().map_err(|reason| bad(&reason))?;
-            matchers.push(matcher(kind, &label, &value));
-            parser.skip_space();
-            if parser.eat(",") {
-                continue;
-            }
-            if parser.eat("}") {
-                break;
-            }
-            return Err(bad(&format!("expected , or }} at offset {}", parser.pos)));
-        }
+        parser
+            .braces(&mut matchers)
+            .map_err(|reason| bad(&reason))?;
     }
     parser.skip_space();
     if parser.pos != input.len() {
@@ -165,6 +115,60 @@ struct Parser<'a> {
 }
 
 impl<'a> Parser<'a> {
+    /// The matchers between `{` (just eaten) and `}`; the reason when they cannot be read.
+    fn braces(&mut self, matchers: &mut Vec<LabelMatcher>) -> std::result::Result<(), String> {
+        loop {
+            self.skip_space();
+            if self.eat("}") {
+                return Ok(());
+            }
+            let quoted = self.rest().starts_with(['"', '\'', '`']);
+            let label = if quoted {
+                self.string()?
+            } else {
+                self.identifier(false).to_string()
+            };
+            if label.is_empty() {
+                return Err(format!("expected a label name at offset {}", self.pos));
+            }
+            self.skip_space();
+            if quoted && (self.rest().starts_with(',') || self.rest().starts_with('}')) {
+                // `{"a.b"}`: the metric name, as Prometheus 3 writes a UTF-8 one.
+                if matchers.iter().any(|m| m.name == "__name__") {
+                    return Err(format!("a second metric name, {label:?}"));
+                }
+                matchers.push(matcher(Type::Eq, "__name__", &label));
+                self.eat(",");
+                continue;
+            }
+            let kind = if self.eat("=~") {
+                Type::Re
+            } else if self.eat("!~") {
+                Type::Nre
+            } else if self.eat("!=") {
+                Type::Neq
+            } else if self.eat("=") {
+                Type::Eq
+            } else {
+                return Err(format!(
+                    "expected one of = != =~ !~ after {label:?} at offset {}",
+                    self.pos
+                ));
+            };
+            self.skip_space();
+            let value = self.string()?;
+            matchers.push(matcher(kind, &label, &value));
+            self.skip_space();
+            if self.eat(",") {
+                continue;
+            }
+            if self.eat("}") {
+                return Ok(());
+            }
+            return Err(format!("expected , or }} at offset {}", self.pos));
+        }
+    }
+
     fn rest(&self) -> &'a str {
         &self.text[self.pos..]
     }

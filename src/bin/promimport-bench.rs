@@ -242,6 +242,66 @@ impl HistogramSeries {
     }
 }
 
+/// The next samples of every float series, at `times`: counters rise, gauges wander.
+fn float_steps(
+    series: &mut [Series],
+    times: impl Iterator<Item = i64> + Clone,
+    rng: &mut XorShift,
+) -> Vec<TimeSeries> {
+    series
+        .iter_mut()
+        .map(|s| {
+            let samples = times
+                .clone()
+                .map(|timestamp| {
+                    s.value = if s.counter {
+                        s.value + s.step * (0.5 + rng.next_f64())
+                    } else {
+                        (s.value + s.step * (rng.next_f64() - 0.5)).abs()
+                    };
+                    Sample {
+                        value: s.value,
+                        timestamp,
+                    }
+                })
+                .collect();
+            TimeSeries {
+                labels: s.labels.clone(),
+                samples,
+                histograms: Vec::new(),
+            }
+        })
+        .collect()
+}
+
+/// One remote write request to the receiver being filled; it must take all of it.
+fn send(
+    client: &reqwest::blocking::Client,
+    url: &str,
+    request: WriteRequest,
+) -> anyhow::Result<()> {
+    let body = snap::raw::Encoder::new().compress_vec(&request.encode_to_vec())?;
+    let response = client
+        .post(url)
+        .header("Content-Encoding", protocol::CONTENT_ENCODING)
+        .header("Content-Type", protocol::PROTOBUF)
+        .header(
+            protocol::REMOTE_WRITE_VERSION_HEADER,
+            protocol::REMOTE_WRITE_VERSION,
+        )
+        .body(body)
+        .send()
+        .with_context(|| format!("writing to {url}"))?;
+    if !response.status().is_success() {
+        bail!(
+            "{url} answered {}: {}",
+            response.status(),
+            response.text().unwrap_or_default()
+        );
+    }
+    Ok(())
+}
+
 fn generate(
     url: &str,
     hosts: usize,
@@ -268,33 +328,10 @@ fn generate(
     let mut step = 0;
     while step < steps {
         let last = (step + per_request).min(steps);
-        let mut timeseries: Vec<TimeSeries> = series
-            .iter_mut()
-            .map(|s| {
-                let samples = (step..last)
-                    .map(|k| {
-                        s.value = if s.counter {
-                            s.value + s.step * (0.5 + rng.next_f64())
-                        } else {
-                            (s.value + s.step * (rng.next_f64() - 0.5)).abs()
-                        };
-                        Sample {
-                            value: s.value,
-                            timestamp: (start + k * interval) * 1000,
-                        }
-                    })
-                    .collect();
-                TimeSeries {
-                    labels: s.labels.clone(),
-                    samples,
-                    histograms: Vec::new(),
-                }
-            })
-            .collect();
+        let times = (step..last).map(|k| (start + k * interval) * 1000);
+        let mut timeseries = float_steps(&mut series, times.clone(), &mut rng);
         for h in &mut histogram_series {
-            let samples: Vec<Histogram> = (step..last)
-                .map(|k| h.next((start + k * interval) * 1000, &mut rng))
-                .collect();
+            let samples: Vec<Histogram> = times.clone().map(|t| h.next(t, &mut rng)).collect();
             histograms += samples.len() as u64;
             timeseries.push(TimeSeries {
                 labels: h.labels.clone(),
@@ -306,26 +343,7 @@ fn generate(
             .iter()
             .map(|t| (t.samples.len() + t.histograms.len()) as u64)
             .sum::<u64>();
-        let body =
-            snap::raw::Encoder::new().compress_vec(&WriteRequest { timeseries }.encode_to_vec())?;
-        let response = client
-            .post(url)
-            .header("Content-Encoding", protocol::CONTENT_ENCODING)
-            .header("Content-Type", protocol::PROTOBUF)
-            .header(
-                protocol::REMOTE_WRITE_VERSION_HEADER,
-                protocol::REMOTE_WRITE_VERSION,
-            )
-            .body(body)
-            .send()
-            .with_context(|| format!("writing to {url}"))?;
-        if !response.status().is_success() {
-            bail!(
-                "{url} answered {}: {}",
-                response.status(),
-                response.text().unwrap_or_default()
-            );
-        }
+        send(&client, url, WriteRequest { timeseries })?;
         step = last;
     }
     let count = series.len() + histogram_series.len();

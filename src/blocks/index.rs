@@ -33,141 +33,25 @@ const MAGIC: u32 = 0xBAAA_D700;
 const VERSION: u8 = 2;
 
 /// Writes the index of `series` (sorted by labels, as the format requires) to `out`; returns
-/// the bytes written.
+/// the bytes written. Section by section, in the order of the file.
 pub fn write_index<'a, W: Write>(
     out: W,
     series: impl Iterator<Item = IndexSeries<'a>> + Clone,
 ) -> io::Result<u64> {
-    let mut unique: HashSet<&str, FastHash> = HashSet::default();
-    for s in series.clone() {
-        for l in s.labels {
-            unique.insert(l.name.as_str());
-            unique.insert(l.value.as_str());
-        }
-    }
-    let mut symbols: Vec<&str> = unique.into_iter().collect();
-    symbols.sort_unstable();
-    // Looked up for every label of every series: hashed, not compared along a tree.
-    let symbol_ids: HashMap<&str, u32, FastHash> = symbols
-        .iter()
-        .enumerate()
-        .map(|(i, s)| (*s, i as u32))
-        .collect();
-
+    let symbols = Symbols::of(series.clone());
     let mut w = Counting { out, written: 0 };
     w.write_all(&MAGIC.to_be_bytes())?;
     w.write_all(&[VERSION])?;
-
-    let symbols_at = w.written;
     let mut body = Vec::new();
-    body.extend((symbols.len() as u32).to_be_bytes());
-    for s in &symbols {
-        string(&mut body, s);
-    }
-    w.section_u32_len(&body)?;
-
-    // Series, and what the postings need of them: each label pair's series IDs.
+    let symbols_at = w.written;
+    write_symbols(&mut w, &symbols, &mut body)?;
     w.pad(16)?;
     let series_at = w.written;
-    let mut postings: HashMap<(&str, &str), Vec<u32>, FastHash> = HashMap::default();
-    let mut all = Vec::new();
-    for s in series {
-        w.pad(16)?;
-        let id = u32::try_from(w.written / 16)
-            .map_err(|_| io::Error::other("the index is over 64 GiB"))?;
-        all.push(id);
-        body.clear();
-        uvarint(&mut body, s.labels.len() as u64);
-        for l in s.labels {
-            let (name, value) = (l.name.as_str(), l.value.as_str());
-            uvarint(&mut body, u64::from(symbol_ids[name]));
-            uvarint(&mut body, u64::from(symbol_ids[value]));
-            postings.entry((name, value)).or_default().push(id);
-        }
-        uvarint(&mut body, s.chunks.len() as u64);
-        let mut previous: Option<ChunkMeta> = None;
-        for c in s.chunks {
-            match previous {
-                None => {
-                    varint(&mut body, c.min_t);
-                    uvarint(&mut body, c.max_t.wrapping_sub(c.min_t) as u64);
-                    uvarint(&mut body, c.reference);
-                }
-                Some(p) => {
-                    uvarint(&mut body, c.min_t.wrapping_sub(p.max_t) as u64);
-                    uvarint(&mut body, c.max_t.wrapping_sub(c.min_t) as u64);
-                    varint(&mut body, c.reference.wrapping_sub(p.reference) as i64);
-                }
-            }
-            previous = Some(*c);
-        }
-        let mut len = Vec::new();
-        uvarint(&mut len, body.len() as u64);
-        w.write_all(&len)?;
-        w.write_all(&body)?;
-        w.write_all(&crc32c::crc32c(&body).to_be_bytes())?;
-    }
-
-    // Postings and label indices are in label order.
-    let mut postings: Vec<((&str, &str), Vec<u32>)> = postings.into_iter().collect();
-    postings.sort_unstable_by_key(|(key, _)| *key);
-    // Label indices: no longer read by Prometheus, written as its own writer does, for
-    // readers that still look. Each name's values, in order, follow from the postings'.
-    let mut names: Vec<(&str, Vec<u32>)> = Vec::new();
-    for ((name, value), _) in &postings {
-        match names.last_mut() {
-            Some((last, values)) if last == name => values.push(symbol_ids[value]),
-            _ => names.push((name, vec![symbol_ids[value]])),
-        }
-    }
-    w.pad(4)?;
-    let label_indices_at = w.written;
-    let mut label_offsets = Vec::new();
-    for (name, values) in &names {
-        w.pad(4)?;
-        label_offsets.push((*name, w.written));
-        body.clear();
-        body.extend(1u32.to_be_bytes());
-        body.extend((values.len() as u32).to_be_bytes());
-        for v in values {
-            body.extend(v.to_be_bytes());
-        }
-        w.section_u32_len(&body)?;
-    }
-    let label_table_at = w.written;
-    offset_table(
-        &mut body,
-        label_offsets
-            .iter()
-            .map(|(name, at)| ([*name].to_vec(), *at)),
-    );
-    w.section_u32_len(&body)?;
-
-    // Postings: every series first, under the empty name and value (what a query of only
-    // negative matchers starts from), then each label pair's, in label order.
-    w.pad(4)?;
-    let postings_at = w.written;
-    let mut posting_offsets = Vec::with_capacity(postings.len() + 1);
-    for (key, ids) in std::iter::once((("", ""), &all)).chain(postings.iter().map(|(k, v)| (*k, v)))
-    {
-        w.pad(4)?;
-        posting_offsets.push((key, w.written));
-        body.clear();
-        body.extend((ids.len() as u32).to_be_bytes());
-        for id in ids {
-            body.extend(id.to_be_bytes());
-        }
-        w.section_u32_len(&body)?;
-    }
-    let postings_table_at = w.written;
-    offset_table(
-        &mut body,
-        posting_offsets
-            .iter()
-            .map(|((name, value), at)| ([*name, *value].to_vec(), *at)),
-    );
-    w.section_u32_len(&body)?;
-
+    let (postings, all) = write_series(&mut w, series, &symbols, &mut body)?;
+    let (label_indices_at, label_table_at) =
+        write_label_indices(&mut w, &postings, &symbols, &mut body)?;
+    let (postings_at, postings_table_at) = write_postings(&mut w, &postings, &all, &mut body)?;
+    // The table of contents.
     body.clear();
     for at in [
         symbols_at,
@@ -183,6 +67,179 @@ pub fn write_index<'a, W: Write>(
     w.write_all(&crc32c::crc32c(&body).to_be_bytes())?;
     w.flush()?;
     Ok(w.written)
+}
+
+/// Every label name and value of a block, sorted, and each one's ID (its place).
+struct Symbols<'a> {
+    sorted: Vec<&'a str>,
+    /// Looked up for every label of every series: hashed, not compared along a tree.
+    ids: HashMap<&'a str, u32, FastHash>,
+}
+
+impl<'a> Symbols<'a> {
+    fn of(series: impl Iterator<Item = IndexSeries<'a>>) -> Self {
+        let mut unique: HashSet<&str, FastHash> = HashSet::default();
+        for s in series {
+            for l in s.labels {
+                unique.insert(l.name.as_str());
+                unique.insert(l.value.as_str());
+            }
+        }
+        let mut sorted: Vec<&str> = unique.into_iter().collect();
+        sorted.sort_unstable();
+        let ids = sorted
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (*s, i as u32))
+            .collect();
+        Symbols { sorted, ids }
+    }
+}
+
+fn write_symbols<W: Write>(
+    w: &mut Counting<W>,
+    symbols: &Symbols,
+    body: &mut Vec<u8>,
+) -> io::Result<()> {
+    body.clear();
+    body.extend((symbols.sorted.len() as u32).to_be_bytes());
+    for s in &symbols.sorted {
+        string(body, s);
+    }
+    w.section_u32_len(body)
+}
+
+/// Each label pair's series IDs, in label order.
+type Postings<'a> = Vec<((&'a str, &'a str), Vec<u32>)>;
+
+/// The series, each 16-byte aligned; returns what the postings need of them: each label
+/// pair's series IDs, and every series' ID.
+fn write_series<'a, W: Write>(
+    w: &mut Counting<W>,
+    series: impl Iterator<Item = IndexSeries<'a>>,
+    symbols: &Symbols,
+    body: &mut Vec<u8>,
+) -> io::Result<(Postings<'a>, Vec<u32>)> {
+    let mut postings: HashMap<(&str, &str), Vec<u32>, FastHash> = HashMap::default();
+    let mut all = Vec::new();
+    let mut len = Vec::new();
+    for s in series {
+        w.pad(16)?;
+        let id = u32::try_from(w.written / 16)
+            .map_err(|_| io::Error::other("the index is over 64 GiB"))?;
+        all.push(id);
+        body.clear();
+        uvarint(body, s.labels.len() as u64);
+        for l in s.labels {
+            let (name, value) = (l.name.as_str(), l.value.as_str());
+            uvarint(body, u64::from(symbols.ids[name]));
+            uvarint(body, u64::from(symbols.ids[value]));
+            postings.entry((name, value)).or_default().push(id);
+        }
+        chunk_metas(body, s.chunks);
+        len.clear();
+        uvarint(&mut len, body.len() as u64);
+        w.write_all(&len)?;
+        w.write_all(body)?;
+        w.write_all(&crc32c::crc32c(body).to_be_bytes())?;
+    }
+    let mut postings: Postings = postings.into_iter().collect();
+    postings.sort_unstable_by_key(|(key, _)| *key);
+    Ok((postings, all))
+}
+
+/// A series' chunks: the first one's time and reference whole, each next as deltas.
+fn chunk_metas(body: &mut Vec<u8>, chunks: &[ChunkMeta]) {
+    uvarint(body, chunks.len() as u64);
+    let mut previous: Option<ChunkMeta> = None;
+    for c in chunks {
+        match previous {
+            None => {
+                varint(body, c.min_t);
+                uvarint(body, c.max_t.wrapping_sub(c.min_t) as u64);
+                uvarint(body, c.reference);
+            }
+            Some(p) => {
+                uvarint(body, c.min_t.wrapping_sub(p.max_t) as u64);
+                uvarint(body, c.max_t.wrapping_sub(c.min_t) as u64);
+                varint(body, c.reference.wrapping_sub(p.reference) as i64);
+            }
+        }
+        previous = Some(*c);
+    }
+}
+
+/// Label indices: no longer read by Prometheus, written as its own writer does, for readers
+/// that still look. Each name's values, in order, follow from the postings'. Returns where
+/// they and their offset table begin.
+fn write_label_indices<W: Write>(
+    w: &mut Counting<W>,
+    postings: &Postings,
+    symbols: &Symbols,
+    body: &mut Vec<u8>,
+) -> io::Result<(u64, u64)> {
+    let mut names: Vec<(&str, Vec<u32>)> = Vec::new();
+    for ((name, value), _) in postings {
+        match names.last_mut() {
+            Some((last, values)) if last == name => values.push(symbols.ids[value]),
+            _ => names.push((name, vec![symbols.ids[value]])),
+        }
+    }
+    w.pad(4)?;
+    let at = w.written;
+    let mut offsets = Vec::new();
+    for (name, values) in &names {
+        w.pad(4)?;
+        offsets.push((*name, w.written));
+        body.clear();
+        body.extend(1u32.to_be_bytes());
+        body.extend((values.len() as u32).to_be_bytes());
+        for v in values {
+            body.extend(v.to_be_bytes());
+        }
+        w.section_u32_len(body)?;
+    }
+    let table_at = w.written;
+    offset_table(
+        body,
+        offsets.iter().map(|(name, at)| ([*name].to_vec(), *at)),
+    );
+    w.section_u32_len(body)?;
+    Ok((at, table_at))
+}
+
+/// Postings: every series first, under the empty name and value (what a query of only
+/// negative matchers starts from), then each label pair's, in label order. Returns where they
+/// and their offset table begin.
+fn write_postings<W: Write>(
+    w: &mut Counting<W>,
+    postings: &Postings,
+    all: &[u32],
+    body: &mut Vec<u8>,
+) -> io::Result<(u64, u64)> {
+    w.pad(4)?;
+    let at = w.written;
+    let mut offsets = Vec::with_capacity(postings.len() + 1);
+    let every = std::iter::once((("", ""), all));
+    for (key, ids) in every.chain(postings.iter().map(|(k, v)| (*k, v.as_slice()))) {
+        w.pad(4)?;
+        offsets.push((key, w.written));
+        body.clear();
+        body.extend((ids.len() as u32).to_be_bytes());
+        for id in ids {
+            body.extend(id.to_be_bytes());
+        }
+        w.section_u32_len(body)?;
+    }
+    let table_at = w.written;
+    offset_table(
+        body,
+        offsets
+            .iter()
+            .map(|((name, value), at)| ([*name, *value].to_vec(), *at)),
+    );
+    w.section_u32_len(body)?;
+    Ok((at, table_at))
 }
 
 /// A writer that knows its offset, which every reference in the index is.

@@ -201,20 +201,8 @@ async fn round(
     };
     let allowed = source_slots(slots, spec, options, &decision.create).await?;
     let created = create_jobs(jobs, spec, &view, &allowed).await?;
-    if !created.is_empty() {
-        // `stop` may have listed the Jobs before these were created: look again, and take
-        // them back if the import is no longer running, so a stop always wins.
-        let state = load(ledger).await?.state;
-        if state != ImportState::Running {
-            for name in &created {
-                delete_job(jobs, name).await?;
-            }
-            tracing::info!(
-                state = state.as_str(),
-                "import changed state while Jobs were created; they were deleted"
-            );
-            return Ok(Some(state));
-        }
+    if let Some(state) = take_back_if_stopped(ledger, jobs, &created).await? {
+        return Ok(Some(state));
     }
     tracing::info!(
         done = decision.done,
@@ -229,6 +217,30 @@ async fn round(
             .map(Some),
         None => Ok(None),
     }
+}
+
+/// `stop` may have listed the Jobs before `created` were: look again, and take them back if
+/// the import is no longer running, so a stop always wins. The state found then, if so.
+async fn take_back_if_stopped(
+    ledger: &ConfigMapLedger,
+    jobs: &Api<Job>,
+    created: &[String],
+) -> Result<Option<ImportState>> {
+    if created.is_empty() {
+        return Ok(None);
+    }
+    let state = load(ledger).await?.state;
+    if state == ImportState::Running {
+        return Ok(None);
+    }
+    for name in created {
+        delete_job(jobs, name).await?;
+    }
+    tracing::info!(
+        state = state.as_str(),
+        "import changed state while Jobs were created; they were deleted"
+    );
+    Ok(Some(state))
 }
 
 /// Records how the import ended, unless a person changed its state meanwhile. An incremental

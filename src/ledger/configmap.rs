@@ -166,32 +166,7 @@ impl ConfigMapLedger {
     ) -> Result<Opened> {
         if let Some(view) = self.load().await? {
             let stored = &view.spec;
-            if stored.source.url != spec.source.url
-                || stored.destination.url != spec.destination.url
-                || stored
-                    .destination
-                    .blocks
-                    .as_ref()
-                    .map(|b| (&b.url, &b.tenant))
-                    != spec
-                        .destination
-                        .blocks
-                        .as_ref()
-                        .map(|b| (&b.url, &b.tenant))
-                || stored.selectors != spec.selectors
-                || stored.window != spec.window
-                || stored.drop_labels != spec.drop_labels
-                || stored.set_labels != spec.set_labels
-            {
-                return Err(Error::ClusterState {
-                    object: self.object(),
-                    reason: format!(
-                        "holds an import named {} with another source, destination, selectors, labels or window; \
-                         choose another name, or delete the ConfigMap to start over",
-                        spec.name
-                    ),
-                });
-            }
+            self.check_same_import(stored, spec)?;
             let spec_changed = stored != spec;
             if spec_changed {
                 self.apply(
@@ -208,6 +183,48 @@ impl ConfigMapLedger {
                 spec_changed,
             });
         }
+        self.create(spec, range_start_ms, range_end_ms, owner).await
+    }
+
+    /// An import's ledger may take a new spec only where the import stays the same: its
+    /// source, destination, selectors, labels and window decide what its records mean.
+    fn check_same_import(&self, stored: &ImportSpec, spec: &ImportSpec) -> Result<()> {
+        if stored.source.url != spec.source.url
+            || stored.destination.url != spec.destination.url
+            || stored
+                .destination
+                .blocks
+                .as_ref()
+                .map(|b| (&b.url, &b.tenant))
+                != spec
+                    .destination
+                    .blocks
+                    .as_ref()
+                    .map(|b| (&b.url, &b.tenant))
+            || stored.selectors != spec.selectors
+            || stored.window != spec.window
+            || stored.drop_labels != spec.drop_labels
+            || stored.set_labels != spec.set_labels
+        {
+            return Err(Error::ClusterState {
+                object: self.object(),
+                reason: format!(
+                    "holds an import named {} with another source, destination, selectors, labels or window; \
+                     choose another name, or delete the ConfigMap to start over",
+                    spec.name
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    async fn create(
+        &self,
+        spec: &ImportSpec,
+        range_start_ms: i64,
+        range_end_ms: Option<i64>,
+        owner: Option<serde_json::Value>,
+    ) -> Result<Opened> {
         let mut data = BTreeMap::from([
             (KEY_SPEC.to_string(), to_yaml(spec)?),
             (

@@ -484,13 +484,8 @@ impl WorkerOptions {
             })
     }
 
-    /// Checks every value and turns the options into settings; every error names its input.
-    pub fn settings(&self) -> Result<WorkerSettings> {
-        let selectors = if self.selectors.is_empty() {
-            vec![parse_selector(ALL_SERIES)?]
-        } else {
-            self.selectors.clone()
-        };
+    /// The batch and rate limits are usable.
+    fn check_limits(&self) -> Result<()> {
         if self.batch_samples == 0 {
             return Err(Error::invalid("--batch-samples", "0", "must be at least 1"));
         }
@@ -518,7 +513,12 @@ impl WorkerOptions {
                 ));
             }
         }
-        let blocks = match (&self.dest_blocks, self.dest.trim().is_empty()) {
+        Ok(())
+    }
+
+    /// The destination's kind: TSDB blocks (`Some`) or remote write, from the flags that give it.
+    fn blocks_target(&self) -> Result<Option<BlocksTarget>> {
+        Ok(match (&self.dest_blocks, self.dest.trim().is_empty()) {
             (Some(url), true) => Some(BlocksTarget::parse(
                 url,
                 self.tenant.as_deref(),
@@ -546,7 +546,18 @@ impl WorkerOptions {
                     "is missing: give --dest URL (remote write) or --dest-blocks file:///DIR (TSDB blocks)",
                 ));
             }
+        })
+    }
+
+    /// Checks every value and turns the options into settings; every error names its input.
+    pub fn settings(&self) -> Result<WorkerSettings> {
+        let selectors = if self.selectors.is_empty() {
+            vec![parse_selector(ALL_SERIES)?]
+        } else {
+            self.selectors.clone()
         };
+        self.check_limits()?;
+        let blocks = self.blocks_target()?;
         Ok(WorkerSettings {
             blocks,
             source: self.source_endpoint(),
