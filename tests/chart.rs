@@ -1,6 +1,12 @@
-//! The Helm chart: lint and render (default, incremental-only, a bad value), the rendered
-//! manifests against a real API server, and `helm install` into a real control plane running a
-//! migration between real Prometheus servers, then `helm uninstall` removing all of it.
+//! The Helm chart: lint and render (default, incremental-only, a bad value), and on real pods
+//! (the project's cluster, scripts/cluster, with the image scripts/image built): the rendered
+//! manifests against its API server, `helm install` running a migration between real
+//! Prometheus servers, then `helm uninstall` removing all of it, a relative start, the CronJob
+//! firing, and Cortex where `CORTEX_BIN` is given.
+//!
+//! The tests on real pods (`on_real_pods_`) are ignored outside scripts/test's real-pod pass,
+//! which runs them inside the cluster's network namespace, one at a time (tests/pods.rs says
+//! why).
 
 use promimport_test_support as common;
 
@@ -8,13 +14,19 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::cluster::{Ledger, cluster};
+use common::cluster::{Cluster, Ledger, TestNamespace, real_cluster};
 use common::cortex::{Cortex, opni_certificates};
 use common::cortex_stories::CortexLike;
 use common::*;
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The real-pod cluster this binary runs in (scripts/test's real-pod pass).
+fn cluster() -> &'static Cluster {
+    static CLUSTER: std::sync::OnceLock<Cluster> = std::sync::OnceLock::new();
+    CLUSTER.get_or_init(real_cluster)
 }
 
 /// Helm through scripts/helm, which installs it when missing.
@@ -32,7 +44,15 @@ fn helm(kubeconfig: Option<&std::path::Path>, args: &[&str]) -> (bool, String) {
 /// install must succeed, and what helm printed (the NOTES) is returned.
 fn helm_install(release: &str, namespace: &str, sets: &[String]) -> String {
     let mut args = vec!["install", release, "charts/promimport", "-n", namespace];
-    for set in sets {
+    // The image the cluster's containerd holds, as a user points the chart at theirs.
+    let image = std::fs::read_to_string(cluster().dir.join("image"))
+        .expect("scripts/cluster up writes DIR/image");
+    let (repository, tag) = image.trim().rsplit_once(':').expect("REPOSITORY:TAG");
+    let image = [
+        format!("image.repository={repository}"),
+        format!("image.tag={tag}"),
+    ];
+    for set in sets.iter().chain(&image) {
         args.extend(["--set", set.as_str()]);
     }
     let (ok, log) = helm(Some(&cluster().admin()), &args);
@@ -154,14 +174,15 @@ fn a_typo_or_a_bad_value_fails_with_the_field_named() {
 }
 
 #[test]
-fn the_committed_manifests_match_the_chart_and_apply_to_a_real_api_server() {
+#[ignore = "runs on real pods: scripts/test runs it inside scripts/cluster's network namespace"]
+fn on_real_pods_the_committed_manifests_match_the_chart_and_apply_to_a_real_api_server() {
     let out = Command::new(repo().join("scripts/render-manifests"))
         .arg("--check")
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", text(&out));
     let cluster = cluster();
-    cluster.kubectl(&["create", "namespace", "manifests"]);
+    let _namespace = TestNamespace::create(cluster, "manifests");
     let applied = cluster.kubectl(&[
         "apply",
         "--dry-run=server",
@@ -179,9 +200,10 @@ fn the_committed_manifests_match_the_chart_and_apply_to_a_real_api_server() {
 }
 
 #[test]
-fn helm_install_runs_a_migration_and_helm_uninstall_removes_everything() {
+#[ignore = "runs on real pods: scripts/test runs it inside scripts/cluster's network namespace"]
+fn on_real_pods_helm_install_runs_a_migration_and_helm_uninstall_removes_everything() {
     let cluster = cluster();
-    cluster.kubectl(&["create", "namespace", "helm"]);
+    let _namespace = TestNamespace::create(cluster, "helm");
     let dir = temp_dir("chart-history");
     let history = dir.join("history.om");
     write_history(&history, 4, true);
@@ -294,9 +316,11 @@ fn worker_job_windows(namespace: &str, import: &str) -> Vec<promimport::window::
 }
 
 #[test]
-fn helm_install_with_only_the_urls_and_a_relative_start_finishes_exact_with_one_job_per_window() {
+#[ignore = "runs on real pods: scripts/test runs it inside scripts/cluster's network namespace"]
+fn on_real_pods_helm_install_with_only_the_urls_and_a_relative_start_finishes_exact_with_one_job_per_window()
+ {
     let cluster = cluster();
-    cluster.kubectl(&["create", "namespace", "helm-defaults"]);
+    let _namespace = TestNamespace::create(cluster, "helm-defaults");
     let source = recent_history_source("chart-defaults-src", 30, 2);
     let vm = start_victoria_metrics("chart-defaults-vm", "100y");
     // What a user types: the two URLs and how far back. The window (2h) and the parallelism
@@ -348,14 +372,15 @@ fn finished(namespace: &str) -> Ledger {
 }
 
 #[test]
-#[ignore = "needs CORTEX_BIN (a Cortex v1.19 binary)"]
-fn helm_install_into_cortex_with_the_tenant_lands_exactly() {
+#[ignore = "needs CORTEX_BIN (a Cortex v1.19 binary), and runs on real pods"]
+fn on_real_pods_helm_install_into_cortex_with_the_tenant_lands_exactly() {
     helm_install_into_cortex("helm-cortex", false);
 }
 
 #[test]
-#[ignore = "needs CORTEX_BIN (a Cortex v1.19 binary)"]
-fn helm_install_into_opnis_cortex_with_client_certificates_from_secrets_lands_exactly() {
+#[ignore = "needs CORTEX_BIN (a Cortex v1.19 binary), and runs on real pods"]
+fn on_real_pods_helm_install_into_opnis_cortex_with_client_certificates_from_secrets_lands_exactly()
+{
     helm_install_into_cortex("helm-opni", true);
 }
 
@@ -364,7 +389,7 @@ fn helm_install_into_opnis_cortex_with_client_certificates_from_secrets_lands_ex
 /// the CA and client certificate from Secrets named as Opni's.
 fn helm_install_into_cortex(namespace: &str, opni: bool) {
     let cluster = cluster();
-    cluster.kubectl(&["create", "namespace", namespace]);
+    let _namespace = TestNamespace::create(cluster, namespace);
     let tls = opni_certificates(namespace);
     let settings: &[(&str, &str)] = if opni {
         &[("CORTEX_TLS_DIR", tls.to_str().unwrap())]
@@ -431,12 +456,12 @@ fn helm_install_into_cortex(namespace: &str, opni: bool) {
 }
 
 #[test]
-#[ignore = "needs CORTEX_BIN (a Cortex v1.19 binary)"]
-fn helm_install_with_destination_blocks_uploads_one_block_per_window_into_cortexs_s3_bucket_exactly()
+#[ignore = "needs CORTEX_BIN (a Cortex v1.19 binary), and runs on real pods"]
+fn on_real_pods_helm_install_with_destination_blocks_uploads_one_block_per_window_into_cortexs_s3_bucket_exactly()
  {
     let namespace = "helm-blocks";
     let cluster = cluster();
-    cluster.kubectl(&["create", "namespace", namespace]);
+    let _namespace = TestNamespace::create(cluster, namespace);
     let s3 = start_s3(&format!("{namespace}-s3"), "cortex-blocks");
     let endpoint = s3.url("");
     // Opni's default: no out-of-order window; remote write of this history would be refused.
@@ -581,17 +606,19 @@ fn caught_up(ledger: &Ledger) -> Option<i64> {
 }
 
 #[test]
-fn the_charts_cronjob_fires_twice_and_each_run_imports_only_what_is_new() {
+#[ignore = "runs on real pods: scripts/test runs it inside scripts/cluster's network namespace"]
+fn on_real_pods_the_charts_cronjob_fires_twice_and_each_run_imports_only_what_is_new() {
     let cluster = cluster();
     let namespace = "helm-cron";
-    cluster.kubectl(&["create", "namespace", namespace]);
+    let _namespace = TestNamespace::create(cluster, namespace);
     let source = recent_history_source("chart-cron-src", 1, 0);
     let live = LiveWriter::start(source.url("/api/v1/write"));
     let vm = start_victoria_metrics("chart-cron-vm", "100y");
     let sets = [
         format!("source.url={}", source.url("/api/v1/read")),
         format!("destination.url={}", vm.url("/api/v1/write")),
-        "start=now-20m".to_string(),
+        // Each 1m window is a pod, and the node runs three at once (500m each of 2 CPUs).
+        "start=now-6m".to_string(),
         "window=1m".to_string(),
         "once.enabled=false".to_string(),
         "incremental.enabled=true".to_string(),

@@ -281,6 +281,21 @@ fn on_real_pods_a_worker_over_its_memory_limit_is_named_never_done_and_more_memo
         &["--reuse-values"],
         &more_memory,
     );
+    // The ledger says failed until the new revision's scheduler pod has started and reopened
+    // the failed windows.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while cluster
+        .ledger(namespace, import)
+        .is_some_and(|l| l.state == "failed")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the upgraded scheduler did not run the failed windows again: {:?}\n{}",
+            cluster.ledger(namespace, import),
+            cluster.kubectl(&["get", "pods", "-n", namespace, "-o", "wide"])
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
     let ledger = finished(&cluster, namespace, import, Duration::from_secs(600));
     let (start, end) = (ledger.range_start_ms, ledger.range_end_ms.unwrap());
     assert!(ledger.all_exact(), "{ledger:?}");
@@ -324,8 +339,13 @@ fn on_real_pods_stop_reaches_the_workers_as_sigterm_within_the_grace_period_and_
         format!("source.url={}", source.url("/api/v1/read")),
         format!("destination.url={}", sink.url("/api/v1/write")),
         "start=now-26h".to_string(),
-        // Slow enough that a window is still being written when `stop` comes.
+        // Slow enough that a window is still being written when `stop` comes: requests are
+        // spaced by their size over the pace, and a window's first goes at once, so small
+        // batches (a window of one batch would not wait at all). A worker seen Running for a
+        // few seconds only may never be: the kubelet's status updates are rate-limited, and a
+        // pod can go from Pending to Succeeded in the API.
         "worker.maxSamplesPerSecond=500".to_string(),
+        "worker.batchSamples=250".to_string(),
     ];
     sets.extend(image_sets(&cluster));
     helm_install(&cluster, "history", namespace, &sets);
@@ -378,4 +398,65 @@ fn on_real_pods_stop_reaches_the_workers_as_sigterm_within_the_grace_period_and_
         &read_samples(&source, start, end),
         &read_samples(&sink, start, end),
     );
+}
+
+#[test]
+#[ignore = "runs on real pods: scripts/test runs it inside scripts/cluster's network namespace"]
+fn on_real_pods_helm_uninstall_while_workers_run_removes_every_object_and_pod() {
+    let cluster = real_cluster();
+    let namespace = "pods-uninstall";
+    let _namespace = TestNamespace::create(&cluster, namespace);
+    let source = recent_history_source("pods-uninstall-src", 8, 1);
+    let sink = prometheus_sink("pods-uninstall-sink");
+    let mut sets = vec![
+        format!("source.url={}", source.url("/api/v1/read")),
+        format!("destination.url={}", sink.url("/api/v1/write")),
+        "start=now-10h".to_string(),
+        // Slow enough that workers are still writing when the release goes (see the stop
+        // test).
+        "worker.maxSamplesPerSecond=500".to_string(),
+        "worker.batchSamples=250".to_string(),
+    ];
+    sets.extend(image_sets(&cluster));
+    helm_install(&cluster, "history", namespace, &sets);
+    let import = "rancher-monitoring";
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while worker_pods(&cluster, namespace, import, true).is_empty() {
+        assert!(Instant::now() < deadline, "no worker ran");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let mut uninstall = Command::new(repo().join("scripts/helm"));
+    uninstall
+        .args(["uninstall", "history", "-n", namespace])
+        .current_dir(repo())
+        .env("KUBECONFIG", cluster.admin());
+    let out = uninstall.output().expect("scripts/helm runs");
+    assert!(out.status.success(), "{}", text(&out));
+    // The spec ConfigMap owns the ledger, which owns the Jobs, which own their pods: the
+    // garbage collector removes them all, and a running worker gets its SIGTERM and goes
+    // within the grace period.
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let left = cluster.kubectl(&[
+            "get",
+            "jobs,pods,configmaps,serviceaccounts,roles,rolebindings,secrets",
+            "-n",
+            namespace,
+            "-o",
+            "name",
+        ]);
+        // The namespace's own default account, its token and the API server's root CA stay.
+        let ours: Vec<&str> = left
+            .lines()
+            .filter(|l| !l.contains("/default") && !l.contains("kube-root-ca"))
+            .collect();
+        if ours.is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "left 90 s after helm uninstall: {ours:?}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
 }
