@@ -284,30 +284,7 @@ fn on_real_pods_helm_install_runs_a_migration_and_helm_uninstall_removes_everyth
 
     let (ok, log) = helm(Some(&admin), &["uninstall", "history", "-n", "helm"]);
     assert!(ok, "{log}");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let left = cluster.kubectl(&[
-            "get",
-            "jobs,pods,configmaps,serviceaccounts,roles,rolebindings,secrets",
-            "-n",
-            "helm",
-            "-o",
-            "name",
-        ]);
-        // The namespace's own default account, its token and the API server's root CA stay.
-        let ours: Vec<&str> = left
-            .lines()
-            .filter(|l| !l.contains("/default") && !l.contains("kube-root-ca"))
-            .collect();
-        if ours.is_empty() {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "left after helm uninstall: {ours:?}"
-        );
-        std::thread::sleep(Duration::from_millis(500));
-    }
+    cluster.wait_until_release_gone("helm", Duration::from_secs(60));
 }
 
 /// This import's worker Jobs, by the window label each carries, in time order.

@@ -435,28 +435,5 @@ fn on_real_pods_helm_uninstall_while_workers_run_removes_every_object_and_pod() 
     // The spec ConfigMap owns the ledger, which owns the Jobs, which own their pods: the
     // garbage collector removes them all, and a running worker gets its SIGTERM and goes
     // within the grace period.
-    let deadline = Instant::now() + Duration::from_secs(90);
-    loop {
-        let left = cluster.kubectl(&[
-            "get",
-            "jobs,pods,configmaps,serviceaccounts,roles,rolebindings,secrets",
-            "-n",
-            namespace,
-            "-o",
-            "name",
-        ]);
-        // The namespace's own default account, its token and the API server's root CA stay.
-        let ours: Vec<&str> = left
-            .lines()
-            .filter(|l| !l.contains("/default") && !l.contains("kube-root-ca"))
-            .collect();
-        if ours.is_empty() {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "left 90 s after helm uninstall: {ours:?}"
-        );
-        std::thread::sleep(Duration::from_millis(500));
-    }
+    cluster.wait_until_release_gone(namespace, Duration::from_secs(90));
 }

@@ -225,6 +225,35 @@ impl Cluster {
         .collect()
     }
 
+    /// Waits until nothing of a helm release is left in `namespace` (its Jobs, pods,
+    /// ConfigMaps, accounts, roles and Secrets); panics with what is left after `within`.
+    pub fn wait_until_release_gone(&self, namespace: &str, within: Duration) {
+        let deadline = Instant::now() + within;
+        loop {
+            let left = self.kubectl(&[
+                "get",
+                "jobs,pods,configmaps,serviceaccounts,roles,rolebindings,secrets",
+                "-n",
+                namespace,
+                "-o",
+                "name",
+            ]);
+            // The namespace's own default account, its token and the API server's root CA stay.
+            let ours: Vec<&str> = left
+                .lines()
+                .filter(|l| !l.contains("/default") && !l.contains("kube-root-ca"))
+                .collect();
+            if ours.is_empty() {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "left {within:?} after helm uninstall: {ours:?}"
+            );
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+
     pub fn admin(&self) -> PathBuf {
         self.dir.join("kubeconfig")
     }
