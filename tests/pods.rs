@@ -437,3 +437,44 @@ fn on_real_pods_helm_uninstall_while_workers_run_removes_every_object_and_pod() 
     // within the grace period.
     cluster.wait_until_release_gone(namespace, Duration::from_secs(90));
 }
+
+#[test]
+#[ignore = "runs on real pods: scripts/test runs it inside scripts/cluster's network namespace"]
+fn on_real_pods_blocks_into_a_host_volume_shared_by_the_jobs_are_served_exactly_by_prometheus() {
+    use std::os::unix::fs::PermissionsExt;
+    let cluster = real_cluster();
+    let namespace = "pods-blocks";
+    let _namespace = TestNamespace::create(&cluster, namespace);
+    let source = recent_history_source("pods-blocks-src", 12, 1);
+    let data = temp_dir("pods-blocks-data");
+    // The workers run as user 65532 and write the blocks; the read-only root filesystem is
+    // theirs, the volume is where they may write (and stage each block before its rename).
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let mut sets = vec![
+        format!("source.url={}", source.url("/api/v1/read")),
+        "destination.blocks.url=file:///blocks".to_string(),
+        format!("destination.blocks.volume.hostPath.path={}", data.display()),
+        "destination.blocks.volume.hostPath.type=Directory".to_string(),
+        "start=now-14h".to_string(),
+    ];
+    sets.extend(image_sets(&cluster));
+    helm_install(&cluster, "history", namespace, &sets);
+    let import = "rancher-monitoring";
+    let ledger = finished(&cluster, namespace, import, Duration::from_secs(600));
+    let (start, end) = (ledger.range_start_ms, ledger.range_end_ms.unwrap());
+    assert!(ledger.all_exact(), "{ledger:?}");
+    // One block per 2h window that holds samples: 12 hours of history, so 6 or 7.
+    let blocks: Vec<String> = std::fs::read_dir(&data)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.len() == 26 && n.chars().all(|c| c.is_ascii_alphanumeric()))
+        .collect();
+    assert!((6..=7).contains(&blocks.len()), "{blocks:?}");
+    for block in &blocks {
+        assert!(data.join(block).join("meta.json").is_file(), "{block}");
+    }
+    let expected = read_samples(&source, start, end);
+    assert!(total_samples(&expected) > 40_000, "the range holds history");
+    let served = start_prometheus_on("pods-blocks-served", &data, &[]);
+    assert_same_data(&expected, &read_samples(&served, start, end));
+}
