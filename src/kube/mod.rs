@@ -1,6 +1,7 @@
 //! Kubernetes mode: one Job per window (`jobs.rs`), the scheduler's reconcile loop
-//! (`scheduler.rs`), and the commands a person uses on a running import (`control.rs`); the
-//! import's ConfigMap ledger is `ledger/configmap.rs`, beside the file ledger.
+//! (`scheduler.rs`), and the commands a person uses on a running import (`control.rs`); both of
+//! those stand on `live_jobs.rs` (what a Job says of its window, deleting Jobs, reopening
+//! windows). The import's ConfigMap ledger is `ledger/configmap.rs`, beside the file ledger.
 
 pub mod control;
 pub mod discovery;
