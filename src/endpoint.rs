@@ -40,10 +40,6 @@ pub struct EndpointConfig {
     pub ca_file: Option<PathBuf>,
     pub cert_file: Option<PathBuf>,
     pub key_file: Option<PathBuf>,
-    /// PEM certificates and key as a Job passes them from Secrets (instead of the files).
-    pub ca_pem: Option<Secret>,
-    pub cert_pem: Option<Secret>,
-    pub key_pem: Option<Secret>,
     pub insecure_skip_verify: bool,
     /// The name to verify the server's certificate for, when the URL's host is not in it.
     pub tls_server_name: Option<String>,
@@ -268,7 +264,7 @@ impl EndpointConfig {
         }
         if let Some(pem) = self.ca()? {
             let certs = reqwest::Certificate::from_pem_bundle(&pem)
-                .map_err(|e| Error::invalid("CA", self.ca_source(), e.to_string()))?;
+                .map_err(|e| Error::invalid("CA", Self::shown(&self.ca_file), e.to_string()))?;
             builder = builder.tls_certs_merge(certs);
         }
         if let Some((mut pem, key)) = self.identity(url)? {
@@ -277,7 +273,7 @@ impl EndpointConfig {
             let identity = reqwest::Identity::from_pem(&pem).map_err(|e| {
                 Error::invalid(
                     "client certificate",
-                    self.cert_source(),
+                    Self::shown(&self.cert_file),
                     format!("{e}; expected PEM certificate and PEM private key"),
                 )
             })?;
@@ -327,27 +323,22 @@ impl EndpointConfig {
         Ok(builder.tls_backend_preconfigured(config))
     }
 
-    /// The CA bundle (PEM): a Job's, from a Secret, or the file's.
+    /// The CA bundle (PEM), from its file (in a Job, a Secret's volume).
     pub(crate) fn ca(&self) -> Result<Option<Vec<u8>>> {
-        match (&self.ca_pem, &self.ca_file) {
-            (Some(pem), _) => Ok(Some(pem.0.clone().into_bytes())),
-            (None, Some(path)) => read_file("CA file", path).map(Some),
-            (None, None) => Ok(None),
-        }
+        self.ca_file
+            .as_ref()
+            .map(|path| read_file("CA file", path))
+            .transpose()
     }
 
-    /// The client certificate chain and key (PEM): a Job's, from a Secret, or the files'.
+    /// The client certificate chain and key (PEM), from their files.
     fn identity(&self, url: &reqwest::Url) -> Result<Option<(Vec<u8>, Vec<u8>)>> {
-        let cert = match (&self.cert_pem, &self.cert_file) {
-            (Some(pem), _) => Some(pem.0.clone().into_bytes()),
-            (None, Some(path)) => Some(read_file("client certificate", path)?),
-            (None, None) => None,
-        };
-        let key = match (&self.key_pem, &self.key_file) {
-            (Some(pem), _) => Some(pem.0.clone().into_bytes()),
-            (None, Some(path)) => Some(read_file("client key", path)?),
-            (None, None) => None,
-        };
+        let cert = self.cert_file.as_ref();
+        let cert = cert
+            .map(|path| read_file("client certificate", path))
+            .transpose()?;
+        let key = self.key_file.as_ref();
+        let key = key.map(|path| read_file("client key", path)).transpose()?;
         match (cert, key) {
             (Some(cert), Some(key)) => Ok(Some((cert, key))),
             (None, None) => Ok(None),
@@ -359,18 +350,11 @@ impl EndpointConfig {
         }
     }
 
-    fn ca_source(&self) -> String {
-        match &self.ca_file {
-            Some(path) if self.ca_pem.is_none() => path.display().to_string(),
-            _ => "(from a Secret)".into(),
-        }
-    }
-
-    fn cert_source(&self) -> String {
-        match &self.cert_file {
-            Some(path) if self.cert_pem.is_none() => path.display().to_string(),
-            _ => "(from a Secret)".into(),
-        }
+    /// A file's path for a message (the CA or the certificate is read only from a file).
+    fn shown(path: &Option<PathBuf>) -> String {
+        path.as_ref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default()
     }
 }
 

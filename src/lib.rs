@@ -18,6 +18,7 @@ pub mod name_value;
 pub mod outcome;
 pub mod plan;
 pub mod progress;
+pub mod proto;
 pub mod protocol;
 pub mod query;
 pub mod relabel;
@@ -32,10 +33,5 @@ pub mod tls;
 pub mod verify;
 pub mod window;
 pub mod worker;
-
-/// Code generated from the vendored Prometheus protobuf definitions in `proto/`.
-pub mod proto {
-    include!(concat!(env!("OUT_DIR"), "/prometheus.rs"));
-}
 
 pub use error::{Error, Result};

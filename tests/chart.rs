@@ -4,7 +4,7 @@
 //! Prometheus servers, then `helm uninstall` removing all of it, a relative start, the CronJob
 //! firing, and Cortex where `CORTEX_BIN` is given.
 //!
-//! The tests on real pods (`on_real_pods_`) are ignored outside scripts/test's real-pod pass,
+//! The tests on real pods (`in_cluster_`) are ignored outside scripts/test's real-pod pass,
 //! which runs them inside the cluster's network namespace, one at a time (tests/pods.rs says
 //! why).
 
@@ -14,19 +14,13 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::cluster::{Cluster, Ledger, TestNamespace, real_cluster};
+use common::cluster::{Ledger, TestNamespace, cluster};
 use common::cortex::{Cortex, opni_certificates};
 use common::cortex_stories::CortexLike;
 use common::*;
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// The real-pod cluster this binary runs in (scripts/test's real-pod pass).
-fn cluster() -> &'static Cluster {
-    static CLUSTER: std::sync::OnceLock<Cluster> = std::sync::OnceLock::new();
-    CLUSTER.get_or_init(real_cluster)
 }
 
 /// Helm through scripts/helm, which installs it when missing.
@@ -45,13 +39,7 @@ fn helm(kubeconfig: Option<&std::path::Path>, args: &[&str]) -> (bool, String) {
 fn helm_install(release: &str, namespace: &str, sets: &[String]) -> String {
     let mut args = vec!["install", release, "charts/promimport", "-n", namespace];
     // The image the cluster's containerd holds, as a user points the chart at theirs.
-    let image = std::fs::read_to_string(cluster().dir.join("image"))
-        .expect("scripts/cluster up writes DIR/image");
-    let (repository, tag) = image.trim().rsplit_once(':').expect("REPOSITORY:TAG");
-    let image = [
-        format!("image.repository={repository}"),
-        format!("image.tag={tag}"),
-    ];
+    let image = cluster().image_sets();
     for set in sets.iter().chain(&image) {
         args.extend(["--set", set.as_str()]);
     }
@@ -175,7 +163,7 @@ fn a_typo_or_a_bad_value_fails_with_the_field_named() {
 
 #[test]
 #[ignore = "runs on real pods: scripts/test runs it inside scripts/cluster's network namespace"]
-fn on_real_pods_the_committed_manifests_match_the_chart_and_apply_to_a_real_api_server() {
+fn in_cluster_the_committed_manifests_match_the_chart_and_apply_to_a_real_api_server() {
     let out = Command::new(repo().join("scripts/render-manifests"))
         .arg("--check")
         .output()
@@ -201,7 +189,7 @@ fn on_real_pods_the_committed_manifests_match_the_chart_and_apply_to_a_real_api_
 
 #[test]
 #[ignore = "runs on real pods: scripts/test runs it inside scripts/cluster's network namespace"]
-fn on_real_pods_helm_install_runs_a_migration_and_helm_uninstall_removes_everything() {
+fn in_cluster_helm_install_runs_a_migration_and_helm_uninstall_removes_everything() {
     let cluster = cluster();
     let _namespace = TestNamespace::create(cluster, "helm");
     let dir = temp_dir("chart-history");
@@ -294,7 +282,7 @@ fn worker_job_windows(namespace: &str, import: &str) -> Vec<promimport::window::
 
 #[test]
 #[ignore = "runs on real pods: scripts/test runs it inside scripts/cluster's network namespace"]
-fn on_real_pods_helm_install_with_only_the_urls_and_a_relative_start_finishes_exact_with_one_job_per_window()
+fn in_cluster_helm_install_with_only_the_urls_and_a_relative_start_finishes_exact_with_one_job_per_window()
  {
     let cluster = cluster();
     let _namespace = TestNamespace::create(cluster, "helm-defaults");
@@ -350,14 +338,13 @@ fn finished(namespace: &str) -> Ledger {
 
 #[test]
 #[ignore = "needs CORTEX_BIN (a Cortex v1.19 binary), and runs on real pods"]
-fn on_real_pods_helm_install_into_cortex_with_the_tenant_lands_exactly() {
+fn in_cluster_helm_install_into_cortex_with_the_tenant_lands_exactly() {
     helm_install_into_cortex("helm-cortex", false);
 }
 
 #[test]
 #[ignore = "needs CORTEX_BIN (a Cortex v1.19 binary), and runs on real pods"]
-fn on_real_pods_helm_install_into_opnis_cortex_with_client_certificates_from_secrets_lands_exactly()
-{
+fn in_cluster_helm_install_into_opnis_cortex_with_client_certificates_from_secrets_lands_exactly() {
     helm_install_into_cortex("helm-opni", true);
 }
 
@@ -414,7 +401,7 @@ fn helm_install_into_cortex(namespace: &str, opni: bool) {
     let expected = read_samples(&source, start, end);
     assert!(total_samples(&expected) > 10_000, "the range holds history");
     let reader = if opni {
-        cortex.tls_reader(&tls)
+        mtls_client(&tls)
     } else {
         reqwest::blocking::Client::new()
     };
@@ -434,7 +421,7 @@ fn helm_install_into_cortex(namespace: &str, opni: bool) {
 
 #[test]
 #[ignore = "needs CORTEX_BIN (a Cortex v1.19 binary), and runs on real pods"]
-fn on_real_pods_helm_install_with_destination_blocks_uploads_one_block_per_window_into_cortexs_s3_bucket_exactly()
+fn in_cluster_helm_install_with_destination_blocks_uploads_one_block_per_window_into_cortexs_s3_bucket_exactly()
  {
     let namespace = "helm-blocks";
     let cluster = cluster();
@@ -584,7 +571,7 @@ fn caught_up(ledger: &Ledger) -> Option<i64> {
 
 #[test]
 #[ignore = "runs on real pods: scripts/test runs it inside scripts/cluster's network namespace"]
-fn on_real_pods_the_charts_cronjob_fires_twice_and_each_run_imports_only_what_is_new() {
+fn in_cluster_the_charts_cronjob_fires_twice_and_each_run_imports_only_what_is_new() {
     let cluster = cluster();
     let namespace = "helm-cron";
     let _namespace = TestNamespace::create(cluster, namespace);

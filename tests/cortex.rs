@@ -149,7 +149,7 @@ fn opni_mutual_tls_a_name_mismatch_fails_at_once_naming_the_certificate_and_the_
     let (start, end) = summary_range(&log);
     let expected = read_samples(&source, start, end);
     assert!(total_samples(&expected) > 10_000, "the range holds history");
-    let reader = cortex.tls_reader(&tls);
+    let reader = mtls_client(&tls);
     assert_same_data(
         &expected,
         &cortex.read_samples_with(&reader, TENANT, start, end),

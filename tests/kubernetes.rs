@@ -1,7 +1,8 @@
-//! The scheduler on a real Kubernetes control plane (../shared/k8s/up: kube-apiserver, the Job,
-//! garbage-collector and service-account controllers, and a test node that runs each pod as a
-//! local process of the built binary with its service account's token, so RBAC is real),
-//! importing between real Prometheus servers on loopback. Histories here have no 1.7e308 value:
+//! The scheduler in the project's own cluster (scripts/cluster: kube-apiserver, the controllers,
+//! kube-scheduler, and a real kubelet running the image in containers, so RBAC, the in-cluster
+//! configuration and the kubelet's SIGTERM are real), importing between real Prometheus servers
+//! on the node's address. The scheduler runs here with its service account's token, as
+//! `promimport schedule` run by hand does; its workers run as pods. Histories here have no 1.7e308 value:
 //! most of these tests write to VictoriaMetrics (see import_victoria_metrics.rs for why).
 
 use promimport_test_support as common;
@@ -35,7 +36,10 @@ impl Scenario {
         let path = self.dir.join(format!("{name}.yaml"));
         std::fs::write(
             &path,
-            format!("name: {name}\n{body}\nworker:\n  image: promimport\n"),
+            format!(
+                "name: {name}\n{body}\nworker:\n  image: {}\n",
+                cluster().image()
+            ),
         )
         .unwrap();
         path
@@ -94,7 +98,8 @@ fn range_spec(
 }
 
 #[test]
-fn an_import_scheduled_as_jobs_lands_every_sample_once_and_the_ledger_says_finished() {
+#[ignore = "runs in the cluster: scripts/test runs it inside scripts/cluster's network namespace"]
+fn in_cluster_an_import_scheduled_as_jobs_lands_every_sample_once_and_the_ledger_says_finished() {
     let cluster = cluster();
     let world = Scenario::new("exact");
     let scheduler = &world.scheduler;
@@ -203,7 +208,8 @@ fn an_import_scheduled_as_jobs_lands_every_sample_once_and_the_ledger_says_finis
 }
 
 #[test]
-fn worker_pods_deleted_again_and_again_and_a_killed_scheduler_still_finish_exact_with_one_job_per_window()
+#[ignore = "runs in the cluster: scripts/test runs it inside scripts/cluster's network namespace"]
+fn in_cluster_worker_pods_deleted_again_and_again_and_a_killed_scheduler_still_finish_exact_with_one_job_per_window()
  {
     let cluster = cluster();
     let world = Scenario::new("chaos");
@@ -212,7 +218,7 @@ fn worker_pods_deleted_again_and_again_and_a_killed_scheduler_still_finish_exact
     let sink = start_victoria_metrics("k8s-chaos-sink", "100y");
     // Each request waits 150 ms: a window of 30 requests lasts about 5 s, long enough to kill.
     let slow = slow_proxy(
-        format!("http://127.0.0.1:{}", sink.port),
+        format!("http://{}:{}", test_host(), sink.port),
         Duration::from_millis(150),
     );
     let spec = world.spec(
@@ -326,14 +332,15 @@ fn worker_pods_deleted_again_and_again_and_a_killed_scheduler_still_finish_exact
 }
 
 #[test]
-fn an_import_stopped_mid_way_and_resumed_ends_exact() {
+#[ignore = "runs in the cluster: scripts/test runs it inside scripts/cluster's network namespace"]
+fn in_cluster_an_import_stopped_mid_way_and_resumed_ends_exact() {
     let cluster = cluster();
     let world = Scenario::new("pause");
     let scheduler = &world.scheduler;
     let source = history_source("k8s-pause-src", 6, false);
     let sink = start_victoria_metrics("k8s-pause-sink", "100y");
     let slow = slow_proxy(
-        format!("http://127.0.0.1:{}", sink.port),
+        format!("http://{}:{}", test_host(), sink.port),
         Duration::from_millis(100),
     );
     let spec = world.spec(
@@ -459,7 +466,8 @@ fn by_origin(sources: &[(&Server, &str)], hours: i64) -> Data {
 }
 
 #[test]
-fn two_imports_at_once_from_different_sources_are_both_exact_with_separate_ledgers() {
+#[ignore = "runs in the cluster: scripts/test runs it inside scripts/cluster's network namespace"]
+fn in_cluster_two_imports_at_once_from_different_sources_are_both_exact_with_separate_ledgers() {
     let cluster = cluster();
     let world = Scenario::new("twins");
     let scheduler = &world.scheduler;
@@ -530,7 +538,8 @@ fn two_imports_at_once_from_different_sources_are_both_exact_with_separate_ledge
 }
 
 #[test]
-fn two_imports_from_one_source_never_run_more_jobs_on_it_than_the_per_source_limit() {
+#[ignore = "runs in the cluster: scripts/test runs it inside scripts/cluster's network namespace"]
+fn in_cluster_two_imports_from_one_source_never_run_more_jobs_on_it_than_the_per_source_limit() {
     let cluster = cluster();
     let world = Scenario::new("one-source");
     let source = history_source("k8s-one-source", 4, false);
@@ -617,7 +626,8 @@ fn two_imports_from_one_source_never_run_more_jobs_on_it_than_the_per_source_lim
 }
 
 #[test]
-fn the_ledger_loses_no_update_under_25_concurrent_workers() {
+#[ignore = "runs in the cluster: scripts/test runs it inside scripts/cluster's network namespace"]
+fn in_cluster_the_ledger_loses_no_update_under_25_concurrent_workers() {
     let cluster = cluster();
     cluster.namespace("ledger");
     let worker = cluster.service_account_kubeconfig("ledger", "promimport-worker");
@@ -675,7 +685,8 @@ fn the_ledger_loses_no_update_under_25_concurrent_workers() {
 }
 
 #[test]
-fn an_incremental_import_run_twice_imports_only_the_new_range() {
+#[ignore = "runs in the cluster: scripts/test runs it inside scripts/cluster's network namespace"]
+fn in_cluster_an_incremental_import_run_twice_imports_only_the_new_range() {
     let cluster = cluster();
     let world = Scenario::new("cron");
     let scheduler = &world.scheduler;
@@ -781,7 +792,8 @@ fn an_incremental_import_run_twice_imports_only_the_new_range() {
 }
 
 #[test]
-fn the_worker_and_scheduler_accounts_can_do_only_what_they_use() {
+#[ignore = "runs in the cluster: scripts/test runs it inside scripts/cluster's network namespace"]
+fn in_cluster_the_worker_and_scheduler_accounts_can_do_only_what_they_use() {
     let cluster = cluster();
     cluster.namespace("rbac");
     cluster.kubectl(&["create", "namespace", "rbac-other"]);
@@ -851,7 +863,8 @@ fn the_worker_and_scheduler_accounts_can_do_only_what_they_use() {
 }
 
 #[test]
-fn a_credential_from_a_secret_reaches_the_worker_and_nowhere_else() {
+#[ignore = "runs in the cluster: scripts/test runs it inside scripts/cluster's network namespace"]
+fn in_cluster_a_credential_from_a_secret_reaches_the_worker_and_nowhere_else() {
     let cluster = cluster();
     let world = Scenario::new("secrets");
     let scheduler = &world.scheduler;
@@ -869,7 +882,7 @@ fn a_credential_from_a_secret_reaches_the_worker_and_nowhere_else() {
     // In front of the sink: records the Authorization header each request carries.
     let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let record = seen.clone();
-    let target = format!("http://127.0.0.1:{}", sink.port);
+    let target = format!("http://{}:{}", test_host(), sink.port);
     let client = reqwest::blocking::Client::new();
     let proxy = FakeServer::start(move |request, _| {
         let auth = request.header("authorization");
@@ -906,15 +919,12 @@ fn a_credential_from_a_secret_reaches_the_worker_and_nowhere_else() {
 
     let (_, status) = promimport_as(&cluster.admin(), &["status", "-n", "secrets", "-o", "json"]);
     let objects = cluster.kubectl(&["get", "jobs,pods,configmaps", "-n", "secrets", "-o", "yaml"]);
-    let mut pod_logs = String::new();
-    for entry in std::fs::read_dir(cluster.dir.join("pods"))
-        .unwrap()
-        .flatten()
-    {
-        if entry.file_name().to_string_lossy().starts_with("secrets_") && entry.path().is_file() {
-            pod_logs.push_str(&std::fs::read_to_string(entry.path()).unwrap_or_default());
-        }
-    }
+    // What `kubectl logs` shows of every worker pod of the import.
+    let pods = cluster.kubectl(&["get", "pods", "-n", "secrets", "-o", "name"]);
+    let pod_logs: String = pods
+        .lines()
+        .map(|pod| cluster.kubectl(&["logs", "-n", "secrets", pod]))
+        .collect();
     assert!(!pod_logs.is_empty(), "the pods' logs were read");
     for (what, text) in [
         ("the scheduler's log", &log),
@@ -934,7 +944,8 @@ fn a_credential_from_a_secret_reaches_the_worker_and_nowhere_else() {
 }
 
 #[test]
-fn stop_wins_over_a_scheduler_mid_round_again_and_again_and_the_resume_is_exact() {
+#[ignore = "runs in the cluster: scripts/test runs it inside scripts/cluster's network namespace"]
+fn in_cluster_stop_wins_over_a_scheduler_mid_round_again_and_again_and_the_resume_is_exact() {
     let cluster = cluster();
     let world = Scenario::new("race");
     let scheduler = &world.scheduler;
@@ -1042,7 +1053,9 @@ fn stop_wins_over_a_scheduler_mid_round_again_and_again_and_the_resume_is_exact(
 }
 
 #[test]
-fn import_start_of_a_cluster_target_with_its_default_range_lands_exact_with_one_job_per_window() {
+#[ignore = "runs in the cluster: scripts/test runs it inside scripts/cluster's network namespace"]
+fn in_cluster_import_start_of_a_cluster_target_with_its_default_range_lands_exact_with_one_job_per_window()
+ {
     let cluster = cluster();
     let admin = cluster.admin();
     cluster.namespace("defaults");
@@ -1075,7 +1088,7 @@ fn import_start_of_a_cluster_target_with_its_default_range_lands_exact_with_one_
             "--parallelism",
             "10",
             "--image",
-            "promimport",
+            &cluster.image(),
             "--poll",
             "300ms",
             "--timeout",
@@ -1106,12 +1119,13 @@ fn import_start_of_a_cluster_target_with_its_default_range_lands_exact_with_one_
 }
 
 #[test]
-fn a_source_with_nothing_listening_fails_the_import_before_any_job_with_what_to_check() {
+#[ignore = "runs in the cluster: scripts/test runs it inside scripts/cluster's network namespace"]
+fn in_cluster_a_source_with_nothing_listening_fails_the_import_before_any_job_with_what_to_check() {
     let cluster = cluster();
     let world = Scenario::new("nowhere");
     let scheduler = &world.scheduler;
     let sink = start_victoria_metrics("k8s-nowhere-sink", "100y");
-    let source = format!("http://127.0.0.1:{}/api/v1/read", free_port());
+    let source = format!("http://{}:{}/api/v1/read", test_host(), free_port());
     let spec = world.spec(
         "nowhere",
         &range_spec(&source, &sink.url("/api/v1/write"), 6, "1h", 2, ""),

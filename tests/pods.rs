@@ -14,22 +14,12 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::cluster::{Cluster, Ledger, TestNamespace, real_cluster};
+use common::cluster::{Cluster, Ledger, TestNamespace, cluster};
+use common::cortex::opni_certificates;
 use common::*;
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// The image the cluster's containerd holds, as `image.repository` and `image.tag`.
-fn image_sets(cluster: &Cluster) -> [String; 2] {
-    let image = std::fs::read_to_string(cluster.dir.join("image"))
-        .expect("scripts/cluster up writes DIR/image");
-    let (repository, tag) = image.trim().rsplit_once(':').expect("REPOSITORY:TAG");
-    [
-        format!("image.repository={repository}"),
-        format!("image.tag={tag}"),
-    ]
 }
 
 /// `helm VERB RELEASE charts/promimport -n NAMESPACE MORE... --set SETS...` into the cluster;
@@ -80,10 +70,10 @@ fn finished(cluster: &Cluster, namespace: &str, import: &str, within: Duration) 
 
 #[test]
 #[ignore = "runs on real pods: scripts/test runs it inside scripts/cluster's network namespace"]
-fn on_real_pods_helm_install_with_the_charts_defaults_migrates_ten_days_exactly() {
-    let cluster = real_cluster();
+fn in_cluster_helm_install_with_the_charts_defaults_migrates_ten_days_exactly() {
+    let cluster = cluster();
     let namespace = "pods-defaults";
-    let _namespace = TestNamespace::create(&cluster, namespace);
+    let _namespace = TestNamespace::create(cluster, namespace);
     // rancher-monitoring keeps 10 days: the chart's default start, now-10d, takes all of it.
     let source = recent_history_source("pods-src", 10 * 24, 1);
     let sink = prometheus_sink("pods-sink");
@@ -93,10 +83,10 @@ fn on_real_pods_helm_install_with_the_charts_defaults_migrates_ten_days_exactly(
         format!("source.url={}", source.url("/api/v1/read")),
         format!("destination.url={}", sink.url("/api/v1/write")),
     ];
-    sets.extend(image_sets(&cluster));
-    helm_install(&cluster, "history", namespace, &sets);
+    sets.extend(cluster.image_sets());
+    helm_install(cluster, "history", namespace, &sets);
     let import = "rancher-monitoring";
-    let ledger = finished(&cluster, namespace, import, Duration::from_secs(900));
+    let ledger = finished(cluster, namespace, import, Duration::from_secs(900));
     let (start, end) = (ledger.range_start_ms, ledger.range_end_ms.unwrap());
     let planned = promimport::plan::plan_windows(
         promimport::window::Window::new(start, end).unwrap(),
@@ -210,11 +200,11 @@ fn promimport_in(cluster: &Cluster, args: &[&str]) -> std::process::Output {
 
 #[test]
 #[ignore = "runs on real pods: scripts/test runs it inside scripts/cluster's network namespace"]
-fn on_real_pods_a_worker_over_its_memory_limit_is_named_never_done_and_more_memory_lands_it_exactly()
- {
-    let cluster = real_cluster();
+fn in_cluster_a_worker_over_its_memory_limit_is_named_never_done_and_more_memory_lands_it_exactly()
+{
+    let cluster = cluster();
     let namespace = "pods-oom";
-    let _namespace = TestNamespace::create(&cluster, namespace);
+    let _namespace = TestNamespace::create(cluster, namespace);
     let source = wide_source("pods-oom-src", 3000);
     let sink = prometheus_sink("pods-oom-sink");
     let mut sets = vec![
@@ -230,11 +220,11 @@ fn on_real_pods_a_worker_over_its_memory_limit_is_named_never_done_and_more_memo
         "worker.resources.requests.memory=8Mi".to_string(),
         "worker.backoffLimit=0".to_string(),
     ];
-    sets.extend(image_sets(&cluster));
-    helm_install(&cluster, "history", namespace, &sets);
+    sets.extend(cluster.image_sets());
+    helm_install(cluster, "history", namespace, &sets);
     let import = "rancher-monitoring";
     let ledger = in_state(
-        &cluster,
+        cluster,
         namespace,
         import,
         "failed",
@@ -262,7 +252,7 @@ fn on_real_pods_a_worker_over_its_memory_limit_is_named_never_done_and_more_memo
         ledger.records.iter().all(|(_, r)| r["status"] != "done"),
         "no window killed is called done: {ledger:?}"
     );
-    let status = promimport_in(&cluster, &["status", import, "-n", namespace]);
+    let status = promimport_in(cluster, &["status", import, "-n", namespace]);
     assert!(text(&status).contains("OOMKilled"), "{}", text(&status));
 
     // The fix as the message gives it: the chart upgraded with more memory. Its new scheduler
@@ -274,7 +264,7 @@ fn on_real_pods_a_worker_over_its_memory_limit_is_named_never_done_and_more_memo
         "worker.resources.requests.memory=64Mi".to_string(),
     ];
     helm(
-        &cluster,
+        cluster,
         "upgrade",
         "history",
         namespace,
@@ -296,7 +286,7 @@ fn on_real_pods_a_worker_over_its_memory_limit_is_named_never_done_and_more_memo
         );
         std::thread::sleep(Duration::from_millis(500));
     }
-    let ledger = finished(&cluster, namespace, import, Duration::from_secs(600));
+    let ledger = finished(cluster, namespace, import, Duration::from_secs(600));
     let (start, end) = (ledger.range_start_ms, ledger.range_end_ms.unwrap());
     assert!(ledger.all_exact(), "{ledger:?}");
     let expected = read_samples(&source, start, end);
@@ -329,10 +319,10 @@ fn wide_source(name: &str, series: usize) -> Server {
 
 #[test]
 #[ignore = "runs on real pods: scripts/test runs it inside scripts/cluster's network namespace"]
-fn on_real_pods_stop_reaches_the_workers_as_sigterm_within_the_grace_period_and_resume_is_exact() {
-    let cluster = real_cluster();
+fn in_cluster_stop_reaches_the_workers_as_sigterm_within_the_grace_period_and_resume_is_exact() {
+    let cluster = cluster();
     let namespace = "pods-stop";
-    let _namespace = TestNamespace::create(&cluster, namespace);
+    let _namespace = TestNamespace::create(cluster, namespace);
     let source = recent_history_source("pods-stop-src", 24, 1);
     let sink = prometheus_sink("pods-stop-sink");
     let mut sets = vec![
@@ -347,16 +337,16 @@ fn on_real_pods_stop_reaches_the_workers_as_sigterm_within_the_grace_period_and_
         "worker.maxSamplesPerSecond=500".to_string(),
         "worker.batchSamples=250".to_string(),
     ];
-    sets.extend(image_sets(&cluster));
-    helm_install(&cluster, "history", namespace, &sets);
+    sets.extend(cluster.image_sets());
+    helm_install(cluster, "history", namespace, &sets);
     let import = "rancher-monitoring";
-    let workers = |running: bool| worker_pods(&cluster, namespace, import, running);
+    let workers = |running: bool| worker_pods(cluster, namespace, import, running);
     let deadline = Instant::now() + Duration::from_secs(300);
     while workers(true).is_empty() {
         assert!(Instant::now() < deadline, "no worker ran");
         std::thread::sleep(Duration::from_millis(500));
     }
-    let out = promimport_in(&cluster, &["stop", import, "-n", namespace]);
+    let out = promimport_in(cluster, &["stop", import, "-n", namespace]);
     assert!(out.status.success(), "{}", text(&out));
     // The kubelet sends SIGTERM; a worker that ignored it would run on until it is killed at
     // the end of the pod's 30 s grace period. promimport's ends the window unrecorded at once,
@@ -373,16 +363,16 @@ fn on_real_pods_stop_reaches_the_workers_as_sigterm_within_the_grace_period_and_
         std::thread::sleep(Duration::from_millis(500));
     }
     let ledger = in_state(
-        &cluster,
+        cluster,
         namespace,
         import,
         "stopped",
         Duration::from_secs(10),
     );
     assert!(ledger.windows() < 14, "stopped part way: {ledger:?}");
-    let out = promimport_in(&cluster, &["resume", import, "-n", namespace]);
+    let out = promimport_in(cluster, &["resume", import, "-n", namespace]);
     assert!(out.status.success(), "{}", text(&out));
-    let ledger = finished(&cluster, namespace, import, Duration::from_secs(600));
+    let ledger = finished(cluster, namespace, import, Duration::from_secs(600));
     let (start, end) = (ledger.range_start_ms, ledger.range_end_ms.unwrap());
     let planned = promimport::plan::plan_windows(
         promimport::window::Window::new(start, end).unwrap(),
@@ -402,10 +392,10 @@ fn on_real_pods_stop_reaches_the_workers_as_sigterm_within_the_grace_period_and_
 
 #[test]
 #[ignore = "runs on real pods: scripts/test runs it inside scripts/cluster's network namespace"]
-fn on_real_pods_helm_uninstall_while_workers_run_removes_every_object_and_pod() {
-    let cluster = real_cluster();
+fn in_cluster_helm_uninstall_while_workers_run_removes_every_object_and_pod() {
+    let cluster = cluster();
     let namespace = "pods-uninstall";
-    let _namespace = TestNamespace::create(&cluster, namespace);
+    let _namespace = TestNamespace::create(cluster, namespace);
     let source = recent_history_source("pods-uninstall-src", 8, 1);
     let sink = prometheus_sink("pods-uninstall-sink");
     let mut sets = vec![
@@ -417,11 +407,11 @@ fn on_real_pods_helm_uninstall_while_workers_run_removes_every_object_and_pod() 
         "worker.maxSamplesPerSecond=500".to_string(),
         "worker.batchSamples=250".to_string(),
     ];
-    sets.extend(image_sets(&cluster));
-    helm_install(&cluster, "history", namespace, &sets);
+    sets.extend(cluster.image_sets());
+    helm_install(cluster, "history", namespace, &sets);
     let import = "rancher-monitoring";
     let deadline = Instant::now() + Duration::from_secs(300);
-    while worker_pods(&cluster, namespace, import, true).is_empty() {
+    while worker_pods(cluster, namespace, import, true).is_empty() {
         assert!(Instant::now() < deadline, "no worker ran");
         std::thread::sleep(Duration::from_millis(500));
     }
@@ -440,11 +430,11 @@ fn on_real_pods_helm_uninstall_while_workers_run_removes_every_object_and_pod() 
 
 #[test]
 #[ignore = "runs on real pods: scripts/test runs it inside scripts/cluster's network namespace"]
-fn on_real_pods_blocks_into_a_host_volume_shared_by_the_jobs_are_served_exactly_by_prometheus() {
+fn in_cluster_blocks_into_a_host_volume_shared_by_the_jobs_are_served_exactly_by_prometheus() {
     use std::os::unix::fs::PermissionsExt;
-    let cluster = real_cluster();
+    let cluster = cluster();
     let namespace = "pods-blocks";
-    let _namespace = TestNamespace::create(&cluster, namespace);
+    let _namespace = TestNamespace::create(cluster, namespace);
     let source = recent_history_source("pods-blocks-src", 12, 1);
     let data = temp_dir("pods-blocks-data");
     // The workers run as user 65532 and write the blocks; the read-only root filesystem is
@@ -457,10 +447,10 @@ fn on_real_pods_blocks_into_a_host_volume_shared_by_the_jobs_are_served_exactly_
         "destination.blocks.volume.hostPath.type=Directory".to_string(),
         "start=now-14h".to_string(),
     ];
-    sets.extend(image_sets(&cluster));
-    helm_install(&cluster, "history", namespace, &sets);
+    sets.extend(cluster.image_sets());
+    helm_install(cluster, "history", namespace, &sets);
     let import = "rancher-monitoring";
-    let ledger = finished(&cluster, namespace, import, Duration::from_secs(600));
+    let ledger = finished(cluster, namespace, import, Duration::from_secs(600));
     let (start, end) = (ledger.range_start_ms, ledger.range_end_ms.unwrap());
     assert!(ledger.all_exact(), "{ledger:?}");
     // One block per 2h window that holds samples: 12 hours of history, so 6 or 7.
@@ -477,4 +467,212 @@ fn on_real_pods_blocks_into_a_host_volume_shared_by_the_jobs_are_served_exactly_
     assert!(total_samples(&expected) > 40_000, "the range holds history");
     let served = start_prometheus_on("pods-blocks-served", &data, &[]);
     assert_same_data(&expected, &read_samples(&served, start, end));
+}
+
+#[test]
+#[ignore = "runs on real pods: scripts/test runs it inside scripts/cluster's network namespace"]
+fn in_cluster_mutual_tls_from_secret_volumes_into_a_sink_that_requires_a_client_certificate_lands_exactly()
+ {
+    let cluster = cluster();
+    let namespace = "pods-mtls";
+    let _namespace = TestNamespace::create(cluster, namespace);
+    // Certificates as Opni issues them; the sink, a Prometheus, takes no request without a
+    // client certificate its CA signed, and its own names only Opni's short Service names.
+    let tls = opni_certificates(namespace);
+    let web = tls.join("web.yml");
+    std::fs::write(
+        &web,
+        format!(
+            "tls_server_config:\n  cert_file: {0}/server.crt\n  key_file: {0}/server.key\n  \
+             client_ca_file: {0}/ca.crt\n  client_auth_type: RequireAndVerifyClientCert\n",
+            tls.display()
+        ),
+    )
+    .unwrap();
+    let client = mtls_client(&tls);
+    let sink = start_prometheus_with(
+        "pods-mtls-sink",
+        PrometheusOptions {
+            receiver: true,
+            out_of_order_window: Some("3650d"),
+            ready_client: Some(&client),
+            ..PrometheusOptions::default()
+        },
+        &[&format!("--web.config.file={}", web.display())],
+    );
+    let sink_url = |path: &str| format!("https://{}:{}{path}", test_host(), sink.port);
+    let refused = reqwest::blocking::Client::builder()
+        .tls_danger_accept_invalid_certs(true)
+        .build()
+        .unwrap()
+        .get(sink_url("/-/ready"))
+        .send();
+    assert!(refused.is_err(), "no request without a client certificate");
+    let source = recent_history_source("pods-mtls-src", 6, 1);
+    // The Secrets as Opni's namespace holds them, copied into the import's as a user does.
+    let file = |key: &str, f: &str| format!("--from-file={key}={}", tls.join(f).display());
+    for (name, files) in [
+        ("cortex-serving-cert-keys", vec![file("ca.crt", "ca.crt")]),
+        (
+            "cortex-client-cert-keys",
+            vec![file("tls.crt", "client.crt"), file("tls.key", "client.key")],
+        ),
+    ] {
+        let mut args = vec!["-n", namespace, "create", "secret", "generic", name];
+        args.extend(files.iter().map(String::as_str));
+        cluster.kubectl(&args);
+    }
+    let mut sets = vec![
+        format!("source.url={}", source.url("/api/v1/read")),
+        format!("destination.url={}", sink_url("/api/v1/write")),
+        "destination.caSecret.name=cortex-serving-cert-keys".to_string(),
+        "destination.caSecret.key=ca.crt".to_string(),
+        "destination.clientCertSecret.name=cortex-client-cert-keys".to_string(),
+        "destination.tlsServerName=cortex-distributor".to_string(),
+        "start=now-8h".to_string(),
+    ];
+    sets.extend(cluster.image_sets());
+    helm_install(cluster, "history", namespace, &sets);
+    let ledger = finished(
+        cluster,
+        namespace,
+        "rancher-monitoring",
+        Duration::from_secs(600),
+    );
+    assert!(ledger.all_exact(), "{ledger:?}");
+    let (start, end) = (ledger.range_start_ms, ledger.range_end_ms.unwrap());
+    let expected = read_samples(&source, start, end);
+    assert!(total_samples(&expected) > 10_000, "the range holds history");
+    let (_, body) = raw_read_with(
+        &client,
+        &sink_url("/api/v1/read"),
+        &[],
+        start,
+        end,
+        promimport::proto::read_request::ResponseType::Samples,
+    );
+    assert_same_data(&expected, &decode_samples(&body, start, end));
+    // The workers read the certificates from read-only Secret volumes: no certificate or key
+    // is in a Job, and none in a worker's environment.
+    let jobs = cluster.kubectl(&["-n", namespace, "get", "jobs", "-o", "json"]);
+    let workers = cluster.kubectl(&[
+        "-n",
+        namespace,
+        "get",
+        "jobs",
+        "-l",
+        "promimport.io/import=rancher-monitoring",
+        "-o",
+        "json",
+    ]);
+    let key_pem = std::fs::read_to_string(tls.join("client.key")).unwrap();
+    assert!(
+        !jobs.contains(key_pem.lines().nth(1).unwrap()),
+        "a key in a Job"
+    );
+    let workers: serde_json::Value = serde_json::from_str(&workers).unwrap();
+    let workers = workers["items"].as_array().unwrap();
+    assert!(!workers.is_empty());
+    for job in workers {
+        let pod = &job["spec"]["template"]["spec"];
+        let secrets: Vec<&str> = pod["volumes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|v| v["secret"]["secretName"].as_str())
+            .collect();
+        assert_eq!(
+            secrets,
+            ["cortex-serving-cert-keys", "cortex-client-cert-keys"],
+            "{pod}"
+        );
+        let mounts = pod["containers"][0]["volumeMounts"].as_array().unwrap();
+        assert!(mounts.iter().all(|m| m["readOnly"] == true), "{pod}");
+    }
+}
+
+#[test]
+#[ignore = "runs on real pods: scripts/test runs it inside scripts/cluster's network namespace"]
+fn in_cluster_a_2h_window_of_50k_series_stays_within_the_charts_default_memory_limit_and_lands_exactly()
+ {
+    let cluster = cluster();
+    let namespace = "pods-50k";
+    let _namespace = TestNamespace::create(cluster, namespace);
+    // The benchmark's shape (node-exporter and kube-state-metrics series, a tenth native
+    // histograms) at 1 613 hosts: 50 003 series, 30 s apart, over one 2h window that ended at
+    // the last even hour.
+    let native = ["--enable-feature=native-histograms"];
+    let receiver = || PrometheusOptions {
+        receiver: true,
+        out_of_order_window: Some("3650d"),
+        ..PrometheusOptions::default()
+    };
+    let source = start_prometheus_with("pods-50k-src", receiver(), &native);
+    let sink = start_prometheus_with("pods-50k-sink", receiver(), &native);
+    let end_s = promimport::timespec::now_ms() / 1000 / 7_200 * 7_200;
+    let out = Command::new(env!("CARGO_BIN_EXE_promimport-bench"))
+        .args(["generate", "--url", &source.url("/api/v1/write")])
+        .args([
+            "--hosts",
+            "1613",
+            "--hours",
+            "2",
+            "--end",
+            &end_s.to_string(),
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let generated: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(generated["series"], 50_003, "{generated}");
+    let (start, end) = ((end_s - 7_200) * 1000, end_s * 1000);
+    // Only the source, the destination, the range and the image: the window (2h), the
+    // resources (256Mi) and everything else are the chart's defaults.
+    let mut sets = vec![
+        format!("source.url={}", source.url("/api/v1/read")),
+        format!("destination.url={}", sink.url("/api/v1/write")),
+        format!("start={}", rfc3339(start)),
+        format!("end={}", rfc3339(end)),
+    ];
+    sets.extend(cluster.image_sets());
+    helm_install(cluster, "history", namespace, &sets);
+    let ledger = finished(
+        cluster,
+        namespace,
+        "rancher-monitoring",
+        Duration::from_secs(900),
+    );
+    assert!(ledger.all_exact(), "{ledger:?}");
+    assert_eq!(ledger.windows(), 1, "one 2h window: {ledger:?}");
+    // The window's one pod ran to the end: not OOMKilled, never retried.
+    let pods = cluster.kubectl(&[
+        "get",
+        "pods",
+        "-n",
+        namespace,
+        "-l",
+        "promimport.io/window",
+        "-o",
+        "jsonpath={range .items[*]}{.status.containerStatuses[0].state.terminated.reason} {.spec.containers[0].resources.limits.memory}{\"\\n\"}{end}",
+    ]);
+    assert_eq!(pods.trim(), "Completed 256Mi", "{pods}");
+    // Its summary in `kubectl logs` says how close it came: its peak resident memory.
+    let logs = cluster.kubectl(&["logs", "-n", namespace, "-l", "promimport.io/window"]);
+    let summary: serde_json::Value = logs
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .find(|l: &serde_json::Value| l["message"] == "worker finished")
+        .unwrap_or_else(|| panic!("no summary in the worker's log: {logs}"));
+    let peak = summary["peak_memory_mib"].as_u64().unwrap();
+    eprintln!("a 2h window of 50 003 series: the worker's peak memory {peak} MiB of 256");
+    assert!(peak < 256, "{summary}");
+    let (floats, histograms) = read_chunked(&source.url("/api/v1/read"), &[], start, end);
+    assert_eq!(
+        total_samples(&floats) + histograms.values().map(Vec::len).sum::<usize>(),
+        generated["samples"].as_u64().unwrap() as usize,
+        "the source holds what was generated"
+    );
+    let (sunk_floats, sunk_histograms) = read_chunked(&sink.url("/api/v1/read"), &[], start, end);
+    assert_same_data(&floats, &sunk_floats);
+    assert_same_histograms(&histograms, &sunk_histograms);
 }

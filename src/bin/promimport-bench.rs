@@ -40,6 +40,9 @@ enum Command {
         hosts: usize,
         #[arg(long, default_value_t = 7)]
         days: i64,
+        /// Hours of history instead of days (the real-pod memory test's one 2h window)
+        #[arg(long, conflicts_with = "days")]
+        hours: Option<i64>,
         #[arg(long, default_value_t = 30)]
         interval_seconds: i64,
         /// Native histogram series per host (an application's request latencies, 12 buckets):
@@ -65,13 +68,14 @@ fn main() -> anyhow::Result<()> {
             url,
             hosts,
             days,
+            hours,
             interval_seconds,
             histograms_per_host,
             end,
         } => generate(
             &url,
             hosts,
-            days,
+            hours.map_or(days * 86_400, |h| h * 3_600),
             interval_seconds,
             histograms_per_host,
             end,
@@ -305,7 +309,7 @@ fn send(
 fn generate(
     url: &str,
     hosts: usize,
-    days: i64,
+    seconds: i64,
     interval: i64,
     histograms_per_host: usize,
     end: Option<i64>,
@@ -313,7 +317,7 @@ fn generate(
     let mut series = series_set(hosts);
     let mut histogram_series = histogram_set(hosts, histograms_per_host);
     let end = end.unwrap_or_else(|| promimport::timespec::now_ms() / 1000 / 3600 * 3600);
-    let start = end - days * 86_400;
+    let start = end - seconds;
     let steps = (end - start) / interval;
     let client = reqwest::blocking::Client::builder()
         .timeout(std::time::Duration::from_secs(120))
@@ -323,8 +327,10 @@ fn generate(
     let mut written = 0u64;
     let mut histograms = 0u64;
     // Time-major batches of 60 steps: every request is newer than the one before, so a
-    // receiver without an out-of-order window takes all of it.
-    let per_request = 60;
+    // receiver without an out-of-order window takes all of it. Fewer steps for many series,
+    // so that no request holds more than about 600k samples.
+    let per_request =
+        (600_000 / (series.len() + histogram_series.len()).max(1)).clamp(1, 60) as i64;
     let mut step = 0;
     while step < steps {
         let last = (step + per_request).min(steps);

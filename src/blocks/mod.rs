@@ -15,6 +15,8 @@
 pub mod bits;
 mod builder;
 mod chunks;
+#[cfg(test)]
+mod decoder_tests;
 pub mod histogram;
 pub mod index;
 mod meta;

@@ -8,7 +8,7 @@ use tokio::time::Instant;
 use crate::cli::VerifyArgs;
 use crate::endpoint::EndpointConfig;
 use crate::error::{Error, Result};
-use crate::ledger::configmap::{ConfigMapLedger, LedgerView};
+use crate::kube::ledger::{ConfigMapLedger, LedgerView};
 use crate::local::EXIT_FAILED;
 use crate::plan::{check_plan, parse_window_length, plan_windows};
 use crate::selector::{ALL_SERIES, parse_selector};

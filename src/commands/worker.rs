@@ -6,7 +6,7 @@ use tracing::Instrument;
 
 use crate::destination::Destination;
 use crate::error::{Error, Result};
-use crate::ledger::configmap::ConfigMapLedger;
+use crate::kube::ledger::ConfigMapLedger;
 use crate::ledger::{LedgerEntry, WindowStatus};
 use crate::local::{EXIT_FAILED, EXIT_REJECTED, EXIT_TERMINATED};
 use crate::outcome::WindowOutcome;
@@ -61,6 +61,7 @@ pub async fn worker() -> Result<i32> {
             rejected = outcome.samples_rejected(),
             skipped = outcome.samples_skipped(),
             error = outcome.error.as_ref().map(|e| e.message.as_str()),
+            peak_memory_mib = peak_memory_mib(),
             "worker finished"
         );
         let entry = LedgerEntry {
@@ -86,6 +87,15 @@ pub async fn worker() -> Result<i32> {
     }
     .instrument(span)
     .await
+}
+
+/// The process's peak resident memory (VmHWM) in MiB, rounded up: what a Job's memory limit
+/// must leave room for. `None` where /proc does not say.
+fn peak_memory_mib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find_map(|l| l.strip_prefix("VmHWM:"))?;
+    let kib: u64 = line.trim().strip_suffix("kB")?.trim().parse().ok()?;
+    Some(kib.div_ceil(1024))
 }
 
 /// The window's outcome, or `None` when SIGTERM stopped it first.

@@ -5,11 +5,11 @@ use k8s_openapi::api::batch::v1::Job;
 use kube::api::{Api, ListParams};
 use serde::Serialize;
 
+use super::ledger::{self, ConfigMapLedger, LedgerView};
 use super::live_jobs::{delete_job, import_jobs, job_info, reopen};
 use super::{LABEL_IMPORT, LABEL_MANAGED_BY, MANAGED_BY};
 use crate::error::{Error, Result, kube_error};
 use crate::ledger::WindowStatus;
-use crate::ledger::configmap::{self as ledger, ConfigMapLedger, LedgerView};
 use crate::ledger::record::ImportState;
 use crate::plan::count_windows;
 use crate::plan::decide::RunPhase;

@@ -5,15 +5,15 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::batch::v1::{Job, JobSpec};
 use k8s_openapi::api::core::v1::{
-    Capabilities, Container, EmptyDirVolumeSource, EnvFromSource, EnvVar, EnvVarSource,
+    Capabilities, Container, EmptyDirVolumeSource, EnvFromSource, EnvVar, EnvVarSource, KeyToPath,
     ObjectFieldSelector, PodSecurityContext, PodSpec, PodTemplateSpec, SeccompProfile,
-    SecretEnvSource, SecretKeySelector, SecurityContext, Volume, VolumeMount,
+    SecretEnvSource, SecretKeySelector, SecretVolumeSource, SecurityContext, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 
+use super::ledger::MAX_GENERATION;
 use super::{LABEL_IMPORT, LABEL_MANAGED_BY, LABEL_SOURCE, LABEL_WINDOW, MANAGED_BY, source_label};
 use crate::error::{Error, Result};
-use crate::ledger::configmap::MAX_GENERATION;
 use crate::name_value::NameValue;
 use crate::spec::{EndpointSpec, ImportSpec};
 use crate::timespec::format_ms;
@@ -101,16 +101,22 @@ pub fn job_for_window(
 
 /// The worker's pod: one container of the image, non-root on a read-only root filesystem.
 fn worker_pod(spec: &ImportSpec, ledger_name: &str, window: Window) -> Result<PodSpec> {
-    let (env_from, volumes, mounts) = blocks_pod(spec)?;
+    let mut files = PodFiles::default();
+    blocks_pod(spec, &mut files)?;
+    for (prefix, endpoint) in [("SOURCE", &spec.source), ("DEST", &spec.destination)] {
+        certificate_files(prefix, endpoint, &mut files);
+    }
+    let mut env = worker_env(spec, ledger_name, window);
+    env.append(&mut files.env);
     let container = Container {
         name: "worker".into(),
         image: Some(spec.worker.image.clone()),
         image_pull_policy: Some(spec.worker.image_pull_policy.clone()),
         args: Some(vec!["worker".into()]),
-        env: Some(worker_env(spec, ledger_name, window)),
-        // Only a blocks destination has these; a remote write Job stays as it was.
-        env_from: some(env_from),
-        volume_mounts: some(mounts),
+        env: Some(env),
+        // Only a blocks destination or certificates have these; other Jobs stay as they were.
+        env_from: some(files.env_from),
+        volume_mounts: some(files.mounts),
         resources: spec.worker.resources.clone(),
         security_context: Some(SecurityContext {
             allow_privilege_escalation: Some(false),
@@ -138,13 +144,13 @@ fn worker_pod(spec: &ImportSpec, ledger_name: &str, window: Window) -> Result<Po
             ..Default::default()
         }),
         containers: vec![container],
-        volumes: some(volumes),
+        volumes: some(files.volumes),
         ..Default::default()
     })
 }
 
 /// A window's worker environment: the PROMIMPORT_* variables that `WorkerOptions::from_vars`
-/// reads back, credentials and certificates as Secret references.
+/// reads back, credentials as Secret references.
 fn worker_env(spec: &ImportSpec, ledger_name: &str, window: Window) -> Vec<EnvVar> {
     let namespace = EnvVar {
         name: "PROMIMPORT_NAMESPACE".into(),
@@ -211,15 +217,24 @@ fn worker_env(spec: &ImportSpec, ledger_name: &str, window: Window) -> Vec<EnvVa
 /// Where a Job stages a block before uploading it: the root filesystem is read-only.
 const BLOCKS_STAGING: &str = "/var/tmp/promimport";
 
+/// What a pod gets beside its plain environment: the variables that name its files, variables
+/// from a whole Secret, and its volumes and their mounts.
+#[derive(Default)]
+struct PodFiles {
+    env: Vec<EnvVar>,
+    env_from: Vec<EnvFromSource>,
+    volumes: Vec<Volume>,
+    mounts: Vec<VolumeMount>,
+}
+
 /// What a blocks destination adds to a Job's pod: its credentials as environment (`envFrom`
 /// a Secret), a writable staging directory, and for `file://` the volume that holds it.
-fn blocks_pod(spec: &ImportSpec) -> Result<(Vec<EnvFromSource>, Vec<Volume>, Vec<VolumeMount>)> {
-    let (mut env_from, mut volumes, mut mounts) = (Vec::new(), Vec::new(), Vec::new());
+fn blocks_pod(spec: &ImportSpec, files: &mut PodFiles) -> Result<()> {
     let Some(blocks) = &spec.destination.blocks else {
-        return Ok((env_from, volumes, mounts));
+        return Ok(());
     };
     if let Some(secret) = &blocks.credentials_secret {
-        env_from.push(EnvFromSource {
+        files.env_from.push(EnvFromSource {
             secret_ref: Some(SecretEnvSource {
                 name: secret.clone(),
                 ..Default::default()
@@ -227,12 +242,12 @@ fn blocks_pod(spec: &ImportSpec) -> Result<(Vec<EnvFromSource>, Vec<Volume>, Vec
             ..Default::default()
         });
     }
-    volumes.push(Volume {
+    files.volumes.push(Volume {
         name: "staging".into(),
         empty_dir: Some(EmptyDirVolumeSource::default()),
         ..Default::default()
     });
-    mounts.push(mount("staging", BLOCKS_STAGING));
+    files.mounts.push(mount("staging", BLOCKS_STAGING));
     if let (Some(source), Some(path)) = (&blocks.volume, blocks.url.strip_prefix("file://")) {
         let mut source = source.clone();
         if let Some(fields) = source.as_object_mut() {
@@ -247,10 +262,71 @@ fn blocks_pod(spec: &ImportSpec) -> Result<(Vec<EnvFromSource>, Vec<Volume>, Vec
                 format!("{e}; expected a volume source such as {{persistentVolumeClaim: {{claimName: NAME}}}}"),
             )
         })?;
-        volumes.push(volume);
-        mounts.push(mount("blocks", path));
+        files.volumes.push(volume);
+        files.mounts.push(mount("blocks", path));
     }
-    Ok((env_from, volumes, mounts))
+    Ok(())
+}
+
+/// Where a Job's certificates are mounted, a directory per Secret: `source-ca`, `dest-client`.
+const CERTIFICATES: &str = "/etc/promimport";
+
+/// Certificates and keys arrive as Secret volumes, read-only mounts beside the read-only root,
+/// and the worker reads them as it reads `--dest-ca-file` and the others: a key never sits in
+/// the pod's environment, and a CA bundle of any size fits.
+fn certificate_files(prefix: &str, endpoint: &EndpointSpec, files: &mut PodFiles) {
+    let role = prefix.to_ascii_lowercase();
+    if let Some(ca) = &endpoint.ca_secret {
+        let dir = files.secret_volume(&format!("{role}-ca"), &ca.name, &[(&ca.key, "ca.crt")]);
+        let path = format!("{dir}/ca.crt");
+        files
+            .env
+            .push(plain(&format!("PROMIMPORT_{prefix}_CA_FILE"), &path));
+    }
+    if let Some(client) = &endpoint.client_cert_secret {
+        let dir = files.secret_volume(
+            &format!("{role}-client"),
+            &client.name,
+            &[(&client.cert_key, "tls.crt"), (&client.key_key, "tls.key")],
+        );
+        let (cert, key) = (format!("{dir}/tls.crt"), format!("{dir}/tls.key"));
+        files
+            .env
+            .push(plain(&format!("PROMIMPORT_{prefix}_CERT_FILE"), &cert));
+        files
+            .env
+            .push(plain(&format!("PROMIMPORT_{prefix}_KEY_FILE"), &key));
+    }
+}
+
+impl PodFiles {
+    /// Mounts the Secret's `keys` (key, file name) read-only as the volume `name`; returns the
+    /// directory they are in.
+    fn secret_volume(&mut self, name: &str, secret: &str, keys: &[(&String, &str)]) -> String {
+        let items = keys
+            .iter()
+            .map(|(key, path)| KeyToPath {
+                key: (*key).clone(),
+                path: (*path).into(),
+                mode: None,
+            })
+            .collect();
+        self.volumes.push(Volume {
+            name: name.into(),
+            secret: Some(SecretVolumeSource {
+                secret_name: Some(secret.into()),
+                items: Some(items),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+        let dir = format!("{CERTIFICATES}/{name}");
+        self.mounts.push(VolumeMount {
+            read_only: Some(true),
+            ..mount(name, &dir)
+        });
+        dir
+    }
 }
 
 /// A list field that is left out when empty, as the pod had it before it had any.
@@ -298,7 +374,8 @@ fn secret_env(name: &str, secret: &str, key: &str) -> EnvVar {
     }
 }
 
-/// Credentials arrive as references to Secrets, never as values in the Job.
+/// Credentials arrive as references to Secrets, never as values in the Job (certificates as
+/// files: `certificate_files`).
 fn endpoint_env(prefix: &str, endpoint: &EndpointSpec, env: &mut Vec<EnvVar>) {
     if !endpoint.headers.is_empty() {
         env.push(plain(
@@ -322,27 +399,6 @@ fn endpoint_env(prefix: &str, endpoint: &EndpointSpec, env: &mut Vec<EnvVar>) {
             &format!("PROMIMPORT_{prefix}_BASIC_PASSWORD"),
             &basic.password_secret.name,
             &basic.password_secret.key,
-        ));
-    }
-    // Certificates travel like the other credentials: as Secret references in the
-    // environment, so the worker needs no mounted files on its read-only root filesystem.
-    if let Some(ca) = &endpoint.ca_secret {
-        env.push(secret_env(
-            &format!("PROMIMPORT_{prefix}_CA"),
-            &ca.name,
-            &ca.key,
-        ));
-    }
-    if let Some(client) = &endpoint.client_cert_secret {
-        env.push(secret_env(
-            &format!("PROMIMPORT_{prefix}_CLIENT_CERT"),
-            &client.name,
-            &client.cert_key,
-        ));
-        env.push(secret_env(
-            &format!("PROMIMPORT_{prefix}_CLIENT_KEY"),
-            &client.name,
-            &client.key_key,
         ));
     }
     if let Some(name) = &endpoint.tls_server_name {
@@ -451,12 +507,13 @@ dropLabels: [prometheus_replica]
             env["PROMIMPORT_DEST_BASIC_PASSWORD"]["secretKeyRef"]["name"],
             "cortex"
         );
-        // Certificates arrive as Secret references too: no file is mounted.
+        // Certificates arrive as files of a read-only Secret volume, named by a variable.
         assert_eq!(
-            env["PROMIMPORT_SOURCE_CA"]["secretKeyRef"]["name"],
-            "prom-ca"
+            env["PROMIMPORT_SOURCE_CA_FILE"],
+            "/etc/promimport/source-ca/ca.crt"
         );
-        assert!(pod.get("volumes").is_none(), "{pod}");
+        assert_eq!(pod["volumes"][0]["secret"]["secretName"], "prom-ca");
+        assert_eq!(pod["volumes"].as_array().unwrap().len(), 1, "{pod}");
     }
 
     proptest::proptest! {
@@ -504,6 +561,30 @@ dropLabels: [prometheus_replica]
                 Some((name, secrets[path.as_str()].to_string()))
             })
             .collect()
+    }
+
+    /// What a pod's container would find in its Secret volumes: path → content.
+    fn mounted_secrets(job: &Job, secrets: &BTreeMap<&str, &str>) -> BTreeMap<String, String> {
+        let json = serde_json::to_value(job).unwrap();
+        let pod = &json["spec"]["template"]["spec"];
+        let mut files = BTreeMap::new();
+        for mount in pod["containers"][0]["volumeMounts"].as_array().unwrap() {
+            let volumes = pod["volumes"].as_array().unwrap();
+            let volume = volumes.iter().find(|v| v["name"] == mount["name"]).unwrap();
+            let secret = volume["secret"]["secretName"].as_str().unwrap();
+            for item in volume["secret"]["items"].as_array().unwrap() {
+                let (key, path) = (
+                    item["key"].as_str().unwrap(),
+                    item["path"].as_str().unwrap(),
+                );
+                let dir = mount["mountPath"].as_str().unwrap();
+                files.insert(
+                    format!("{dir}/{path}"),
+                    secrets[format!("{secret}/{key}").as_str()].to_string(),
+                );
+            }
+        }
+        files
     }
 
     #[test]
@@ -726,17 +807,22 @@ destination:
         fn text(secret: &Option<Secret>) -> Option<&str> {
             secret.as_ref().map(|s| s.0.as_str())
         }
+        // The files the kubelet would mount: each Secret volume's items under its mount.
+        let files = mounted_secrets(&job, &secrets);
+        let file = |path: &Option<std::path::PathBuf>| {
+            path.as_ref().map(|p| files[p.to_str().unwrap()].as_str())
+        };
         let (source, dest) = (&settings.source, &settings.dest);
         assert_eq!(
             [
                 text(&source.bearer_token),
-                text(&source.ca_pem),
-                text(&source.cert_pem),
-                text(&source.key_pem),
+                file(&source.ca_file),
+                file(&source.cert_file),
+                file(&source.key_file),
                 text(&dest.basic_password),
-                text(&dest.ca_pem),
-                text(&dest.cert_pem),
-                text(&dest.key_pem),
+                file(&dest.ca_file),
+                file(&dest.cert_file),
+                file(&dest.key_file),
             ],
             [
                 Some("source-token"),
@@ -748,6 +834,16 @@ destination:
                 Some("dest-cert"),
                 Some("dest-key"),
             ]
+        );
+        let json = serde_json::to_value(&job).unwrap();
+        let container = &json["spec"]["template"]["spec"]["containers"][0];
+        assert!(
+            container["volumeMounts"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|m| m["readOnly"] == true),
+            "{container}"
         );
         assert_eq!(dest.basic_user.as_deref(), Some("importer"));
         assert_eq!(

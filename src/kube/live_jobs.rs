@@ -5,10 +5,10 @@
 use k8s_openapi::api::batch::v1::Job;
 use kube::api::{Api, DeleteParams, ListParams, PropagationPolicy};
 
+use super::ledger::{ConfigMapLedger, LedgerView};
 use super::{LABEL_IMPORT, LABEL_WINDOW};
 use crate::error::{Result, is_status, kube_error};
 use crate::ledger::WindowStatus;
-use crate::ledger::configmap::{ConfigMapLedger, LedgerView};
 use crate::plan::decide::{RunPhase, WindowRun};
 use crate::window::Window;
 

@@ -1,11 +1,13 @@
 //! Kubernetes mode: one Job per window (`jobs.rs`), the scheduler's reconcile loop
 //! (`scheduler.rs`), and the commands a person uses on a running import (`control.rs`); both of
 //! those stand on `live_jobs.rs` (what a Job says of its window, deleting Jobs, reopening
-//! windows). The import's ConfigMap ledger is `ledger/configmap.rs`, beside the file ledger.
+//! windows). The import's ConfigMap ledger is `ledger.rs`, the Kubernetes storage of the
+//! ledger model (`crate::ledger`, which the file ledger of a local run shares).
 
 pub mod control;
 pub mod discovery;
 pub mod jobs;
+pub mod ledger;
 pub mod live_jobs;
 pub mod scheduler;
 pub mod source_slots;
@@ -18,7 +20,10 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 use crate::error::{Error, Result, kube_error};
 
 /// Labels on everything promimport creates, so `kubectl get jobs,cm -l ...` finds it.
-pub use crate::ledger::configmap::{LABEL_IMPORT, LABEL_LEDGER, LABEL_MANAGED_BY, MANAGED_BY};
+pub const LABEL_MANAGED_BY: &str = "app.kubernetes.io/managed-by";
+pub const MANAGED_BY: &str = "promimport";
+pub const LABEL_IMPORT: &str = "promimport.io/import";
+pub const LABEL_LEDGER: &str = "promimport.io/ledger";
 pub const LABEL_WINDOW: &str = "promimport.io/window";
 /// Which source a Job reads (`source_label`), so the scheduler can bound the reads on one
 /// source across every import in the namespace.

@@ -12,11 +12,11 @@ use kube::api::{Api, ListParams, PostParams};
 use tracing::Instrument;
 
 use super::jobs::{job_for_window, job_name};
+use super::ledger::{ConfigMapLedger, LedgerView};
 use super::live_jobs::{delete_job, job_info, reopen};
 use super::source_slots::JobsSeen;
 use super::{LABEL_IMPORT, LABEL_MANAGED_BY, LABEL_WINDOW, MANAGED_BY};
 use crate::error::{Error, Result, is_status, kube_error};
-use crate::ledger::configmap::{ConfigMapLedger, LedgerView};
 use crate::ledger::record::ImportState;
 use crate::ledger::{LedgerEntry, WindowStatus};
 use crate::outcome::{WindowError, WindowOutcome};

@@ -3,7 +3,6 @@
 //! windows recorded as done. Re-importing a window is harmless (receivers accept an identical
 //! re-send), so the ledger may be at-least-once, never at-most-once.
 
-pub mod configmap;
 pub mod file;
 pub mod record;
 
@@ -40,7 +39,7 @@ impl WindowStatus {
 
 /// The ledger seam: where a finished window is recorded, so that no later run imports it
 /// again. A run here keeps a file (`file.rs`); an import in a cluster a ConfigMap
-/// (`configmap.rs`), written by each window's Job.
+/// (`kube/ledger.rs`), written by each window's Job.
 pub trait Ledger {
     /// Records one finished window; once this returns, the record survives a crash.
     fn record(&mut self, entry: &LedgerEntry) -> impl Future<Output = Result<()>> + Send;

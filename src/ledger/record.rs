@@ -16,7 +16,7 @@ pub const MAX_PROBLEM_RECORDS: usize = 200;
 /// The most a window's record may take, messages included.
 pub const RECORD_BYTES: usize = 2_048;
 const MESSAGE_BYTES: usize = 300;
-pub(super) const REASONS_KEPT: usize = 3;
+pub(crate) const REASONS_KEPT: usize = 3;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ImportState {
@@ -27,7 +27,7 @@ pub enum ImportState {
 }
 
 impl ImportState {
-    pub(super) fn parse(object: &str, text: &str) -> Result<Self> {
+    pub(crate) fn parse(object: &str, text: &str) -> Result<Self> {
         match text.trim() {
             "running" => Ok(ImportState::Running),
             "stopped" => Ok(ImportState::Stopped),
@@ -202,7 +202,7 @@ pub struct DoneRange {
 }
 
 impl DoneRange {
-    pub(super) fn of(window: Window, record: &WindowRecord) -> Self {
+    pub(crate) fn of(window: Window, record: &WindowRecord) -> Self {
         DoneRange {
             window,
             windows: 1,

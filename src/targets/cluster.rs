@@ -7,7 +7,7 @@ use kube::api::{Api, ListParams, PostParams};
 
 use super::{Target, parse};
 use crate::error::{Error, Result, is_status, kube_error};
-use crate::ledger::configmap::{LABEL_MANAGED_BY, MANAGED_BY};
+use crate::kube::{LABEL_MANAGED_BY, MANAGED_BY};
 use crate::ledger::record::ImportState;
 
 pub const LABEL_TARGET: &str = "promimport.io/target";
@@ -112,7 +112,7 @@ async fn refuse_if_importing(
     target: &str,
     verb: &str,
 ) -> Result<()> {
-    let running: Vec<String> = crate::ledger::configmap::list(client.clone(), namespace)
+    let running: Vec<String> = crate::kube::ledger::list(client.clone(), namespace)
         .await?
         .into_iter()
         .filter(|v| v.spec.target.as_deref() == Some(target) && v.state == ImportState::Running)

@@ -222,27 +222,6 @@ pub struct WorkerOptions {
     #[serde(default)]
     pub dest_basic_password: Option<Secret>,
 
-    /// Environment only (PROMIMPORT_SOURCE_CA, ..._CLIENT_CERT, ..._CLIENT_KEY and the DEST
-    /// ones): PEM certificates and keys a Job passes from Secrets, so that no file is mounted.
-    #[arg(skip)]
-    #[serde(default)]
-    pub source_ca: Option<Secret>,
-    #[arg(skip)]
-    #[serde(default)]
-    pub source_client_cert: Option<Secret>,
-    #[arg(skip)]
-    #[serde(default)]
-    pub source_client_key: Option<Secret>,
-    #[arg(skip)]
-    #[serde(default)]
-    pub dest_ca: Option<Secret>,
-    #[arg(skip)]
-    #[serde(default)]
-    pub dest_client_cert: Option<Secret>,
-    #[arg(skip)]
-    #[serde(default)]
-    pub dest_client_key: Option<Secret>,
-
     /// `promimport worker` in a Job (PROMIMPORT_LEDGER): the ConfigMap ledger that the window's
     /// outcome is recorded in.
     #[arg(skip)]
@@ -401,12 +380,6 @@ impl Default for WorkerOptions {
             dest_bearer_token: None,
             source_basic_password: None,
             dest_basic_password: None,
-            source_ca: None,
-            source_client_cert: None,
-            source_client_key: None,
-            dest_ca: None,
-            dest_client_cert: None,
-            dest_client_key: None,
             ledger: None,
             namespace: None,
             window_start: None,
@@ -602,9 +575,6 @@ impl WorkerOptions {
             ca_file: self.source_ca_file.clone(),
             cert_file: self.source_cert_file.clone(),
             key_file: self.source_key_file.clone(),
-            ca_pem: self.source_ca.clone(),
-            cert_pem: self.source_client_cert.clone(),
-            key_pem: self.source_client_key.clone(),
             insecure_skip_verify: self.source_insecure_skip_verify,
             tls_server_name: self.source_tls_server_name.clone(),
             connect_timeout: Self::CONNECT_TIMEOUT,
@@ -623,14 +593,8 @@ impl WorkerOptions {
                 dest.bearer_token_file.is_some() || dest.bearer_token.is_some(),
             ),
             ("--dest-basic-user", dest.basic_user.is_some()),
-            (
-                "--dest-cert-file",
-                dest.cert_file.is_some() || dest.cert_pem.is_some(),
-            ),
-            (
-                "--dest-key-file",
-                dest.key_file.is_some() || dest.key_pem.is_some(),
-            ),
+            ("--dest-cert-file", dest.cert_file.is_some()),
+            ("--dest-key-file", dest.key_file.is_some()),
             ("--dest-tls-server-name", dest.tls_server_name.is_some()),
         ] {
             if given {
@@ -662,9 +626,6 @@ impl WorkerOptions {
             ca_file: self.dest_ca_file.clone(),
             cert_file: self.dest_cert_file.clone(),
             key_file: self.dest_key_file.clone(),
-            ca_pem: self.dest_ca.clone(),
-            cert_pem: self.dest_client_cert.clone(),
-            key_pem: self.dest_client_key.clone(),
             insecure_skip_verify: self.dest_insecure_skip_verify,
             tls_server_name: self.dest_tls_server_name.clone(),
             connect_timeout: Self::CONNECT_TIMEOUT,

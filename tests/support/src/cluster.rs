@@ -1,31 +1,32 @@
-//! A real Kubernetes control plane for the tests (../shared/k8s/up): kube-apiserver, the Job,
-//! CronJob, garbage-collector and service-account controllers, and a test node that runs each
-//! pod as a local process of the built binary with its service account's token.
+//! The project's own Kubernetes cluster for the tests (scripts/cluster): kube-apiserver, the
+//! controllers, kube-scheduler, and a real kubelet running the image (scripts/image) in
+//! containers, in a network namespace of its own.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use promimport::window::Window;
 
-use super::temp_dir;
-
 pub struct Cluster {
     pub dir: PathBuf,
 }
 
-/// The real-pod cluster that scripts/cluster started (`PROMTEST_CLUSTER`, its directory), in
-/// whose network namespace this test binary runs: scripts/test runs tests/pods.rs so.
-pub fn real_cluster() -> Cluster {
-    let dir = std::env::var_os("PROMTEST_CLUSTER").map(PathBuf::from);
-    let dir = dir.filter(|d| d.join("kubeconfig").is_file()).expect(
-        "no PROMTEST_CLUSTER: these tests run on real pods; scripts/test starts \
-         `scripts/cluster up DIR` and runs them inside its network namespace \
-         (nsenter --net=$(cat DIR/netns)) with PROMTEST_CLUSTER=DIR",
-    );
-    Cluster { dir }
+/// The cluster that scripts/cluster started (`PROMTEST_CLUSTER`, its directory), in whose
+/// network namespace this test binary runs: scripts/test runs the Kubernetes tests so.
+pub fn cluster() -> &'static Cluster {
+    static CLUSTER: OnceLock<Cluster> = OnceLock::new();
+    CLUSTER.get_or_init(|| {
+        let dir = std::env::var_os("PROMTEST_CLUSTER").map(PathBuf::from);
+        let dir = dir.filter(|d| d.join("kubeconfig").is_file()).expect(
+            "no PROMTEST_CLUSTER: these tests run on real pods; scripts/test starts \
+             `scripts/cluster up DIR` and runs them inside its network namespace \
+             (nsenter --net=$(cat DIR/netns)) with PROMTEST_CLUSTER=DIR",
+        );
+        Cluster { dir }
+    })
 }
 
 /// A namespace of a real-pod test, deleted when the test ends, passed or failed: the scheduler
@@ -54,48 +55,6 @@ impl Drop for TestNamespace<'_> {
             eprintln!("namespace {} was not deleted within 120 s", self.name);
         }
     }
-}
-
-/// One control plane for this test binary, torn down by a watchdog when the binary exits.
-pub fn cluster() -> &'static Cluster {
-    static CLUSTER: OnceLock<Cluster> = OnceLock::new();
-    CLUSTER.get_or_init(|| {
-        let shared = std::env::var_os("PROMIMPORT_K8S_LOCAL")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| super::repo_root().join("../shared/k8s"));
-        let dir = temp_dir("k8s");
-        std::fs::remove_dir_all(&dir).unwrap();
-        let out = Command::new(shared.join("up"))
-            .arg(&dir)
-            .env(
-                "K8S_LOCAL_IMAGES",
-                format!("promimport={}", super::promimport_bin().display()),
-            )
-            .output()
-            .expect("../shared/k8s/up runs (scripts/test builds it with ../shared/k8s/build)");
-        assert!(
-            out.status.success(),
-            "k8s up: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let watchdog = format!(
-            "while kill -0 {} 2>/dev/null; do sleep 1; done; {} {}",
-            std::process::id(),
-            shared.join("down").display(),
-            dir.display()
-        );
-        // The watchdog outlives this process on purpose: it tears the cluster down after it.
-        #[allow(clippy::zombie_processes)]
-        let _watchdog = Command::new("bash")
-            .args(["-c", &watchdog])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        Cluster { dir }
-    })
 }
 
 /// What an import's ledger ConfigMap says: its state and message, its range, the window records
@@ -252,6 +211,24 @@ impl Cluster {
             );
             std::thread::sleep(Duration::from_millis(500));
         }
+    }
+
+    /// The promimport image the cluster's containerd holds (`REPOSITORY:TAG`), as scripts/cluster
+    /// wrote it.
+    pub fn image(&self) -> String {
+        let image = std::fs::read_to_string(self.dir.join("image"))
+            .expect("scripts/cluster up writes DIR/image");
+        image.trim().to_string()
+    }
+
+    /// The chart's values that point it at [`Cluster::image`], as a user points it at theirs.
+    pub fn image_sets(&self) -> [String; 2] {
+        let image = self.image();
+        let (repository, tag) = image.rsplit_once(':').expect("REPOSITORY:TAG");
+        [
+            format!("image.repository={repository}"),
+            format!("image.tag={tag}"),
+        ]
     }
 
     pub fn admin(&self) -> PathBuf {

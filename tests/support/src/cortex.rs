@@ -221,24 +221,6 @@ impl Cortex {
     }
 }
 
-impl Cortex {
-    /// A reader for a Cortex started with `CORTEX_TLS_DIR`: the client certificate from
-    /// `opni`-style files (ca.crt, client.crt, client.key). The test's own reader does not
-    /// check the host name (the certificate names Services, not 127.0.0.1): promimport's
-    /// checking is what the tests test.
-    pub fn tls_reader(&self, dir: &std::path::Path) -> reqwest::blocking::Client {
-        let read = |f: &str| std::fs::read(dir.join(f)).expect("certificate files");
-        let mut pem = read("client.crt");
-        pem.extend(read("client.key"));
-        reqwest::blocking::Client::builder()
-            .tls_certs_only(reqwest::Certificate::from_pem_bundle(&read("ca.crt")).unwrap())
-            .identity(reqwest::Identity::from_pem(&pem).unwrap())
-            .tls_danger_accept_invalid_hostnames(true)
-            .build()
-            .unwrap()
-    }
-}
-
 /// Certificates as Opni issues them (cert-manager, Ed25519): a CA, a serving certificate
 /// naming only the short Service names, and a client certificate. The files `up` wants
 /// (server.crt, server.key, client-ca.crt) and the client's (ca.crt, client.crt, client.key).

@@ -148,6 +148,9 @@ pub struct PrometheusOptions<'a> {
     /// The directory of the `prometheus` and `promtool` to run; `None`: the Prometheus under
     /// test (`prometheus_tool`).
     pub tools: Option<&'a Path>,
+    /// The client that asks whether it is ready, for a Prometheus that requires a client
+    /// certificate (`mtls_client`); `None`: one that trusts any certificate.
+    pub ready_client: Option<&'a reqwest::blocking::Client>,
 }
 
 pub fn start_prometheus(name: &str, options: PrometheusOptions) -> Server {
@@ -231,10 +234,11 @@ fn spawn_prometheus(
         .iter()
         .any(|flag| flag.starts_with("--web.config.file"));
     let scheme = if tls { "https" } else { "http" };
-    wait_ready_at(
-        &server,
-        &format!("{scheme}://{}:{}/-/ready", test_host(), server.port),
-    );
+    let ready = format!("{scheme}://{}:{}/-/ready", test_host(), server.port);
+    match options.ready_client {
+        Some(client) => wait_ready_with(&server, &ready, client),
+        None => wait_ready_at(&server, &ready),
+    }
     server
 }
 
@@ -343,6 +347,21 @@ pub fn sign_with_ca(dir: &Path, csr: &str, ext: &str, out: &str) {
     );
 }
 
+/// A client with the client certificate of `dir` (`ca.crt`, `client.crt`, `client.key`, as
+/// `cortex::opni_certificates` writes them), trusting only that CA, for any host name: the
+/// servers' certificates name only Opni's short Service names.
+pub fn mtls_client(dir: &Path) -> reqwest::blocking::Client {
+    let read = |f: &str| std::fs::read(dir.join(f)).expect("certificate files");
+    let mut pem = read("client.crt");
+    pem.extend(read("client.key"));
+    reqwest::blocking::Client::builder()
+        .tls_certs_only(reqwest::Certificate::from_pem_bundle(&read("ca.crt")).unwrap())
+        .identity(reqwest::Identity::from_pem(&pem).unwrap())
+        .tls_danger_accept_invalid_hostnames(true)
+        .build()
+        .unwrap()
+}
+
 pub fn certificates(dir: &Path) -> Certificates {
     openssl(
         dir,
@@ -395,12 +414,16 @@ fn wait_ready(server: &Server, path: &str) {
 }
 
 fn wait_ready_at(server: &Server, url: &str) {
-    let deadline = Instant::now() + Duration::from_secs(30);
     // Readiness only: a test server's self-signed certificate is not what is tested here.
     let client = reqwest::blocking::Client::builder()
         .tls_danger_accept_invalid_certs(true)
         .build()
         .unwrap();
+    wait_ready_with(server, url, &client);
+}
+
+fn wait_ready_with(server: &Server, url: &str, client: &reqwest::blocking::Client) {
+    let deadline = Instant::now() + Duration::from_secs(30);
     while Instant::now() < deadline {
         if let Ok(response) = client.get(url).send()
             && response.status().is_success()
@@ -508,7 +531,7 @@ fn history_source_at(
             out_of_order_window: Some("3650d"),
             max_bytes_in_frame,
             history: Some(&history),
-            tools: None,
+            ..PrometheusOptions::default()
         },
     )
 }
@@ -962,7 +985,7 @@ impl FakeServer {
         answer: impl Fn(&FakeRequest, usize) -> FakeResponse + Send + Sync + 'static,
     ) -> Self {
         use std::io::{BufRead, BufReader, Read, Write};
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let listener = TcpListener::bind((test_host().as_str(), 0)).unwrap();
         let port = listener.local_addr().unwrap().port();
         let requests = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let counter = requests.clone();
@@ -1045,7 +1068,7 @@ impl FakeServer {
     }
 
     pub fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.port)
+        format!("http://{}:{}{path}", test_host(), self.port)
     }
 
     pub fn request_count(&self) -> usize {

@@ -18,19 +18,15 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 
-use super::record::{DoneRange, ImportState, WindowRecord, merge_ranges};
-use super::{LedgerEntry, WindowStatus};
+use super::{LABEL_IMPORT, LABEL_LEDGER, LABEL_MANAGED_BY, MANAGED_BY};
 use crate::error::{Error, Result, is_status, kube_error};
+use crate::ledger::record::{DoneRange, ImportState, WindowRecord, merge_ranges};
+use crate::ledger::{LedgerEntry, WindowStatus};
 use crate::retry::kube_with_retries;
 use crate::spec::ImportSpec;
 use crate::timespec::format_ms;
 use crate::window::Window;
 
-/// Labels on everything promimport creates, so `kubectl get jobs,cm -l ...` finds it.
-pub const LABEL_MANAGED_BY: &str = "app.kubernetes.io/managed-by";
-pub const MANAGED_BY: &str = "promimport";
-pub const LABEL_IMPORT: &str = "promimport.io/import";
-pub const LABEL_LEDGER: &str = "promimport.io/ledger";
 /// The most resumes an import may have: each is part of its Job names (`kube::jobs::job_name`),
 /// which must stay within 63 characters.
 pub const MAX_GENERATION: u32 = 9_999_999;
@@ -452,7 +448,7 @@ impl ConfigMapLedger {
     }
 }
 
-impl super::Ledger for ConfigMapLedger {
+impl crate::ledger::Ledger for ConfigMapLedger {
     async fn record(&mut self, entry: &LedgerEntry) -> Result<()> {
         ConfigMapLedger::record(self, entry).await
     }
