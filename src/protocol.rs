@@ -17,9 +17,13 @@ pub const USER_AGENT: &str = concat!("promimport/", env!("CARGO_PKG_VERSION"));
 
 /// A request body: the message as protobuf, in snappy block format.
 pub fn snappy_body(message: &impl prost::Message) -> crate::Result<bytes::Bytes> {
-    let encoded = message.encode_to_vec();
+    snappy(&message.encode_to_vec())
+}
+
+/// Protobuf bytes in snappy block format.
+pub fn snappy(encoded: &[u8]) -> crate::Result<bytes::Bytes> {
     let body = snap::raw::Encoder::new()
-        .compress_vec(&encoded)
+        .compress_vec(encoded)
         .map_err(|cause| crate::Error::Compress {
             bytes: encoded.len(),
             cause,

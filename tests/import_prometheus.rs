@@ -225,3 +225,37 @@ fn a_run_killed_mid_way_resumes_with_exact_data_and_no_window_done_twice() {
         &read_samples(&sink, start - HOUR_MS, end + HOUR_MS),
     );
 }
+
+#[test]
+fn minus_zero_lands_as_minus_zero_not_zero() {
+    // A gauge that goes 1, -0, 0, -0, 2: prost and Prometheus' own remote write code leave a
+    // value out when it equals 0.0, which -0.0 does, so it would land as 0.0. Read back as
+    // chunks: a SAMPLES answer loses the sign on the way out of the sink as well.
+    let dir = temp_dir("minus-zero");
+    let history = dir.join("history.om");
+    let values = ["1", "-0.0", "0", "-0", "2"];
+    let mut text = String::from("# TYPE signed gauge\n");
+    for (i, value) in values.iter().enumerate() {
+        let t = BASE_MS / 1000 + 15 * i as i64;
+        text.push_str(&format!("signed{{job=\"z\"}} {value} {t}\n"));
+    }
+    text.push_str("# EOF\n");
+    std::fs::write(&history, text).unwrap();
+    let source = source_with_history("minus-zero-src", &history);
+    let sink = prometheus_sink("minus-zero-sink");
+    let (start, end) = (BASE_MS, BASE_MS + HOUR_MS);
+    let (code, log) = Run::new(&source.url("/api/v1/read"), &sink.url("/api/v1/write"))
+        .between(start, end)
+        .exec();
+    assert_eq!(code, Some(0), "{log}");
+    let (sent, _) = read_chunked(&source.url("/api/v1/read"), &[], start, end);
+    let (landed, _) = read_chunked(&sink.url("/api/v1/read"), &[], start, end);
+    let minus_zero = (-0.0f64).to_bits();
+    let bits: Vec<u64> = sent.values().flatten().map(|&(_, v)| v).collect();
+    assert_eq!(
+        bits.iter().filter(|&&b| b == minus_zero).count(),
+        2,
+        "{bits:?}"
+    );
+    assert_same_data(&sent, &landed);
+}

@@ -45,8 +45,12 @@ fn helm(
     assert!(out.status.success(), "{}", text(&out));
 }
 
-fn helm_install(cluster: &Cluster, release: &str, namespace: &str, sets: &[String]) {
-    helm(cluster, "install", release, namespace, &[], sets);
+/// `helm install history` with `sets` and the image the cluster holds, as a user points the
+/// chart at theirs.
+fn helm_install(cluster: &Cluster, namespace: &str, sets: &[String]) {
+    let mut sets = sets.to_vec();
+    sets.extend(cluster.image_sets());
+    helm(cluster, "install", "history", namespace, &[], &sets);
 }
 
 /// Waits for the import in `namespace` to finish; its ledger.
@@ -79,12 +83,11 @@ fn in_cluster_helm_install_with_the_charts_defaults_migrates_ten_days_exactly() 
     let sink = prometheus_sink("pods-sink");
     // What a user sets: the image, the source and the destination. Everything else (start,
     // window, parallelism, resources, security context) is the chart's default.
-    let mut sets = vec![
+    let sets = vec![
         format!("source.url={}", source.url("/api/v1/read")),
         format!("destination.url={}", sink.url("/api/v1/write")),
     ];
-    sets.extend(cluster.image_sets());
-    helm_install(cluster, "history", namespace, &sets);
+    helm_install(cluster, namespace, &sets);
     let import = "rancher-monitoring";
     let ledger = finished(cluster, namespace, import, Duration::from_secs(900));
     let (start, end) = (ledger.range_start_ms, ledger.range_end_ms.unwrap());
@@ -207,7 +210,7 @@ fn in_cluster_a_worker_over_its_memory_limit_is_named_never_done_and_more_memory
     let _namespace = TestNamespace::create(cluster, namespace);
     let source = wide_source("pods-oom-src", 3000);
     let sink = prometheus_sink("pods-oom-sink");
-    let mut sets = vec![
+    let sets = vec![
         format!("source.url={}", source.url("/api/v1/read")),
         format!("destination.url={}", sink.url("/api/v1/write")),
         "start=now-4h".to_string(),
@@ -220,8 +223,7 @@ fn in_cluster_a_worker_over_its_memory_limit_is_named_never_done_and_more_memory
         "worker.resources.requests.memory=8Mi".to_string(),
         "worker.backoffLimit=0".to_string(),
     ];
-    sets.extend(cluster.image_sets());
-    helm_install(cluster, "history", namespace, &sets);
+    helm_install(cluster, namespace, &sets);
     let import = "rancher-monitoring";
     let ledger = in_state(
         cluster,
@@ -325,7 +327,7 @@ fn in_cluster_stop_reaches_the_workers_as_sigterm_within_the_grace_period_and_re
     let _namespace = TestNamespace::create(cluster, namespace);
     let source = recent_history_source("pods-stop-src", 24, 1);
     let sink = prometheus_sink("pods-stop-sink");
-    let mut sets = vec![
+    let sets = vec![
         format!("source.url={}", source.url("/api/v1/read")),
         format!("destination.url={}", sink.url("/api/v1/write")),
         "start=now-26h".to_string(),
@@ -337,8 +339,7 @@ fn in_cluster_stop_reaches_the_workers_as_sigterm_within_the_grace_period_and_re
         "worker.maxSamplesPerSecond=500".to_string(),
         "worker.batchSamples=250".to_string(),
     ];
-    sets.extend(cluster.image_sets());
-    helm_install(cluster, "history", namespace, &sets);
+    helm_install(cluster, namespace, &sets);
     let import = "rancher-monitoring";
     let workers = |running: bool| worker_pods(cluster, namespace, import, running);
     let deadline = Instant::now() + Duration::from_secs(300);
@@ -398,7 +399,7 @@ fn in_cluster_helm_uninstall_while_workers_run_removes_every_object_and_pod() {
     let _namespace = TestNamespace::create(cluster, namespace);
     let source = recent_history_source("pods-uninstall-src", 8, 1);
     let sink = prometheus_sink("pods-uninstall-sink");
-    let mut sets = vec![
+    let sets = vec![
         format!("source.url={}", source.url("/api/v1/read")),
         format!("destination.url={}", sink.url("/api/v1/write")),
         "start=now-10h".to_string(),
@@ -407,8 +408,7 @@ fn in_cluster_helm_uninstall_while_workers_run_removes_every_object_and_pod() {
         "worker.maxSamplesPerSecond=500".to_string(),
         "worker.batchSamples=250".to_string(),
     ];
-    sets.extend(cluster.image_sets());
-    helm_install(cluster, "history", namespace, &sets);
+    helm_install(cluster, namespace, &sets);
     let import = "rancher-monitoring";
     let deadline = Instant::now() + Duration::from_secs(300);
     while worker_pods(cluster, namespace, import, true).is_empty() {
@@ -430,7 +430,8 @@ fn in_cluster_helm_uninstall_while_workers_run_removes_every_object_and_pod() {
 
 #[test]
 #[ignore = "runs on real pods: scripts/test runs it inside scripts/cluster's network namespace"]
-fn in_cluster_blocks_into_a_host_volume_shared_by_the_jobs_are_served_exactly_by_prometheus() {
+fn in_cluster_blocks_into_a_persistent_volume_shared_by_the_jobs_are_served_exactly_by_prometheus()
+{
     use std::os::unix::fs::PermissionsExt;
     let cluster = cluster();
     let namespace = "pods-blocks";
@@ -440,15 +441,42 @@ fn in_cluster_blocks_into_a_host_volume_shared_by_the_jobs_are_served_exactly_by
     // The workers run as user 65532 and write the blocks; the read-only root filesystem is
     // theirs, the volume is where they may write (and stage each block before its rename).
     std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o777)).unwrap();
-    let mut sets = vec![
+    // A PersistentVolume on the node's directory and a claim that the controller-manager
+    // binds to it, as a user provides one; the chart names only the claim.
+    let volume = format!(
+        "apiVersion: v1\nkind: PersistentVolume\nmetadata: {{name: pods-blocks}}\nspec:\n  \
+         capacity: {{storage: 1Gi}}\n  accessModes: [ReadWriteOnce]\n  storageClassName: manual\n  \
+         claimRef: {{namespace: {namespace}, name: blocks}}\n  \
+         hostPath: {{path: \"{}\", type: Directory}}\n---\n\
+         apiVersion: v1\nkind: PersistentVolumeClaim\nmetadata: {{name: blocks, namespace: {namespace}}}\n\
+         spec:\n  accessModes: [ReadWriteOnce]\n  storageClassName: manual\n  volumeName: pods-blocks\n  \
+         resources: {{requests: {{storage: 1Gi}}}}\n",
+        data.display()
+    );
+    let manifest = data.with_extension("yaml");
+    std::fs::write(&manifest, volume).unwrap();
+    cluster.kubectl(&["apply", "-f", manifest.to_str().unwrap()]);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while cluster.kubectl(&[
+        "get",
+        "pvc",
+        "blocks",
+        "-n",
+        namespace,
+        "-o",
+        "jsonpath={.status.phase}",
+    ]) != "Bound"
+    {
+        assert!(Instant::now() < deadline, "the claim was not bound");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let sets = vec![
         format!("source.url={}", source.url("/api/v1/read")),
         "destination.blocks.url=file:///blocks".to_string(),
-        format!("destination.blocks.volume.hostPath.path={}", data.display()),
-        "destination.blocks.volume.hostPath.type=Directory".to_string(),
+        "destination.blocks.volume.persistentVolumeClaim.claimName=blocks".to_string(),
         "start=now-14h".to_string(),
     ];
-    sets.extend(cluster.image_sets());
-    helm_install(cluster, "history", namespace, &sets);
+    helm_install(cluster, namespace, &sets);
     let import = "rancher-monitoring";
     let ledger = finished(cluster, namespace, import, Duration::from_secs(600));
     let (start, end) = (ledger.range_start_ms, ledger.range_end_ms.unwrap());
@@ -467,6 +495,8 @@ fn in_cluster_blocks_into_a_host_volume_shared_by_the_jobs_are_served_exactly_by
     assert!(total_samples(&expected) > 40_000, "the range holds history");
     let served = start_prometheus_on("pods-blocks-served", &data, &[]);
     assert_same_data(&expected, &read_samples(&served, start, end));
+    // The volume outlives the namespace (it is the cluster's); it goes once its claim has.
+    cluster.kubectl(&["delete", "pv", "pods-blocks", "--wait=false"]);
 }
 
 #[test]
@@ -522,7 +552,7 @@ fn in_cluster_mutual_tls_from_secret_volumes_into_a_sink_that_requires_a_client_
         args.extend(files.iter().map(String::as_str));
         cluster.kubectl(&args);
     }
-    let mut sets = vec![
+    let sets = vec![
         format!("source.url={}", source.url("/api/v1/read")),
         format!("destination.url={}", sink_url("/api/v1/write")),
         "destination.caSecret.name=cortex-serving-cert-keys".to_string(),
@@ -531,8 +561,7 @@ fn in_cluster_mutual_tls_from_secret_volumes_into_a_sink_that_requires_a_client_
         "destination.tlsServerName=cortex-distributor".to_string(),
         "start=now-8h".to_string(),
     ];
-    sets.extend(cluster.image_sets());
-    helm_install(cluster, "history", namespace, &sets);
+    helm_install(cluster, namespace, &sets);
     let ledger = finished(
         cluster,
         namespace,
@@ -628,14 +657,13 @@ fn in_cluster_a_2h_window_of_50k_series_stays_within_the_charts_default_memory_l
     let (start, end) = ((end_s - 7_200) * 1000, end_s * 1000);
     // Only the source, the destination, the range and the image: the window (2h), the
     // resources (256Mi) and everything else are the chart's defaults.
-    let mut sets = vec![
+    let sets = vec![
         format!("source.url={}", source.url("/api/v1/read")),
         format!("destination.url={}", sink.url("/api/v1/write")),
         format!("start={}", rfc3339(start)),
         format!("end={}", rfc3339(end)),
     ];
-    sets.extend(cluster.image_sets());
-    helm_install(cluster, "history", namespace, &sets);
+    helm_install(cluster, namespace, &sets);
     let ledger = finished(
         cluster,
         namespace,

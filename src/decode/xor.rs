@@ -163,10 +163,16 @@ impl<'a> BitReader<'a> {
         }
         let byte = self.position / 8;
         let offset = (self.position % 8) as u32;
-        let mut word = [0u8; 8];
-        let available = (self.data.len() - byte).min(8);
-        word[..available].copy_from_slice(&self.data[byte..byte + available]);
-        let word = u64::from_be_bytes(word) << offset;
+        let word = match self.data.get(byte..byte + 8) {
+            // All but a chunk's last 7 bytes: one load, no copy (the hot path of decoding).
+            Some(eight) => u64::from_be_bytes(eight.try_into().unwrap_or([0; 8])),
+            None => {
+                let mut word = [0u8; 8];
+                let available = self.data.len() - byte;
+                word[..available].copy_from_slice(&self.data[byte..]);
+                u64::from_be_bytes(word)
+            }
+        } << offset;
         self.position += n as usize;
         Some(word >> (64 - n))
     }

@@ -1,6 +1,7 @@
 //! The remote write 1.0 sender: protobuf `WriteRequest` → snappy block → POST with the
 //! spec's headers, retried per the table in `retry.rs`.
 
+mod encode;
 pub mod pace;
 
 use std::sync::Arc;
@@ -190,7 +191,7 @@ impl DestinationWriter {
         costs: &mut SendCosts,
     ) -> Result<Answer> {
         let started = Instant::now();
-        let body = protocol::snappy_body(request)?;
+        let body = protocol::snappy(&encode::encode_write_request(request))?;
         costs.encode += started.elapsed();
         costs.requests += 1;
         costs.bytes += body.len() as u64;
