@@ -82,11 +82,8 @@ impl Reader<'_, '_> {
 
     /// The number of leading one bits (at most 8) that select a varbit's width.
     fn varbit_width(&mut self) -> Result<Option<u32>, ChunkError> {
-        let mut ones = 0;
-        while ones < 8 && self.bits(1)? == 1 {
-            ones += 1;
-        }
-        Ok(match ones {
+        let truncated = self.truncated();
+        Ok(match self.bits.leading_ones(8).ok_or(truncated)? {
             0 => None,
             1 => Some(3),
             2 => Some(6),

@@ -72,11 +72,7 @@ pub fn decode_xor(chunk: &[u8], out: &mut RawSamples) -> Result<(), ChunkError> 
 
 /// Delta of delta: `0` for 0, then `10`, `110`, `1110` with 14, 17, 20 bits, `1111` with 64.
 fn read_dod(bits: &mut BitReader) -> Option<i64> {
-    let mut prefix = 0;
-    while prefix < 4 && bits.read(1)? == 1 {
-        prefix += 1;
-    }
-    let size = match prefix {
+    let size = match bits.leading_ones(4)? {
         0 => return Some(0),
         1 => 14,
         2 => 17,
@@ -175,6 +171,32 @@ impl<'a> BitReader<'a> {
         } << offset;
         self.position += n as usize;
         Some(word >> (64 - n))
+    }
+
+    /// Reads a prefix of one bits ended by a zero, at most `max` (1..=8) of them (then with no
+    /// zero after): the number of ones, or `None` where the stream ends inside the prefix. One
+    /// look at the next bits instead of a read per bit: such prefixes select the widths in both
+    /// chunk encodings, before nearly every sample's fields.
+    pub(super) fn leading_ones(&mut self, max: u32) -> Option<u32> {
+        let available = self.remaining().min(max as usize) as u32;
+        if available == 0 {
+            return None;
+        }
+        let start = self.position;
+        let window = self.read(available)?;
+        self.position = start;
+        // The window at the top of a word, inverted: its leading ones become leading zeros,
+        // and the bits below it (ones after inverting) end the count.
+        let ones = (!(window << (64 - available))).leading_zeros();
+        if ones < available {
+            self.position += ones as usize + 1;
+            Some(ones)
+        } else if ones == max {
+            self.position += max as usize;
+            Some(max)
+        } else {
+            None
+        }
     }
 
     fn read_uvarint(&mut self) -> Result<u64, ()> {

@@ -25,9 +25,17 @@ const SAMPLE_TIMESTAMP: u8 = 2 << 3;
 /// The request's protobuf encoding, as any protobuf decoder reads it into the same message
 /// (and -0.0 into -0.0).
 pub fn encode_write_request(request: &WriteRequest) -> Vec<u8> {
-    let lengths: Vec<usize> = request.timeseries.iter().map(series_len).collect();
+    // A histogram is measured once (prost measures its spans again inside), and kept here for
+    // its length prefix.
+    let mut histogram_lengths = Vec::new();
+    let lengths: Vec<usize> = request
+        .timeseries
+        .iter()
+        .map(|series| series_len(series, &mut histogram_lengths))
+        .collect();
     let total = lengths.iter().map(|&n| delimited_len(n)).sum();
     let mut out = Vec::with_capacity(total);
+    let mut histogram_lengths = histogram_lengths.into_iter();
     for (series, &len) in request.timeseries.iter().zip(&lengths) {
         out.push(TIMESERIES);
         encode_varint(len as u64, &mut out);
@@ -49,9 +57,9 @@ pub fn encode_write_request(request: &WriteRequest) -> Vec<u8> {
                 encode_varint(sample.timestamp as u64, &mut out);
             }
         }
-        for histogram in &series.histograms {
+        for (histogram, len) in series.histograms.iter().zip(&mut histogram_lengths) {
             out.push(HISTOGRAMS);
-            encode_varint(histogram.encoded_len() as u64, &mut out);
+            encode_varint(len as u64, &mut out);
             histogram.encode_raw(&mut out);
         }
     }
@@ -64,7 +72,8 @@ fn delimited_len(body: usize) -> usize {
     1 + encoded_len_varint(body as u64) + body
 }
 
-fn series_len(series: &TimeSeries) -> usize {
+/// A series' encoded size; its histograms' sizes are appended to `histogram_lengths`.
+fn series_len(series: &TimeSeries, histogram_lengths: &mut Vec<usize>) -> usize {
     let labels: usize = series
         .labels
         .iter()
@@ -72,11 +81,12 @@ fn series_len(series: &TimeSeries) -> usize {
         .sum();
     // A sample is at most 20 bytes, so its length is one byte.
     let samples: usize = series.samples.iter().map(|s| 2 + sample_len(s)).sum();
-    let histograms: usize = series
-        .histograms
-        .iter()
-        .map(|h| delimited_len(h.encoded_len()))
-        .sum();
+    let mut histograms = 0;
+    for histogram in &series.histograms {
+        let len = histogram.encoded_len();
+        histogram_lengths.push(len);
+        histograms += delimited_len(len);
+    }
     labels + samples + histograms
 }
 
