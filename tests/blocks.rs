@@ -525,43 +525,8 @@ fn a_bucket_behind_tls_is_verified_and_takes_the_destinations_ca() {
     assert_eq!(code, Some(0), "{log}");
 
     // Every object of the tenant, fetched into a data directory a Prometheus then serves.
-    use object_store::ObjectStoreExt;
-    let bucket = object_store::aws::AmazonS3Builder::new()
-        .with_endpoint(&endpoint)
-        .with_region("us-east-1")
-        .with_bucket_name("cortex-blocks")
-        .with_access_key_id("x")
-        .with_secret_access_key("y")
-        .with_client_options(
-            object_store::ClientOptions::new().with_allow_invalid_certificates(true),
-        )
-        .build()
-        .unwrap();
     let data = temp_dir("blocks-tls-data");
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    // moto lists a bucket unsigned (as the other S3 test reads it); objects are read signed.
-    let listing = reqwest::blocking::Client::builder()
-        .tls_danger_accept_invalid_certs(true)
-        .build()
-        .unwrap()
-        .get(format!(
-            "{endpoint}/cortex-blocks?list-type=2&prefix={TENANT}/"
-        ))
-        .send()
-        .unwrap()
-        .text()
-        .unwrap();
-    let mut metas = 0;
-    for key in s3_keys(&listing) {
-        let location = object_store::path::Path::from(key);
-        let bytes = runtime
-            .block_on(async { bucket.get(&location).await?.bytes().await })
-            .unwrap();
-        let path = data.join(key.trim_start_matches(&format!("{TENANT}/")));
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(&path, &bytes).unwrap();
-        metas += usize::from(key.ends_with("/meta.json"));
-    }
+    let metas = download_tenant(&endpoint, "cortex-blocks", TENANT, &data);
     assert_eq!(metas, 3, "three 2h blocks of the 6h");
     let expected = read_samples(&source, BASE_MS, BASE_MS + 6 * HOUR_MS);
     assert!(total_samples(&expected) > 0);

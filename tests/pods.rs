@@ -704,3 +704,85 @@ fn in_cluster_a_2h_window_of_50k_series_stays_within_the_charts_default_memory_l
     assert_same_data(&floats, &sunk_floats);
     assert_same_histograms(&histograms, &sunk_histograms);
 }
+
+#[test]
+#[ignore = "runs on real pods: scripts/test runs it inside scripts/cluster's network namespace"]
+fn in_cluster_blocks_into_an_s3_bucket_are_staged_under_the_read_only_root_and_served_exactly() {
+    let cluster = cluster();
+    let namespace = "pods-s3";
+    let _namespace = TestNamespace::create(cluster, namespace);
+    let source = recent_history_source("pods-s3-src", 8, 1);
+    let s3 = start_s3("pods-s3-bucket", "cortex-blocks");
+    // The bucket's credentials as a user keeps them: a Secret of the store's usual variables.
+    // Each block is staged on the pod's scratch volume before its upload: the root filesystem
+    // is read-only, and nothing else is writable.
+    let literal = |k: &str, v: &str| format!("--from-literal={k}={v}");
+    let mut args = vec!["-n", namespace, "create", "secret", "generic", "bucket"];
+    let secret = [
+        literal("AWS_ENDPOINT", &s3.url("")),
+        literal("AWS_ALLOW_HTTP", "true"),
+        literal("AWS_REGION", "us-east-1"),
+        literal("AWS_ACCESS_KEY_ID", "x"),
+        literal("AWS_SECRET_ACCESS_KEY", "bucket-secret-value"),
+    ];
+    args.extend(secret.iter().map(String::as_str));
+    cluster.kubectl(&args);
+    let sets = vec![
+        format!("source.url={}", source.url("/api/v1/read")),
+        "destination.blocks.url=s3://cortex-blocks".to_string(),
+        "destination.blocks.tenant=c-7xk2p".to_string(),
+        "destination.blocks.credentialsSecret=bucket".to_string(),
+        "start=now-10h".to_string(),
+    ];
+    helm_install(cluster, namespace, &sets);
+    let ledger = finished(
+        cluster,
+        namespace,
+        "rancher-monitoring",
+        Duration::from_secs(600),
+    );
+    assert!(ledger.all_exact(), "{ledger:?}");
+    let (start, end) = (ledger.range_start_ms, ledger.range_end_ms.unwrap());
+    // The bucket as Cortex reads it (TENANT/ULID/...), downloaded into a directory that a
+    // Prometheus serves.
+    let data = temp_dir("pods-s3-data");
+    let blocks = download_tenant(&s3.url(""), "cortex-blocks", "c-7xk2p", &data);
+    assert!(
+        (4..=5).contains(&blocks),
+        "one block per 2h window of the 8h of history: {blocks}"
+    );
+    let expected = read_samples(&source, start, end);
+    assert!(total_samples(&expected) > 20_000, "the range holds history");
+    let served = start_prometheus_on("pods-s3-served", &data, &[]);
+    assert_same_data(&expected, &read_samples(&served, start, end));
+    // The staging directory is the pod's own scratch volume, and the key stays in its Secret.
+    let jobs = cluster.kubectl(&[
+        "-n",
+        namespace,
+        "get",
+        "jobs",
+        "-l",
+        "promimport.io/import=rancher-monitoring",
+        "-o",
+        "json",
+    ]);
+    assert!(
+        !jobs.contains("bucket-secret-value"),
+        "a credential in a Job"
+    );
+    let jobs: serde_json::Value = serde_json::from_str(&jobs).unwrap();
+    for job in jobs["items"].as_array().unwrap() {
+        let pod = &job["spec"]["template"]["spec"];
+        assert_eq!(
+            pod["volumes"][0]["emptyDir"],
+            serde_json::json!({}),
+            "{pod}"
+        );
+        let container = &pod["containers"][0];
+        assert_eq!(container["securityContext"]["readOnlyRootFilesystem"], true);
+        assert_eq!(
+            container["volumeMounts"][0]["mountPath"],
+            "/var/tmp/promimport"
+        );
+    }
+}

@@ -276,7 +276,7 @@ pub fn s3_keys(listing: &str) -> Vec<&str> {
 }
 
 /// `start_s3` serving HTTPS with the certificate and key `certificates` made, when given
-/// (its endpoint is then `https://127.0.0.1:PORT`).
+/// (its endpoint is then `https://HOST:PORT`, the host `test_host()`).
 pub fn start_s3_with(name: &str, bucket: &str, tls: Option<&Certificates>) -> Server {
     let dir = temp_dir(name);
     let port = free_port();
@@ -284,7 +284,7 @@ pub fn start_s3_with(name: &str, bucket: &str, tls: Option<&Certificates>) -> Se
         "-m".to_string(),
         "moto.server".into(),
         "-H".into(),
-        "127.0.0.1".into(),
+        test_host(),
         "-p".into(),
         port.to_string(),
     ];
@@ -300,7 +300,7 @@ pub fn start_s3_with(name: &str, bucket: &str, tls: Option<&Certificates>) -> Se
         .expect("python3 runs moto.server (PyPI moto[server]; scripts/install-deps installs it)");
     let server = Server { child, port, dir };
     let scheme = if tls.is_some() { "https" } else { "http" };
-    let endpoint = format!("{scheme}://127.0.0.1:{port}");
+    let endpoint = format!("{scheme}://{}:{port}", test_host());
     wait_ready_at(&server, &format!("{endpoint}/"));
     // Setting up, not what is tested: the test server's certificate is taken as it is.
     let made = reqwest::blocking::Client::builder()
@@ -312,6 +312,49 @@ pub fn start_s3_with(name: &str, bucket: &str, tls: Option<&Certificates>) -> Se
         .unwrap();
     assert!(made.status().is_success(), "bucket {bucket}: {made:?}");
     server
+}
+
+/// Every object of `tenant` in the moto bucket at `endpoint`, written into `dir` without the
+/// tenant's prefix (ULID/meta.json, ...), where a Prometheus serves them; the number of blocks.
+/// moto lists a bucket unsigned, and serves objects only to signed requests.
+pub fn download_tenant(endpoint: &str, bucket: &str, tenant: &str, dir: &Path) -> usize {
+    use object_store::ObjectStoreExt;
+    let client = reqwest::blocking::Client::builder()
+        .tls_danger_accept_invalid_certs(true)
+        .build()
+        .unwrap();
+    let listing = client
+        .get(format!("{endpoint}/{bucket}?list-type=2&prefix={tenant}/"))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    let store = object_store::aws::AmazonS3Builder::new()
+        .with_endpoint(endpoint)
+        .with_region("us-east-1")
+        .with_bucket_name(bucket)
+        .with_access_key_id("x")
+        .with_secret_access_key("y")
+        .with_client_options(
+            object_store::ClientOptions::new()
+                .with_allow_http(true)
+                .with_allow_invalid_certificates(true),
+        )
+        .build()
+        .unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let mut blocks = 0;
+    for key in s3_keys(&listing) {
+        let location = object_store::path::Path::from(key);
+        let bytes = runtime
+            .block_on(async { store.get(&location).await?.bytes().await })
+            .unwrap();
+        let path = dir.join(key.trim_start_matches(&format!("{tenant}/")));
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, &bytes).unwrap();
+        blocks += usize::from(key.ends_with("/meta.json"));
+    }
+    blocks
 }
 
 /// A test CA and a server certificate it signed for 127.0.0.1 and localhost (rustls refuses
