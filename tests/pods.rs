@@ -53,6 +53,27 @@ fn helm_install(cluster: &Cluster, namespace: &str, sets: &[String]) {
     helm(cluster, "install", "history", namespace, &[], &sets);
 }
 
+/// The worker Jobs of the chart's import in `namespace`: as kubectl prints them (JSON), and
+/// each one's pod spec.
+fn worker_pod_specs(cluster: &Cluster, namespace: &str) -> (String, Vec<serde_json::Value>) {
+    let jobs = cluster.kubectl(&[
+        "-n",
+        namespace,
+        "get",
+        "jobs",
+        "-l",
+        "promimport.io/import=rancher-monitoring",
+        "-o",
+        "json",
+    ]);
+    let parsed: serde_json::Value = serde_json::from_str(&jobs).unwrap();
+    let pods = parsed["items"].as_array().unwrap().iter();
+    let pods = pods
+        .map(|job| job["spec"]["template"]["spec"].clone())
+        .collect();
+    (jobs, pods)
+}
+
 /// Waits for the import in `namespace` to finish; its ledger.
 fn finished(cluster: &Cluster, namespace: &str, import: &str, within: Duration) -> Ledger {
     let deadline = Instant::now() + within;
@@ -584,26 +605,14 @@ fn in_cluster_mutual_tls_from_secret_volumes_into_a_sink_that_requires_a_client_
     // The workers read the certificates from read-only Secret volumes: no certificate or key
     // is in a Job, and none in a worker's environment.
     let jobs = cluster.kubectl(&["-n", namespace, "get", "jobs", "-o", "json"]);
-    let workers = cluster.kubectl(&[
-        "-n",
-        namespace,
-        "get",
-        "jobs",
-        "-l",
-        "promimport.io/import=rancher-monitoring",
-        "-o",
-        "json",
-    ]);
+    let (_, workers) = worker_pod_specs(cluster, namespace);
     let key_pem = std::fs::read_to_string(tls.join("client.key")).unwrap();
     assert!(
         !jobs.contains(key_pem.lines().nth(1).unwrap()),
         "a key in a Job"
     );
-    let workers: serde_json::Value = serde_json::from_str(&workers).unwrap();
-    let workers = workers["items"].as_array().unwrap();
     assert!(!workers.is_empty());
-    for job in workers {
-        let pod = &job["spec"]["template"]["spec"];
+    for pod in &workers {
         let secrets: Vec<&str> = pod["volumes"]
             .as_array()
             .unwrap()
@@ -756,23 +765,12 @@ fn in_cluster_blocks_into_an_s3_bucket_are_staged_under_the_read_only_root_and_s
     let served = start_prometheus_on("pods-s3-served", &data, &[]);
     assert_same_data(&expected, &read_samples(&served, start, end));
     // The staging directory is the pod's own scratch volume, and the key stays in its Secret.
-    let jobs = cluster.kubectl(&[
-        "-n",
-        namespace,
-        "get",
-        "jobs",
-        "-l",
-        "promimport.io/import=rancher-monitoring",
-        "-o",
-        "json",
-    ]);
+    let (jobs, pods) = worker_pod_specs(cluster, namespace);
     assert!(
         !jobs.contains("bucket-secret-value"),
         "a credential in a Job"
     );
-    let jobs: serde_json::Value = serde_json::from_str(&jobs).unwrap();
-    for job in jobs["items"].as_array().unwrap() {
-        let pod = &job["spec"]["template"]["spec"];
+    for pod in &pods {
         assert_eq!(
             pod["volumes"][0]["emptyDir"],
             serde_json::json!({}),
